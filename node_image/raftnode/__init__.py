@@ -1,0 +1,1 @@
+"""A Raft replicated key-value node."""

@@ -1,0 +1,154 @@
+"""The vocabulary shared by the pure Raft core, the simulator and the asyncio driver.
+
+The core (raftnode.core) is a deterministic state machine in the style of etcd's raft:
+
+    core = RaftCore(config, storage_state, rng)
+    core.tick()                       # one logical tick (config.tick_ms of real time)
+    core.step(message)                # a message received from a peer
+    core.propose(command) -> (index, term)   # leader only; raises NotLeader
+    core.read_index(ctx)              # ask for a linearizable read; answered in a later Ready
+    rd = core.ready()                 # everything the driver must do now (may be empty)
+    ... driver persists rd.hard_state / rd.truncate_from / rd.entries (fsync once: group commit),
+        sends rd.messages (those with needs_persist=True only after the fsync),
+        applies rd.committed in order, serves rd.read_states ...
+    core.advance(rd)                  # tell the core the Ready was handled (persisted)
+
+Nothing in the core touches sockets, disks, clocks, threads or global randomness: `rng` is a
+`random.Random` (or anything with .random() and .randint()) passed in and seeded by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
+
+# Message kinds on the peer protocol.
+REQUEST_VOTE = "RequestVote"
+REQUEST_VOTE_RESP = "RequestVoteResp"
+PRE_VOTE = "PreVote"
+PRE_VOTE_RESP = "PreVoteResp"
+APPEND = "AppendEntries"
+APPEND_RESP = "AppendEntriesResp"
+SNAPSHOT = "InstallSnapshot"
+SNAPSHOT_RESP = "InstallSnapshotResp"
+
+# Entry kinds.
+NOOP = "noop"        # appended by a new leader in its own term
+COMMAND = "command"  # a client command for the state machine (data is a JSON-able dict)
+
+
+@dataclass
+class Entry:
+    index: int
+    term: int
+    kind: str = COMMAND
+    data: Any = None  # JSON-able; for COMMAND the KV command dict (see raftnode.kv)
+
+
+@dataclass
+class HardState:
+    term: int = 0
+    voted_for: str | None = None
+    commit: int = 0  # advisory; commit is re-learned from the leader after a restart
+
+
+@dataclass
+class Message:
+    kind: str
+    src: str
+    dst: str
+    term: int
+    # RequestVote / PreVote
+    last_log_index: int = 0
+    last_log_term: int = 0
+    # AppendEntries
+    prev_log_index: int = 0
+    prev_log_term: int = 0
+    entries: list[Entry] = field(default_factory=list)
+    leader_commit: int = 0
+    # responses
+    granted: bool = False          # vote responses
+    success: bool = False          # append responses
+    match_index: int = 0           # append response: highest index known to match
+    conflict_index: int = 0        # append response hint for fast backtracking
+    conflict_term: int = 0
+    # read-index heartbeat round: the leader tags heartbeats, followers echo the tag
+    context: int = 0
+    # InstallSnapshot (part 2)
+    snapshot_index: int = 0
+    snapshot_term: int = 0
+    offset: int = 0
+    data: bytes = b""
+    done: bool = False
+    # Set by the core: True when the driver must have fsynced this Ready's hard state and
+    # entries before sending the message (vote grants, append acks, candidates' own votes).
+    needs_persist: bool = True
+
+
+@dataclass
+class ReadState:
+    """A read that became safe: serve it once last_applied >= index."""
+
+    ctx: Any
+    index: int
+
+
+@dataclass
+class Event:
+    """Something worth one structured log line: role/term change, vote, election, commit."""
+
+    kind: str  # "role", "term", "vote", "election_won", "election_lost", "commit", "step_down"
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class Ready:
+    hard_state: HardState | None = None          # persist (atomically) when not None
+    truncate_from: int | None = None             # delete log entries with index >= this first
+    entries: list[Entry] = field(default_factory=list)  # then append these (contiguous)
+    messages: list[Message] = field(default_factory=list)
+    committed: list[Entry] = field(default_factory=list)  # apply in order, exactly once
+    read_states: list[ReadState] = field(default_factory=list)
+    dropped_reads: list[Any] = field(default_factory=list)  # ctxs that can no longer be served
+    events: list[Event] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return (self.hard_state is None and self.truncate_from is None and not self.entries
+                and not self.messages and not self.committed and not self.read_states
+                and not self.dropped_reads and not self.events)
+
+    @property
+    def must_sync(self) -> bool:
+        return self.hard_state is not None or self.truncate_from is not None or bool(self.entries)
+
+
+@dataclass
+class StorageState:
+    """What a node recovers from disk at start-up and hands to the core."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    entries: list[Entry] = field(default_factory=list)  # contiguous, after the snapshot
+    snapshot_index: int = 0
+    snapshot_term: int = 0
+
+
+@dataclass
+class Config:
+    node_id: str
+    peers: list[str]                 # all voters including node_id
+    tick_ms: int = 10
+    election_timeout_min_ms: int = 150
+    election_timeout_max_ms: int = 300
+    heartbeat_ms: int = 50
+    max_entries_per_append: int = 512
+    pre_vote: bool = True            # part 2
+    check_quorum: bool = True        # part 2
+    bugs: frozenset = frozenset()    # seeded bugs (part 2), empty = correct node
+
+
+class NotLeader(Exception):
+    def __init__(self, leader: str | None):
+        super().__init__(f"not leader (leader: {leader})")
+        self.leader = leader
