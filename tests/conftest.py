@@ -13,3 +13,45 @@ def pytest_addoption(parser):
     parser.addoption("--sim-seeds", type=int, default=int(os.environ.get("SPLITBRAIN_SIM_SEEDS", "1000")),
                      help="how many simulator seeds the randomized Raft simulation test runs (default 1000)")
     parser.addoption("--sim-first-seed", type=int, default=0, help="first simulator seed")
+
+
+import shutil
+import subprocess
+
+import pytest
+
+
+def _docker_info_error():
+    """None when a Docker engine answers, else the error text."""
+    if shutil.which("docker") is None:
+        return "the docker client is not installed (bootstrap.sh installs Debian's docker.io)"
+    try:
+        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "docker info did not answer within 30 s"
+    if proc.returncode != 0:
+        return (proc.stderr or proc.stdout).strip() or f"docker info exited {proc.returncode}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A running Docker engine. In CI its absence fails the test (never a silent skip); on a
+    developer's machine the test is skipped with the engine's own error."""
+    error = _docker_info_error()
+    if error is not None:
+        message = f"Docker engine unavailable: {error}"
+        print(message)
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the Docker tests: bootstrap.sh starts dockerd)")
+        pytest.skip(message)
+    return True
+
+
+@pytest.fixture(scope="session")
+def node_image(docker_engine):
+    """The node image tag, built once per session (cached by the image builder)."""
+    from chaos.provision.image import build_image
+
+    return build_image()
