@@ -1,0 +1,425 @@
+"""Durable Raft state on disk: hard state, the log, and a state-machine snapshot.
+
+Layout of the data directory:
+
+    hardstate.json         {"term", "voted_for", "commit"}; replaced atomically
+                           (write temp file, fsync, rename, fsync the directory)
+    snapshot.bin           optional: magic, index, term, CRC32, data; replaced atomically
+    log-00000001.seg ...   append-only log segments, numbered in write order
+
+A segment starts with an 8-byte magic and holds records:
+
+    length  u32   size of the body
+    crc     u32   CRC32 of the body
+    body          u8 type (1 = batch), u64 truncate_from (0 = none), u32 count,
+                  then per entry: u64 index, u64 term, u8 kind, u32 n, n bytes of JSON data
+
+One record is written per Ready (group commit: all of a Ready's entries, and the truncation of a
+conflicting suffix, in one record and one fdatasync). A truncation is therefore durable exactly
+when the entries that replace it are, and replay applies it in order, so a truncated suffix never
+reappears. Replay rules after a crash:
+
+  * a bad record (short header, length past the end of the file, CRC mismatch, zero filler)
+    that is the last thing in the newest segment is a torn write that was never acknowledged:
+    it is truncated away (and reported in `recovery_notes`);
+  * a bad record with valid data after it, or anywhere in an older segment (older segments were
+    fsynced in full before the next one was started), is corruption of acknowledged data: a
+    fatal `StorageCorruption` naming the file and the byte offset. Silently truncating there
+    could lose committed entries.
+
+Compaction (issue 3): `save_snapshot()` writes the snapshot atomically, then `compact()` deletes
+whole segments whose entries all lie at or below the snapshot index; replay drops entries covered
+by the snapshot. A new segment is started once the current one exceeds `segment_bytes`, so
+compaction frees disk without rewriting live data.
+
+Seeded bugs (Config.bugs): "no-fsync" skips every fsync (writes are acknowledged while only in the
+page cache); "forget-vote" never persists voted_for, so a restarted node can vote twice in a term.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+
+from .codec import _ENTRY_HEAD, _ENTRY_KIND_CODES, _ENTRY_KIND_NAMES, _entry_data_bytes
+from .types import Entry, HardState, StorageState
+
+SEGMENT_MAGIC = b"RNLOG\x00\x00\x01"
+SNAPSHOT_MAGIC = b"RNSNAP\x00\x01"
+HARD_STATE_FILE = "hardstate.json"
+SNAPSHOT_FILE = "snapshot.bin"
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+MAX_RECORD_BYTES = 1 << 30
+
+_RECORD_HEAD = struct.Struct(">II")
+_BATCH_HEAD = struct.Struct(">BQI")
+_SNAPSHOT_HEAD = struct.Struct(">8sQQI")  # magic, index, term, crc32 of data
+_REC_BATCH = 1
+
+
+class StorageCorruption(Exception):
+    """Acknowledged data on disk is damaged: the node must not start (names file and offset)."""
+
+    def __init__(self, path: str, offset: int, problem: str):
+        super().__init__(f"{path}: corrupt log at byte offset {offset}: {problem}")
+        self.path = path
+        self.offset = offset
+        self.problem = problem
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new content."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync:
+        _fsync_dir(os.path.dirname(path) or ".")
+
+
+def encode_batch(truncate_from: int | None, entries: list[Entry]) -> bytes:
+    """One log record (head + body) holding a truncation and/or contiguous entries."""
+    parts = [_BATCH_HEAD.pack(_REC_BATCH, truncate_from or 0, len(entries))]
+    pack_head = _ENTRY_HEAD.pack
+    for entry in entries:
+        raw = _entry_data_bytes(entry)
+        parts.append(pack_head(entry.index, entry.term, _ENTRY_KIND_CODES[entry.kind], len(raw)))
+        parts.append(raw)
+    body = b"".join(parts)
+    return _RECORD_HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _decode_batch(body: bytes) -> tuple[int, list[Entry]]:
+    rtype, truncate_from, count = _BATCH_HEAD.unpack_from(body, 0)
+    if rtype != _REC_BATCH:
+        raise ValueError(f"unknown record type {rtype}")
+    pos = _BATCH_HEAD.size
+    entries = []
+    decode = json.JSONDecoder().decode
+    for _ in range(count):
+        index, term, kind, n = _ENTRY_HEAD.unpack_from(body, pos)
+        pos += _ENTRY_HEAD.size
+        name = _ENTRY_KIND_NAMES.get(kind)
+        if name is None:
+            raise ValueError(f"unknown entry kind {kind} at index {index}")
+        if pos + n > len(body):
+            raise ValueError(f"entry {index} data runs past the record")
+        raw = body[pos:pos + n]
+        pos += n
+        entry = Entry(index, term, name, decode(raw.decode("utf-8")) if n else None)
+        entry.__dict__["_wire"] = raw
+        entries.append(entry)
+    if pos != len(body):
+        raise ValueError(f"{len(body) - pos} stray bytes after the entries")
+    return truncate_from, entries
+
+
+def _intact_record_after(data: bytes, pos: int) -> int | None:
+    """Offset of a record with a plausible header and a matching CRC somewhere after `pos`."""
+    size = len(data)
+    q = data.find(bytes([_REC_BATCH]), pos + 1 + _RECORD_HEAD.size)
+    while q != -1:
+        start = q - _RECORD_HEAD.size
+        length, crc = _RECORD_HEAD.unpack_from(data, start)
+        if length >= _BATCH_HEAD.size and q + length <= size and zlib.crc32(data[q:q + length]) == crc:
+            return start
+        q = data.find(bytes([_REC_BATCH]), q + 1)
+    return None
+
+
+class Storage:
+    """Owns the data directory. Not thread-safe: the driver calls it from one thread at a time."""
+
+    def __init__(self, data_dir: str, bugs: frozenset = frozenset(),
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+        self.data_dir = data_dir
+        self.sync_enabled = "no-fsync" not in bugs
+        self.forget_vote = "forget-vote" in bugs
+        self.segment_bytes = segment_bytes
+        self.recovery_notes: list[str] = []
+        self._segments: list[list] = []  # [seq, path, max entry index written (0 if none)]
+        self._fd: int | None = None
+        self._size = 0
+        self._persisted_hs: tuple | None = None
+        self._last_index = 0
+        self.snapshot_index = 0
+        self.snapshot_term = 0
+        self.fsyncs = 0
+        os.makedirs(data_dir, exist_ok=True)
+
+    # ---------------------------------------------------------------- recovery
+
+    def load(self) -> StorageState:
+        """Recover the state from disk (truncating a torn tail); open the log for appending."""
+        state = StorageState(hard_state=self._load_hard_state())
+        snap = self.load_snapshot()
+        if snap is not None:
+            self.snapshot_index, self.snapshot_term = snap[0], snap[1]
+        state.snapshot_index, state.snapshot_term = self.snapshot_index, self.snapshot_term
+        entries: list[Entry] = []
+        names = sorted(n for n in os.listdir(self.data_dir) if n.startswith("log-") and n.endswith(".seg"))
+        for i, name in enumerate(names):
+            try:
+                seq = int(name[4:-4])
+            except ValueError:
+                raise StorageCorruption(os.path.join(self.data_dir, name), 0, "unparsable segment name") from None
+            path = os.path.join(self.data_dir, name)
+            max_index = self._replay_segment(path, entries, last=(i == len(names) - 1))
+            self._segments.append([seq, path, max_index])
+        # Entries covered by the snapshot are already in it.
+        first_kept = 0
+        while first_kept < len(entries) and entries[first_kept].index <= self.snapshot_index:
+            first_kept += 1
+        entries = entries[first_kept:]
+        if entries and entries[0].index != self.snapshot_index + 1:
+            raise StorageCorruption(self._segments[0][1] if self._segments else self.data_dir, 0,
+                                    f"log starts at index {entries[0].index} but the snapshot ends at "
+                                    f"{self.snapshot_index}: entries are missing")
+        state.entries = entries
+        self._last_index = entries[-1].index if entries else self.snapshot_index
+        self._open_for_append()
+        return state
+
+    def _load_hard_state(self) -> HardState:
+        path = os.path.join(self.data_dir, HARD_STATE_FILE)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return HardState()
+        try:
+            doc = json.loads(raw)
+            hs = HardState(term=int(doc["term"]), voted_for=doc["voted_for"], commit=int(doc.get("commit", 0)))
+            if hs.voted_for is not None and not isinstance(hs.voted_for, str):
+                raise ValueError("voted_for is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageCorruption(path, 0, f"unreadable hard state: {exc}") from None
+        self._persisted_hs = (hs.term, hs.voted_for)
+        return hs
+
+    def _replay_segment(self, path: str, entries: list[Entry], last: bool) -> int:
+        with open(path, "rb") as f:
+            data = f.read()
+        size = len(data)
+        if size < len(SEGMENT_MAGIC):
+            if last and SEGMENT_MAGIC.startswith(data):
+                # Crash while creating the segment: nothing in it was ever acknowledged.
+                self._truncate_tail(path, 0, "incomplete segment header")
+                return 0
+            raise StorageCorruption(path, 0, "file too short for a segment header")
+        if data[:len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+            raise StorageCorruption(path, 0, "bad segment magic")
+        pos = len(SEGMENT_MAGIC)
+        max_index = 0
+        while pos < size:
+            problem = None
+            end = size
+            if size - pos < _RECORD_HEAD.size:
+                problem = "short record header"
+            else:
+                length, crc = _RECORD_HEAD.unpack_from(data, pos)
+                end = pos + _RECORD_HEAD.size + length
+                if length < _BATCH_HEAD.size:
+                    problem = f"record length {length} too small"
+                    end = size
+                elif end > size:
+                    problem = f"record length {length} runs past the end of the file"
+                    end = size
+                elif zlib.crc32(data[pos + _RECORD_HEAD.size:end]) != crc:
+                    problem = "CRC mismatch"
+            if problem is not None:
+                # A torn tail is the last record written, followed by nothing but zero filler. A
+                # damaged length field can make a middle record look like it runs to the end of
+                # the file: look for an intact record after it before calling it torn.
+                torn = (last and data[end:].count(0) == size - end
+                        and (end < size or _intact_record_after(data, pos) is None))
+                if not torn:
+                    raise StorageCorruption(path, pos, problem + " (valid data follows, so this is not a torn tail)"
+                                            if last else problem + " (in a segment that was completely synced)")
+                self._truncate_tail(path, pos, problem)
+                return max_index
+            try:
+                truncate_from, batch = _decode_batch(data[pos + _RECORD_HEAD.size:end])
+            except (ValueError, struct.error, UnicodeDecodeError) as exc:
+                raise StorageCorruption(path, pos, f"undecodable record with a valid CRC: {exc}") from None
+            if truncate_from:
+                while entries and entries[-1].index >= truncate_from:
+                    entries.pop()
+            for entry in batch:
+                expected = entries[-1].index + 1 if entries else None
+                if expected is not None and entry.index != expected:
+                    raise StorageCorruption(path, pos, f"entry index {entry.index} where {expected} was expected")
+                entries.append(entry)
+                if entry.index > max_index:
+                    max_index = entry.index
+            pos = end
+        return max_index
+
+    def _truncate_tail(self, path: str, offset: int, problem: str) -> None:
+        size = os.path.getsize(path)
+        self.recovery_notes.append(f"{path}: truncated a torn tail of {size - offset} bytes at offset {offset} ({problem})")
+        with open(path, "r+b") as f:
+            f.truncate(max(offset, 0))
+            if self.sync_enabled:
+                os.fsync(f.fileno())
+
+    def _open_for_append(self) -> None:
+        if self._segments:
+            seq, path, _ = self._segments[-1]
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            self._size = os.fstat(self._fd).st_size
+            if self._size == 0:  # truncated away a torn header
+                self._write_all(SEGMENT_MAGIC)
+                self._sync_fd()
+        else:
+            self._start_segment()
+
+    def _start_segment(self) -> None:
+        seq = self._segments[-1][0] + 1 if self._segments else 1
+        path = os.path.join(self.data_dir, f"log-{seq:08d}.seg")
+        if self._fd is not None:
+            self._sync_fd()
+            os.close(self._fd)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        self._size = 0
+        self._write_all(SEGMENT_MAGIC)
+        self._sync_fd()
+        if self.sync_enabled:
+            _fsync_dir(self.data_dir)
+        self._segments.append([seq, path, 0])
+
+    # ---------------------------------------------------------------- writing
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+
+    def _sync_fd(self) -> None:
+        if self.sync_enabled:
+            os.fdatasync(self._fd)
+            self.fsyncs += 1
+
+    def persist(self, hard_state: HardState | None, truncate_from: int | None, entries: list[Entry]) -> None:
+        """Make one Ready durable: hard state first, then one log record, one fdatasync.
+
+        Hard state goes first so that the log never holds entries of a term newer than the
+        persisted currentTerm. Only (term, voted_for) changes rewrite the hard-state file: the
+        commit index in it is advisory (re-learned from the leader), and rewriting it on every
+        commit would cost three extra fsyncs per Ready.
+        """
+        if hard_state is not None:
+            self.save_hard_state(hard_state)
+        if truncate_from is None and not entries:
+            return
+        if self._size >= self.segment_bytes:
+            self._start_segment()
+        self._write_all(encode_batch(truncate_from, entries))
+        self._sync_fd()
+        if truncate_from is not None:
+            self._last_index = min(self._last_index, truncate_from - 1)
+        if entries:
+            self._last_index = entries[-1].index
+            seg = self._segments[-1]
+            if self._last_index > seg[2]:
+                seg[2] = self._last_index
+
+    def save_hard_state(self, hs: HardState) -> None:
+        voted_for = None if self.forget_vote else hs.voted_for  # BUG forget-vote: vote not persisted
+        key = (hs.term, voted_for)
+        if key == self._persisted_hs:
+            return
+        doc = {"term": hs.term, "voted_for": voted_for, "commit": hs.commit}
+        atomic_write(os.path.join(self.data_dir, HARD_STATE_FILE), json.dumps(doc).encode(), self.sync_enabled)
+        if self.sync_enabled:
+            self.fsyncs += 2
+        self._persisted_hs = key
+
+    @property
+    def last_index(self) -> int:
+        return self._last_index
+
+    # ---------------------------------------------------------------- snapshots and compaction
+
+    def save_snapshot(self, index: int, term: int, data: bytes) -> None:
+        """Atomically store a snapshot of the state machine through `index` (part 2)."""
+        if index < self.snapshot_index:
+            raise ValueError(f"snapshot at {index} is older than the stored one at {self.snapshot_index}")
+        blob = _SNAPSHOT_HEAD.pack(SNAPSHOT_MAGIC, index, term, zlib.crc32(data)) + data
+        atomic_write(os.path.join(self.data_dir, SNAPSHOT_FILE), blob, self.sync_enabled)
+        self.snapshot_index, self.snapshot_term = index, term
+
+    def load_snapshot(self) -> tuple[int, int, bytes] | None:
+        path = os.path.join(self.data_dir, SNAPSHOT_FILE)
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            return None
+        if len(blob) < _SNAPSHOT_HEAD.size:
+            raise StorageCorruption(path, 0, "snapshot file shorter than its header")
+        magic, index, term, crc = _SNAPSHOT_HEAD.unpack_from(blob, 0)
+        data = blob[_SNAPSHOT_HEAD.size:]
+        if magic != SNAPSHOT_MAGIC:
+            raise StorageCorruption(path, 0, "bad snapshot magic")
+        if zlib.crc32(data) != crc:
+            raise StorageCorruption(path, _SNAPSHOT_HEAD.size, "snapshot CRC mismatch")
+        return index, term, data
+
+    def compact(self, through_index: int) -> int:
+        """Delete whole segments holding only entries <= through_index (covered by a snapshot).
+
+        Returns the number of segments removed. The newest segment is never removed.
+        """
+        if through_index > self.snapshot_index:
+            raise ValueError(f"cannot compact through {through_index}: the snapshot ends at {self.snapshot_index}")
+        removed = 0
+        while len(self._segments) > 1 and self._segments[0][2] <= through_index:
+            os.unlink(self._segments[0][1])
+            self._segments.pop(0)
+            removed += 1
+        if removed and self.sync_enabled:
+            _fsync_dir(self.data_dir)
+        return removed
+
+    def reset_log(self, snapshot_index: int, snapshot_term: int) -> None:
+        """After installing a snapshot that supersedes the whole log: drop every entry durably."""
+        self.persist(None, 1, [])
+        self._last_index = snapshot_index
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for name in os.listdir(self.data_dir):
+            try:
+                total += os.path.getsize(os.path.join(self.data_dir, name))
+            except OSError:
+                pass
+        return total
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                self._sync_fd()
+            finally:
+                os.close(self._fd)
+                self._fd = None
