@@ -50,7 +50,7 @@ SEGMENT_MAGIC = b"RNLOG\x00\x00\x01"
 SNAPSHOT_MAGIC = b"RNSNAP\x00\x01"
 HARD_STATE_FILE = "hardstate.json"
 SNAPSHOT_FILE = "snapshot.bin"
-DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 MAX_RECORD_BYTES = 1 << 30
 
 _RECORD_HEAD = struct.Struct(">II")
@@ -173,6 +173,7 @@ class Storage:
         snap = self.load_snapshot()
         if snap is not None:
             self.snapshot_index, self.snapshot_term = snap[0], snap[1]
+            state.snapshot_data = snap[2]
         state.snapshot_index, state.snapshot_term = self.snapshot_index, self.snapshot_term
         entries: list[Entry] = []
         names = sorted(n for n in os.listdir(self.data_dir) if n.startswith("log-") and n.endswith(".seg"))
@@ -406,6 +407,12 @@ class Storage:
         """After installing a snapshot that supersedes the whole log: drop every entry durably."""
         self.persist(None, 1, [])
         self._last_index = snapshot_index
+
+    def install_snapshot(self, index: int, term: int, data: bytes) -> None:
+        """Save a snapshot received from the leader. Entries at or below `index` are dropped
+        on replay; a conflicting suffix after it arrives as a truncation in the same Ready."""
+        self.save_snapshot(index, term, data)
+        self._last_index = max(self._last_index, index)
 
     def disk_bytes(self) -> int:
         total = 0

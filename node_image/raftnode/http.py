@@ -1,0 +1,181 @@
+"""A small, fast HTTP/1.1 server on asyncio.Protocol (standard library only).
+
+Supports what the client API needs: Content-Length bodies, keep-alive (HTTP/1.1 default,
+HTTP/1.0 with "Connection: keep-alive"), pipelined requests (answered strictly in order: the next
+request on a connection is parsed only after the current one is answered), and answers that are
+produced later (a write waits for its commit). Anything else gets a clear 4xx and the connection
+is closed: chunked bodies (411), oversized heads (431) or bodies (413), malformed request lines.
+
+The handler is `handler(request, conn)`; it must eventually call `conn.respond(...)` exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+MAX_HEAD_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+
+REASONS = {200: "OK", 307: "Temporary Redirect", 400: "Bad Request", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+           504: "Gateway Timeout"}
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in REASONS.items()}
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class Request:
+    __slots__ = ("method", "target", "headers", "body", "keep_alive")
+
+    def __init__(self, method: str, target: str, headers: dict, body: bytes, keep_alive: bool):
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, error: str, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def render(status: int, body, keep_alive: bool = True, headers: dict | None = None) -> bytes:
+    payload = body if isinstance(body, bytes) else _encode(body).encode("utf-8")
+    status_line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
+    extra = ""
+    if headers:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n{extra}"
+            f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n")
+    return status_line + head.encode("latin-1") + payload
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, dict]:
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # latin-1 never fails; kept for clarity
+        raise HttpError(400, "bad_request", "undecodable request head") from None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise HttpError(400, "bad_request", f"malformed request line {lines[0][:80]!r}")
+    method, target, version = parts
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise HttpError(400, "bad_request", f"malformed header line {line[:80]!r}")
+        headers[name.lower()] = value.strip()
+    return method, target, version, headers
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection. `respond()` may be called synchronously or later."""
+
+    def __init__(self, handler, on_open=None, on_close=None):
+        self.handler = handler
+        self.on_open = on_open
+        self.on_close = on_close
+        self.transport = None
+        self.buf = bytearray()
+        self.busy = False          # a request is being handled; later ones wait in buf
+        self.keep_alive = True
+        self.closed = False
+        self._parsing = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if self.on_open:
+            self.on_open(self)
+
+    def connection_lost(self, exc):
+        self.closed = True
+        if self.on_close:
+            self.on_close(self)
+
+    def data_received(self, data):
+        self.buf += data
+        if not self.busy and not self._parsing:
+            self._process()
+
+    def eof_received(self):
+        if not self.busy:
+            return False  # close now
+        self.keep_alive = False  # answer the pending request, then close
+        return True
+
+    def _process(self) -> None:
+        self._parsing = True
+        try:
+            while not self.busy and not self.closed and self.buf:
+                try:
+                    request = self._next_request()
+                except HttpError as exc:
+                    self.keep_alive = False
+                    self.busy = True
+                    self.respond(exc.status, {"error": exc.error, "detail": exc.detail})
+                    return
+                if request is None:
+                    return
+                self.busy = True
+                self.keep_alive = request.keep_alive
+                try:
+                    self.handler(request, self)
+                except Exception as exc:  # a handler bug must not kill the connection silently
+                    if self.busy:
+                        self.keep_alive = False
+                        self.respond(500, {"error": "internal", "detail": f"{type(exc).__name__}: {exc}"})
+                    raise
+        finally:
+            self._parsing = False
+
+    def _next_request(self) -> Request | None:
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                raise HttpError(431, "header_too_large", f"request head exceeds {MAX_HEAD_BYTES} bytes")
+            return None
+        if end > MAX_HEAD_BYTES:
+            raise HttpError(431, "header_too_large", f"request head exceeds {MAX_HEAD_BYTES} bytes")
+        method, target, version, headers = parse_head(bytes(buf[:end]))
+        if "transfer-encoding" in headers:
+            raise HttpError(411, "length_required", "chunked request bodies are not supported: send Content-Length")
+        length_text = headers.get("content-length", "0")
+        if not length_text.isdigit():
+            raise HttpError(400, "bad_request", f"bad Content-Length {length_text[:40]!r}")
+        length = int(length_text)
+        if length > MAX_BODY_BYTES:
+            raise HttpError(413, "body_too_large", f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
+        start = end + 4
+        if len(buf) - start < length:
+            return None
+        body = bytes(buf[start:start + length])
+        del buf[:start + length]
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.1":
+            keep_alive = connection != "close"
+        else:
+            keep_alive = connection == "keep-alive"
+        return Request(method, target, headers, body, keep_alive)
+
+    def respond(self, status: int, body, headers: dict | None = None) -> None:
+        if not self.busy:
+            return  # already answered (e.g. a timeout raced the real answer)
+        self.busy = False
+        if self.closed:
+            return
+        keep_alive = self.keep_alive
+        self.transport.write(render(status, body, keep_alive, headers))
+        if not keep_alive:
+            self.closed = True
+            self.transport.close()
+            return
+        if self.buf and not self._parsing:
+            self._process()

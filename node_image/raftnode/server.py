@@ -1,0 +1,641 @@
+"""The asyncio driver: all I/O around the pure RaftCore (ticks, disk, peers, HTTP clients).
+
+One event loop, one thread. The driver loop repeatedly
+
+  1. feeds the core everything that arrived since the last round: elapsed ticks, peer messages,
+     client proposals (many per round) and read requests;
+  2. takes `core.ready()` and handles it in the order Raft requires:
+       - messages that do not depend on this Ready's state (the leader's AppendEntries) go out
+         first, so followers write to their disks while the leader writes to its own;
+       - hard state, a truncation and the new entries are persisted with ONE fdatasync
+         (group commit: every proposal of the round shares it);
+       - then the messages that depend on it (vote grants, append acks) are sent;
+       - committed entries are applied to the KV state machine in order; the client waiting on
+         an entry is answered from that entry only if its (index, term) is the one it proposed;
+       - reads whose ReadIndex is applied are served;
+  3. calls `core.advance(rd)`.
+
+The core is never touched between ready() and advance(): inputs that arrive in the meantime wait in
+queues, which is exactly what batches them into the next round.
+
+Answers (issue 2): 307 not_leader / 503 no_leader mean nothing was appended; once an entry is
+appended the client gets 200 (its entry applied) or 504 timeout (deadline, a different entry at
+its index, or this node stepped down): outcome unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import os
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from . import http as httpmod
+from .kv import KVStateMachine
+from .nodelog import NodeLog
+from .storage import Storage
+from .transport import PeerTransport
+from .types import LEADER, Config, NotLeader
+
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 64 * 1024
+KNOWN_BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit", "forget-vote")
+
+_WRITE_FIELDS = {
+    "put": ({"value"}, {"value", "client_id", "seq"}),
+    "delete": (set(), {"client_id", "seq"}),
+    "cas": ({"expected", "value"}, {"expected", "value", "client_id", "seq"}),
+    "append": ({"value"}, {"value", "client_id", "seq"}),
+}
+_json_decode = json.JSONDecoder().decode
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+@dataclass
+class Member:
+    id: str
+    peer_host: str
+    peer_port: int
+    client_host: str
+    client_port: int
+
+    @property
+    def client_url(self) -> str:
+        host = self.client_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.client_port}"
+
+
+def _split_hostport(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} {text!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def parse_cluster(spec: str) -> dict[str, Member]:
+    """`id=peer_host:peer_port/client_host:client_port,...` (docs/contracts.md §2)."""
+    members: dict[str, Member] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        node_id, sep, addrs = item.partition("=")
+        if not sep or not node_id:
+            raise ValueError(f"cluster member {item!r} is not id=peer_host:port/client_host:port")
+        peer, sep, client = addrs.partition("/")
+        if not sep:
+            raise ValueError(f"cluster member {item!r} lacks the /client_host:port part")
+        if node_id in members:
+            raise ValueError(f"node id {node_id!r} appears twice in the cluster")
+        ph, pp = _split_hostport(peer, f"peer address of {node_id}")
+        ch, cp = _split_hostport(client, f"client address of {node_id}")
+        members[node_id] = Member(node_id, ph, pp, ch, cp)
+    if not members:
+        raise ValueError("the cluster is empty")
+    return members
+
+
+@dataclass
+class NodeOptions:
+    node_id: str
+    cluster: dict[str, Member]
+    client_listen: tuple[str, int]
+    peer_listen: tuple[str, int]
+    data_dir: str
+    log_file: str | None = None
+    election_timeout_ms: tuple[int, int] = (150, 300)
+    heartbeat_ms: int = 50
+    tick_ms: int = 10
+    request_timeout_ms: int = 2000
+    pre_vote: bool = True
+    check_quorum: bool = True
+    snapshot_every: int = 0
+    bugs: frozenset = frozenset()
+    seed: int | None = None
+    log_stderr: bool = True
+    max_entries_per_append: int = 512
+
+
+class Pending:
+    """A client request waiting for the driver; answered exactly once."""
+
+    __slots__ = ("conn", "deadline", "done", "term", "key", "command", "path")
+
+    def __init__(self, conn, deadline: float, path: str):
+        self.conn = conn
+        self.deadline = deadline
+        self.done = False
+        self.term = 0
+        self.key = None
+        self.command = None
+        self.path = path
+
+    def answer(self, status: int, body, headers: dict | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.conn.respond(status, body, headers)
+
+
+class RaftNode:
+    def __init__(self, opts: NodeOptions, core_factory=None):
+        self.opts = opts
+        self.id = opts.node_id
+        if self.id not in opts.cluster:
+            raise ValueError(f"node id {self.id!r} is not in the cluster ({', '.join(opts.cluster)})")
+        unknown = set(opts.bugs) - set(KNOWN_BUGS)
+        if unknown:
+            raise ValueError(f"unknown seeded bug(s): {', '.join(sorted(unknown))}")
+        self.log = NodeLog(self.id, opts.log_file, stderr=opts.log_stderr)
+        self.storage = Storage(opts.data_dir, bugs=opts.bugs)
+        state = self.storage.load()
+        self.kv = KVStateMachine()
+        if state.snapshot_data is not None:
+            self.kv.restore(state.snapshot_data)
+        self.last_applied = state.snapshot_index
+        self.config = Config(node_id=self.id, peers=list(opts.cluster), tick_ms=opts.tick_ms,
+                             election_timeout_min_ms=opts.election_timeout_ms[0],
+                             election_timeout_max_ms=opts.election_timeout_ms[1],
+                             heartbeat_ms=opts.heartbeat_ms, pre_vote=opts.pre_vote,
+                             check_quorum=opts.check_quorum, bugs=frozenset(opts.bugs),
+                             max_entries_per_append=opts.max_entries_per_append)
+        seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
+        if core_factory is None:
+            from .core import RaftCore
+            core_factory = RaftCore
+        self.core = core_factory(self.config, state, random.Random(seed))
+        self.recovered = state
+        self.transport = PeerTransport(
+            self.id, {m.id: (m.peer_host, m.peer_port) for m in opts.cluster.values()},
+            self._on_peer_message, self._on_peer_garbage)
+        self.request_timeout = opts.request_timeout_ms / 1000.0
+        self.ack_before_commit = "ack-before-commit" in opts.bugs
+        self.stale_read = "stale-read" in opts.bugs
+        # inputs queued for the next round
+        self._inbox: list = []
+        self._proposals: list[Pending] = []
+        self._reads: list[Pending] = []
+        self._ticks_due = 0
+        self._max_ticks_per_round = max(1, opts.heartbeat_ms // opts.tick_ms)
+        self._wake = asyncio.Event()
+        # requests in flight
+        self._write_waiters: dict[int, Pending] = {}
+        self._read_waiters: dict[int, Pending] = {}
+        self._reads_ready: list = []  # heap of (index, ctx)
+        self._ack_after_persist: list[Pending] = []
+        self._deadlines: deque[Pending] = deque()
+        self._next_ctx = 1
+        self._was_leader = False
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._http_server = None
+        self._connections: set = set()
+        self._last_tick = 0.0
+        self._tick_handle = None
+        self.started_mono = time.monotonic()
+        self.stats = {"rounds": 0, "proposals": 0, "fsync_rounds": 0}
+
+    # ------------------------------------------------------------------ core state accessors
+
+    def _role(self) -> str:
+        return self.core.role
+
+    def _leader(self):
+        return self.core.leader
+
+    def _status(self) -> dict:
+        core = self.core
+        leader = core.leader
+        member = self.opts.cluster.get(leader) if leader else None
+        return {
+            "id": self.id, "role": core.role, "term": core.term, "leader": leader,
+            "leader_url": member.client_url if member else None,
+            "commit_index": core.commit_index, "last_applied": self.last_applied,
+            "last_log_index": core.last_log_index, "snapshot_index": self.storage.snapshot_index,
+            "voted_for": core.voted_for, "peers": [m for m in self.opts.cluster if m != self.id],
+            "cluster": {m.id: {"client_url": m.client_url, "peer": f"{m.peer_host}:{m.peer_port}"}
+                        for m in self.opts.cluster.values()},
+            "pid": os.getpid(), "wall_time": time.time(), "monotonic_time": time.monotonic(),
+            "uptime_s": round(time.monotonic() - self.started_mono, 3),
+            "bugs": sorted(self.opts.bugs), "pre_vote": self.opts.pre_vote, "check_quorum": self.opts.check_quorum,
+            "fsyncs": self.storage.fsyncs, "disk_bytes": self.storage.disk_bytes(),
+            "pending_writes": len(self._write_waiters), "pending_reads": len(self._read_waiters),
+            "peer_messages_dropped": {pid: link.dropped for pid, link in self.transport.links.items()},
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        for note in self.storage.recovery_notes:
+            self.log.event("recovery", detail=note)
+        self.log.event("start", term=self.recovered.hard_state.term, voted_for=self.recovered.hard_state.voted_for,
+                       last_log_index=(self.recovered.entries[-1].index if self.recovered.entries
+                                       else self.recovered.snapshot_index),
+                       snapshot_index=self.recovered.snapshot_index, pid=os.getpid(),
+                       bugs=sorted(self.opts.bugs), cluster=list(self.opts.cluster))
+        await self.transport.start(*self.opts.peer_listen)
+        self._http_server = await loop.create_server(
+            lambda: httpmod.HttpConnection(self._handle_http, self._connections.add, self._connections.discard),
+            self.opts.client_listen[0], self.opts.client_listen[1], reuse_address=True, backlog=1024)
+        self._last_tick = time.monotonic()
+        self._tick_handle = loop.call_later(self.opts.tick_ms / 1000.0, self._on_tick)
+        self._loop_task = loop.create_task(self._driver_loop(), name="raft-driver")
+
+    async def serve_forever(self) -> None:
+        await self._stopped.wait()
+
+    def stop(self, reason: str = "requested") -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._http_server is not None:
+            self._http_server.close()
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.transport.close()
+        self.log.event("stop", reason=reason, term=self.core.term, commit_index=self.core.commit_index,
+                       last_applied=self.last_applied)
+        self.storage.close()
+        self.log.close()
+        self._stopped.set()
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_tick(self) -> None:
+        if self._stopping:
+            return
+        now = time.monotonic()
+        tick_s = self.opts.tick_ms / 1000.0
+        elapsed = int((now - self._last_tick) / tick_s)
+        if elapsed > 0:
+            self._ticks_due += elapsed
+            self._last_tick += elapsed * tick_s
+            self._wake.set()
+        self._expire(now)
+        self.log.flush_commit_if_due(now)
+        self._tick_handle = asyncio.get_running_loop().call_at(
+            asyncio.get_running_loop().time() + tick_s - (now - self._last_tick), self._on_tick)
+
+    def _expire(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0].done or deadlines[0].deadline <= now):
+            pending = deadlines.popleft()
+            if not pending.done:
+                pending.answer(504, {"error": "timeout"})
+
+    def _on_peer_message(self, msg) -> None:
+        self._inbox.append(msg)
+        self._wake.set()
+
+    def _on_peer_garbage(self, peer: str, error: str) -> None:
+        self.log.event("peer_garbage", peer=peer, error=error)
+
+    # ------------------------------------------------------------------ HTTP API
+
+    def _handle_http(self, req: httpmod.Request, conn) -> None:
+        path, _, _query = req.target.partition("?")
+        method = req.method
+        if path == "/status":
+            if method != "GET":
+                conn.respond(405, {"error": "method_not_allowed", "detail": "use GET /status"})
+                return
+            conn.respond(200, self._status())
+            return
+        if not path.startswith("/kv/"):
+            conn.respond(404, {"error": "no_such_endpoint", "detail": f"no endpoint {path[:100]!r}"})
+            return
+        rest = path[4:]
+        op = None
+        if method == "GET":
+            op = "get"
+        elif method == "PUT":
+            op = "put"
+        elif method == "DELETE":
+            op = "delete"
+        elif method == "POST":
+            if rest.endswith("/cas"):
+                op, rest = "cas", rest[:-4]
+            elif rest.endswith("/append"):
+                op, rest = "append", rest[:-7]
+            else:
+                conn.respond(404, {"error": "no_such_endpoint",
+                                   "detail": "POST goes to /kv/<key>/cas or /kv/<key>/append"})
+                return
+        else:
+            conn.respond(405, {"error": "method_not_allowed", "detail": f"{method} is not supported on /kv/"})
+            return
+        key = unquote(rest) if "%" in rest else rest
+        if not key:
+            conn.respond(400, {"error": "bad_key", "detail": "the key is empty"})
+            return
+        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            conn.respond(400, {"error": "key_too_large", "detail": f"keys are limited to {MAX_KEY_BYTES} bytes"})
+            return
+        pending = Pending(conn, time.monotonic() + self.request_timeout, req.target)
+        if op == "get":
+            pending.key = key
+            self._submit_read(pending)
+            return
+        command, problem = self._parse_write(op, key, req.body)
+        if problem is not None:
+            pending.answer(400, problem)
+            return
+        pending.command = command
+        if self._stopping:
+            pending.answer(503, {"error": "no_leader", "detail": "node is shutting down"})
+            return
+        if self.core.role != LEADER:
+            self._answer_not_leader(pending)
+            return
+        self._proposals.append(pending)
+        self._deadlines.append(pending)
+        self._wake.set()
+
+    def _parse_write(self, op: str, key: str, body: bytes):
+        required, allowed = _WRITE_FIELDS[op]
+        if body.strip():
+            try:
+                doc = _json_decode(body.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                return None, {"error": "bad_json", "detail": f"request body is not valid JSON: {exc}"}
+            if not isinstance(doc, dict):
+                return None, {"error": "bad_json", "detail": "request body must be a JSON object"}
+        else:
+            doc = {}
+        for name in doc:
+            if name not in allowed:
+                return None, {"error": "unknown_field",
+                              "detail": f"unknown field {name[:100]!r} for {op} (allowed: {', '.join(sorted(allowed))})"}
+        for name in required:
+            if name not in doc:
+                return None, {"error": "missing_field", "detail": f"{op} needs field {name!r}"}
+        for name in ("value", "expected"):
+            if name in doc:
+                try:
+                    size = len(_json_encode(doc[name]).encode("utf-8"))
+                except ValueError as exc:
+                    return None, {"error": "bad_json", "detail": f"{name}: {exc}"}
+                if size > MAX_VALUE_BYTES:
+                    return None, {"error": "value_too_large",
+                                  "detail": f"{name} is {size} bytes encoded; the limit is {MAX_VALUE_BYTES}"}
+        client_id, seq = doc.get("client_id"), doc.get("seq")
+        if (client_id is None) != (seq is None):
+            return None, {"error": "bad_session", "detail": "client_id and seq must be given together"}
+        if client_id is not None:
+            if not isinstance(client_id, str) or not client_id or len(client_id) > 256:
+                return None, {"error": "bad_session", "detail": "client_id must be a non-empty string of at most 256 characters"}
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2 ** 63:
+                return None, {"error": "bad_session", "detail": "seq must be a non-negative integer"}
+        command = {"op": op, "key": key}
+        command.update(doc)
+        return command, None
+
+    def _answer_not_leader(self, pending: Pending) -> None:
+        leader = self.core.leader
+        member = self.opts.cluster.get(leader) if leader and leader != self.id else None
+        if member is None:
+            pending.answer(503, {"error": "no_leader"})
+        else:
+            pending.answer(307, {"error": "not_leader", "leader": leader, "leader_url": member.client_url},
+                           {"Location": member.client_url + pending.path})
+
+    def _submit_read(self, pending: Pending) -> None:
+        if self._stopping:
+            pending.answer(503, {"error": "no_leader", "detail": "node is shutting down"})
+            return
+        # SEEDED BUG stale-read lives in the core (it answers read_index on any node at once).
+        if self.core.role != LEADER and not self.stale_read:
+            self._answer_not_leader(pending)
+            return
+        self._reads.append(pending)
+        self._deadlines.append(pending)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the driver loop
+
+    async def _driver_loop(self) -> None:
+        wake = self._wake
+        try:
+            while not self._stopping:
+                await wake.wait()
+                wake.clear()
+                while not self._stopping:
+                    self._feed_core()
+                    rd = self.core.ready()
+                    if rd.is_empty():
+                        break
+                    await self._handle_ready(rd)
+        except Exception as exc:  # a driver bug must stop the node loudly, not leave it half alive
+            self.log.event("fatal", error=f"{type(exc).__name__}: {exc}")
+            import traceback
+            traceback.print_exc()
+            self.stop("driver crashed")
+            raise
+
+    def _feed_core(self) -> None:
+        core = self.core
+        # Messages first: after a stall (GC, a snapshot, a starved CPU) the leader's heartbeats
+        # are already here and must reset the election timer before the stalled ticks count.
+        if self._inbox:
+            inbox, self._inbox = self._inbox, []
+            for msg in inbox:
+                core.step(msg)
+        # A stall longer than a heartbeat interval counts as one heartbeat interval: elections
+        # are driven by silence from the leader, not by our own event loop being busy. (Slower
+        # perceived time can only delay an election; no safety property depends on it.)
+        ticks, self._ticks_due = min(self._ticks_due, self._max_ticks_per_round), 0
+        for _ in range(ticks):
+            core.tick()
+        if self._proposals:
+            proposals, self._proposals = self._proposals, []
+            for pending in proposals:
+                if pending.done:
+                    continue
+                try:
+                    index, term = core.propose(pending.command)
+                except NotLeader:
+                    self._answer_not_leader(pending)
+                    continue
+                pending.term = term
+                self._write_waiters[index] = pending
+                if self.ack_before_commit:
+                    self._ack_after_persist.append(pending)
+            self.stats["proposals"] += len(proposals)
+        if self._reads:
+            reads, self._reads = self._reads, []
+            for pending in reads:
+                if pending.done:
+                    continue
+                ctx = self._next_ctx
+                self._next_ctx += 1
+                try:
+                    core.read_index(ctx)
+                except NotLeader:
+                    self._answer_not_leader(pending)
+                    continue
+                self._read_waiters[ctx] = pending
+
+    async def _handle_ready(self, rd) -> None:
+        self.stats["rounds"] += 1
+        send = self.transport.send
+        for event in rd.events:
+            self._log_event(event)
+        messages = rd.messages
+        if rd.snapshot is not None:
+            self._install_snapshot(rd.snapshot)
+        if rd.must_sync:
+            later = []
+            for msg in messages:
+                if msg.needs_persist:
+                    later.append(msg)
+                else:
+                    send(msg)
+            self.storage.persist(rd.hard_state, rd.truncate_from, rd.entries)
+            self.stats["fsync_rounds"] += 1
+            for msg in later:
+                send(msg)
+            if self._ack_after_persist:
+                self._bug_ack_appended()
+        else:
+            for msg in messages:
+                send(msg)
+        if rd.committed:
+            self._apply(rd.committed)
+        for rs in rd.read_states:
+            if rs.index <= self.last_applied:
+                self._serve_read(rs.ctx)
+            else:
+                heapq.heappush(self._reads_ready, (rs.index, rs.ctx))
+        for ctx in rd.dropped_reads:
+            pending = self._read_waiters.pop(ctx, None)
+            if pending is not None:
+                self._answer_not_leader(pending)
+        is_leader = self.core.role == LEADER
+        if self._was_leader and not is_leader:
+            self._lost_leadership()
+        self._was_leader = is_leader
+        self.core.advance(rd)
+        if rd.committed:
+            self._maybe_snapshot()
+
+    def _install_snapshot(self, snap) -> None:
+        """A snapshot from the leader replaces our state machine (and the log up to its index)."""
+        self.storage.install_snapshot(snap.index, snap.term, snap.data)
+        self.kv.restore(snap.data)
+        self.last_applied = snap.index
+        # Appended writes at or below it were decided elsewhere; their outcome is unknown here.
+        for index in [i for i in self._write_waiters if i <= snap.index]:
+            self._write_waiters.pop(index).answer(504, {"error": "timeout", "detail": "superseded by a snapshot"})
+        self.log.event("snapshot_installed", index=snap.index, term=snap.term, bytes=len(snap.data))
+
+    def _maybe_snapshot(self) -> None:
+        """Log compaction: snapshot the state machine every `snapshot_every` applied entries."""
+        every = self.opts.snapshot_every
+        if every <= 0 or self.last_applied - self.storage.snapshot_index < every:
+            return
+        index = self.last_applied
+        term = self.core.term_at(index)
+        if term is None:
+            return
+        data = self.kv.snapshot()
+        self.storage.save_snapshot(index, term, data)
+        self.core.compact(index, data)
+        removed = self.storage.compact(index)
+        self.log.event("snapshot", index=index, term=term, bytes=len(data), segments_removed=removed)
+
+    def _apply(self, committed) -> None:
+        kv = self.kv
+        waiters = self._write_waiters
+        for entry in committed:
+            result = kv.apply(entry)
+            if waiters:
+                pending = waiters.pop(entry.index, None)
+                if pending is not None and not pending.done:
+                    if entry.term == pending.term and result is not None:
+                        pending.answer(*result)
+                    else:
+                        pending.answer(504, {"error": "timeout", "detail": "a different entry was committed at this index"})
+        last = committed[-1]
+        self.last_applied = last.index
+        self.log.commit(last.index, last.term)
+        heap = self._reads_ready
+        while heap and heap[0][0] <= self.last_applied:
+            _, ctx = heapq.heappop(heap)
+            self._serve_read(ctx)
+
+    def _serve_read(self, ctx) -> None:
+        pending = self._read_waiters.pop(ctx, None)
+        if pending is not None and not pending.done:
+            pending.answer(*self.kv.get(pending.key))
+
+    def _lost_leadership(self) -> None:
+        """Stepped down: appended writes have an unknown outcome, reads cannot be confirmed."""
+        waiters, self._write_waiters = self._write_waiters, {}
+        for pending in waiters.values():
+            pending.answer(504, {"error": "timeout", "detail": "leadership lost after the write was appended"})
+        reads, self._read_waiters = self._read_waiters, {}
+        self._reads_ready = []
+        for pending in reads.values():
+            self._answer_not_leader(pending)
+        self._ack_after_persist = []
+
+    def _bug_ack_appended(self) -> None:
+        # BUG ack-before-commit: answer writes once the leader's own log has them, before any
+        # follower does. The answer is computed against the current state (best guess).
+        acks, self._ack_after_persist = self._ack_after_persist, []
+        for pending in acks:
+            if pending.done:
+                continue
+            command = pending.command
+            op = command["op"]
+            if op == "cas":
+                status, body = self.kv.get(command["key"])
+                current = body.get("value") if status == 200 else None
+                pending.answer(200 if current == command["expected"] else 409,
+                               {"ok": True} if current == command["expected"] else {"ok": False, "value": current})
+            elif op == "append":
+                status, body = self.kv.get(command["key"])
+                current = body.get("value") if status == 200 and isinstance(body.get("value"), list) else []
+                pending.answer(200, {"value": current + [command["value"]]})
+            else:
+                pending.answer(200, {})
+
+    def _log_event(self, event) -> None:
+        kind = event.kind
+        if kind == "commit":
+            return  # derived from applied entries and rate-limited by NodeLog.commit
+        detail = dict(event.detail)
+        if kind == "role":
+            detail.setdefault("role", self.core.role)
+            detail.setdefault("term", self.core.term)
+            detail.setdefault("leader", self.core.leader)
+        elif kind == "term":
+            detail.setdefault("term", self.core.term)
+        self.log.event(kind, **detail)
+
+
+async def run_node(opts: NodeOptions) -> int:
+    node = RaftNode(opts)
+    loop = asyncio.get_running_loop()
+    await node.start()
+    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+        try:
+            loop.add_signal_handler(sig, node.stop, name)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await node.serve_forever()
+    return 0
