@@ -103,6 +103,7 @@ class RunConfig:
     check_quorum: bool = True
     subnet: str | None = None              # docker: the run network's subnet (None = default)
     scenario: str | None = None            # the scenario file this came from, if any
+    reproduces: str | None = None          # the run directory this run reproduces, if any
     description: str = ""
 
     def validate(self) -> "RunConfig":
@@ -168,6 +169,9 @@ class RunConfig:
 
     def command_line(self) -> str:
         """A `splitbrain` command that runs this config again (scenario runs name the file)."""
+        if self.reproduces:
+            return shlex.join(["splitbrain", "reproduce", self.reproduces, "--provisioner",
+                               self.provisioner, "--store", self.store])
         if self.scenario:
             argv = ["splitbrain", "run", "--scenario", self.scenario, "--seed", str(self.seed),
                     "--provisioner", self.provisioner, "--store", self.store]

@@ -542,6 +542,7 @@ class Runner:
         doc["replay_schedule"] = [replayable_step(e) for e in self.executed if not e.get("error")]
         doc["explicit_schedule"] = cfg.schedule
         doc["command"] = cfg.command_line()
+        doc["reproduce_command"] = f"splitbrain reproduce {self.run.path}"
         if self.argv:
             doc["argv"] = list(self.argv)
         doc["run_id"] = self._run_id()

@@ -25,6 +25,7 @@ Every error names the file, the line and the valid choices: "leader.yaml:12: unk
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import yaml
@@ -136,54 +137,85 @@ def load_scenario(path: str, overrides: dict | None = None) -> RunConfig:
     return parse_scenario(text, path, overrides)
 
 
-def parse_scenario(text: str, source: str = "<scenario>", overrides: dict | None = None) -> RunConfig:
+def parse_scenario(text: str, source: str = "<scenario>", overrides: dict | None = None,
+                   defaults: dict | None = None) -> RunConfig:
     data, loc = load_yaml_located(text, source)
+    cfg = config_from_mapping(data, loc, (), overrides=overrides, defaults=defaults,
+                              default_name=_name_from_source(source))
+    cfg.scenario = source
+    return cfg
+
+
+def _name_from_source(source: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "", os.path.splitext(os.path.basename(source))[0])
+    return name.lstrip("._-")[:64] or "scenario"
+
+
+def fields_from_keys(d: dict) -> dict:
+    """Scenario keys (name, time_limit, ...) -> RunConfig fields (test_name, ...)."""
+    out = {}
+    for key, value in d.items():
+        if key not in SCENARIO_KEYS:
+            raise ConfigError(f"unknown key {key!r} (valid: {', '.join(SCENARIO_KEYS)})")
+        if key == "nemesis":
+            out["nemesis"] = value
+        elif SCENARIO_KEYS[key] is not None:
+            out[SCENARIO_KEYS[key]] = value
+    return out
+
+
+def config_from_mapping(data: Any, loc: Located, path: tuple = (), *, overrides: dict | None = None,
+                        defaults: dict | None = None, default_name: str = "scenario") -> RunConfig:
+    """Validate one scenario mapping (a file, or an entry of a nightly matrix at `path`).
+    `defaults` (RunConfig fields) apply where the mapping says nothing; `overrides` win."""
     if not isinstance(data, dict):
-        raise loc.error((), "a scenario must be a mapping of settings (name: ..., nodes: ..., ...)")
+        raise loc.error(path, "a scenario must be a mapping of settings (name: ..., nodes: ..., ...)")
     for key in data:
         if key not in SCENARIO_KEYS:
-            raise loc.error((key,), f"unknown key {key!r} (valid: {', '.join(SCENARIO_KEYS)})")
-    fields: dict[str, Any] = {}
+            raise loc.error(path + (key,), f"unknown key {key!r} (valid: {', '.join(SCENARIO_KEYS)})")
+    fields: dict[str, Any] = dict(defaults or {})
     for key, value in data.items():
         target = SCENARIO_KEYS[key]
         if target is not None:
             fields[target] = value
-    if "name" not in data:
-        fields["test_name"] = os.path.splitext(os.path.basename(source))[0]
+    if "name" not in data and "test_name" not in fields:
+        fields["test_name"] = default_name
     fields.update(overrides or {})
-    cfg = RunConfig(**fields)
-    cfg.scenario = source
+    try:
+        cfg = RunConfig(**fields)
+    except TypeError as e:
+        raise loc.error(path, str(e)) from None
     if "nemesis" in data and "schedule" in data:
-        raise loc.error(("schedule",), "give either nemesis (a random schedule) or schedule "
+        raise loc.error(path + ("schedule",), "give either nemesis (a random schedule) or schedule "
                         "(an explicit one), not both")
     if "nemesis" in data:
-        cfg.nemesis, interval = _nemesis(data["nemesis"], loc)
+        cfg.nemesis, interval = _nemesis(data["nemesis"], loc, path + ("nemesis",))
         if interval is not None:
             cfg.nemesis_interval = interval
-    else:
+    elif "nemesis" not in (defaults or {}) and "nemesis" not in (overrides or {}):
         cfg.nemesis = []
     # Validate plain settings first so that the schedule is checked against the right node count.
     try:
-        _check_types(data, loc)
+        _check_types(data, loc, path)
         cfg.validate()
     except ConfigError as e:
         key = _key_named_in(str(e), data)
-        raise loc.error((key,) if key else (), str(e)) from None
+        raise loc.error(path + ((key,) if key else ()), str(e)) from None
     if "schedule" in data:
-        cfg.schedule = validate_schedule(data["schedule"], cfg, loc, ("schedule",))
+        cfg.schedule = validate_schedule(data["schedule"], cfg, loc, path + ("schedule",))
     return cfg
 
 
-def _check_types(data: dict, loc: Located) -> None:
+def _check_types(data: dict, loc: Located, path: tuple = ()) -> None:
     for key in ("nodes", "concurrency", "keys", "ops_per_key", "elements_per_key", "seed", "heartbeat_ms"):
         if key in data and (isinstance(data[key], bool) or not isinstance(data[key], int)):
-            raise loc.error((key,), f"{key} must be an integer, got {data[key]!r}")
+            raise loc.error(path + (key,), f"{key} must be an integer, got {data[key]!r}")
     for key in ("pre_vote", "check_quorum"):
         if key in data and not isinstance(data[key], bool):
-            raise loc.error((key,), f"{key} must be true or false, got {data[key]!r}")
+            raise loc.error(path + (key,), f"{key} must be true or false, got {data[key]!r}")
     for key, choices in (("workload", WORKLOADS), ("provisioner", PROVISIONERS), ("bug", BUGS)):
         if key in data and data[key] is not None and data[key] not in choices:
-            raise loc.error((key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices)})")
+            raise loc.error(path + (key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices)})")
 
 
 def _key_named_in(message: str, data: dict) -> str | None:
@@ -194,8 +226,7 @@ def _key_named_in(message: str, data: dict) -> str | None:
     return None
 
 
-def _nemesis(value: Any, loc: Located) -> tuple[list[str], float | None]:
-    path = ("nemesis",)
+def _nemesis(value: Any, loc: Located, path: tuple = ("nemesis",)) -> tuple[list[str], float | None]:
     interval = None
     if isinstance(value, dict):
         for key in value:

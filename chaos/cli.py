@@ -1,0 +1,209 @@
+"""`splitbrain`: run, check, report, reproduce, nightly, serve, image, cluster, clean.
+
+Exit codes as Jepsen's: 0 valid, 1 invalid, 2 unknown, 255 crashed or could not run (a bad
+command line or scenario included: argparse's own exit code 2 would read as "unknown").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+
+from chaos.config import (FAULTS, PROVISIONERS, WORKLOADS, BUGS, ConfigError, RunConfig,
+                          parse_nemesis)
+
+EXIT_CRASHED = 255
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_CRASHED)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _nemesis_arg(text: str) -> list[str]:
+    try:
+        return parse_nemesis(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The flags of `run` (all default to None so that a scenario's values are kept unless a
+    flag is given explicitly)."""
+    p.add_argument("--scenario", metavar="FILE", help="a scenario YAML (flags given too override it)")
+    p.add_argument("--test-name", help="names the run's folder in the store (default: the workload or scenario)")
+    p.add_argument("--nodes", type=int, choices=(3, 5, 7), help="cluster size (default 5)")
+    p.add_argument("--workload", choices=WORKLOADS, help="register (default) or set")
+    p.add_argument("--nemesis", type=_nemesis_arg, metavar="LIST",
+                   help=f"comma list of faults ({','.join(FAULTS)}), 'all' (default) or 'none'")
+    p.add_argument("--nemesis-interval", type=_positive_float, metavar="S",
+                   help="seconds between fault changes in the random schedule (default 5)")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="seconds of load and faults (default 60)")
+    p.add_argument("--concurrency", type=int, metavar="C", help="client workers (default 10)")
+    p.add_argument("--rate", type=_positive_float, metavar="OPS", help="total client ops/s (default: unlimited)")
+    p.add_argument("--seed", type=int, help="seed of the op mix and fault schedule (default: random, recorded)")
+    p.add_argument("--provisioner", choices=PROVISIONERS, help="docker (default) or local processes")
+    p.add_argument("--bug", choices=BUGS, help="run nodes with a seeded bug")
+    p.add_argument("--store", metavar="DIR", help="the run store (default ./store)")
+    p.add_argument("--keys", type=int, help="register: keys in use at once (default 5)")
+    p.add_argument("--ops-per-key", type=int, help="register: operations per key (default 200)")
+    p.add_argument("--request-timeout", type=_positive_float, metavar="S", help="per-request timeout (default 3)")
+    p.add_argument("--checker", choices=("auto", "porcupine", "python"), help="linearizability checker")
+    p.add_argument("--election-timeout", metavar="MIN-MAX", help="node election timeout in ms (default 150-300)")
+    p.add_argument("--no-pre-vote", dest="pre_vote", action="store_false", default=None)
+    p.add_argument("--no-check-quorum", dest="check_quorum", action="store_false", default=None)
+    p.add_argument("--subnet", help="docker: the run network's subnet (e.g. 10.77.0.0/24)")
+
+
+RUN_FLAG_FIELDS = ("test_name", "nodes", "workload", "nemesis", "nemesis_interval", "time_limit",
+                   "concurrency", "rate", "seed", "provisioner", "bug", "store", "keys", "ops_per_key",
+                   "request_timeout", "checker", "election_timeout", "pre_vote", "check_quorum", "subnet")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    given = {name: getattr(args, name) for name in RUN_FLAG_FIELDS if getattr(args, name, None) is not None}
+    if given.get("seed") is None:
+        given["seed"] = random.SystemRandom().randrange(1, 2**31)
+    if args.scenario:
+        from chaos.scenario import load_scenario
+
+        if "nemesis" in given:
+            raise ConfigError("--nemesis and --scenario do not mix: the scenario sets the faults")
+        return load_scenario(args.scenario, overrides=given)
+    given.setdefault("test_name", given.get("workload", "register"))
+    return RunConfig(**given).validate()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from chaos.runner import Runner
+
+    config = config_from_args(args)
+    print(f"splitbrain: {config.test_name} with seed {config.seed}: {config.command_line()}", file=sys.stderr)
+    return Runner(config, argv=sys.argv).execute()
+
+
+def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | None = None) -> RunConfig:
+    """The config of `run_dir` with its executed fault schedule, naming the nodes it hit."""
+    from chaos.scenario import validate_steps
+    from chaos.store import open_run_dir
+
+    run = open_run_dir(run_dir)
+    doc = run.read_json("config.json")
+    fields = {k: v for k, v in doc.items() if k in RunConfig.__dataclass_fields__}
+    config = RunConfig(**fields)
+    config.scenario = None
+    config.reproduces = run.path
+    if provisioner:
+        config.provisioner = provisioner
+    if store:
+        config.store = store
+    replay = doc.get("replay_schedule")
+    if replay is None:
+        raise ConfigError(f"{run.config_path} has no replay_schedule (was it written by splitbrain run?)")
+    config.validate()
+    config.schedule = validate_steps(replay, config, source=run.config_path)
+    return config
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from chaos.runner import Runner
+
+    config = reproduce_config(args.run_dir, args.provisioner, args.store)
+    print(f"splitbrain: reproducing {config.reproduces} (seed {config.seed}, "
+          f"{len(config.schedule)} fault steps)", file=sys.stderr)
+    return Runner(config, argv=sys.argv).execute()
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from chaos.nightly import run_matrix
+
+    return run_matrix(args.matrix, store=args.store, dry_run=args.dry_run, provisioner=args.provisioner)
+
+
+def _missing(name: str, module: str, error: Exception):
+    def handler(args):
+        print(f"splitbrain {name}: not available in this installation ({module}: {error})", file=sys.stderr)
+        return EXIT_CRASHED
+    return handler
+
+
+def _register_external(sub, module: str, names: list[str]) -> None:
+    """Let another package add its subcommands; a clear error if it is not there."""
+    try:
+        mod = __import__(module, fromlist=["register"])
+        register = getattr(mod, "register")
+    except (ImportError, AttributeError) as e:
+        for name in names:
+            p = sub.add_parser(name, help=f"(unavailable: {module} is missing)")
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(func=_missing(name, module, e))
+        return
+    register(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="splitbrain", description="Jepsen-style fault injection for distributed "
+                    "systems, with a Raft key-value store as the first system under test.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="provision a cluster, drive clients, inject faults, check, report")
+    add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reproduce", help="run a stored run again: same config, seed and fault schedule")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--provisioner", choices=PROVISIONERS)
+    p.add_argument("--store", metavar="DIR")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("nightly", help="run a matrix of scenarios/configs, then render the index")
+    p.add_argument("matrix", metavar="MATRIX.yaml")
+    p.add_argument("--store", metavar="DIR", help="override the matrix's store")
+    p.add_argument("--provisioner", choices=PROVISIONERS, help="override every run's provisioner")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
+    p.set_defaults(func=cmd_nightly)
+
+    _register_external(sub, "checkers.cli", ["check"])
+    _register_external(sub, "reports.cli", ["report", "serve"])
+    _register_external(sub, "chaos.provision.cli", ["image", "cluster", "clean"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except ConfigError as e:
+        print(f"splitbrain: {e}", file=sys.stderr)
+        return EXIT_CRASHED
+    except ValueError as e:  # ScenarioError and friends carry file:line
+        print(f"splitbrain: {e}", file=sys.stderr)
+        return EXIT_CRASHED
+    except FileNotFoundError as e:
+        print(f"splitbrain: {e}", file=sys.stderr)
+        return EXIT_CRASHED
+    except KeyboardInterrupt:
+        print("splitbrain: interrupted", file=sys.stderr)
+        return EXIT_CRASHED
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
