@@ -267,6 +267,7 @@ class RaftNode:
             if conn.transport is not None:
                 conn.transport.close()
         self.transport.close()
+        self.log.flush_commit()
         self.log.event("stop", reason=reason, term=self.core.term, commit_index=self.core.commit_index,
                        last_applied=self.last_applied)
         self.storage.close()
