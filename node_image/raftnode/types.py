@@ -104,7 +104,19 @@ class Event:
 
 
 @dataclass
+class SnapshotInstall:
+    """A snapshot received from the leader (InstallSnapshot, part 2): save it atomically, restore
+    the state machine from `data`, drop every log entry <= index (Ready.truncate_from, when set in
+    the same Ready, drops the conflicting entries after it)."""
+
+    index: int
+    term: int
+    data: bytes
+
+
+@dataclass
 class Ready:
+    snapshot: SnapshotInstall | None = None      # install first, when not None (part 2)
     hard_state: HardState | None = None          # persist (atomically) when not None
     truncate_from: int | None = None             # delete log entries with index >= this first
     entries: list[Entry] = field(default_factory=list)  # then append these (contiguous)
@@ -115,13 +127,14 @@ class Ready:
     events: list[Event] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return (self.hard_state is None and self.truncate_from is None and not self.entries
+        return (self.snapshot is None and self.hard_state is None and self.truncate_from is None and not self.entries
                 and not self.messages and not self.committed and not self.read_states
                 and not self.dropped_reads and not self.events)
 
     @property
     def must_sync(self) -> bool:
-        return self.hard_state is not None or self.truncate_from is not None or bool(self.entries)
+        return (self.snapshot is not None or self.hard_state is not None
+                or self.truncate_from is not None or bool(self.entries))
 
 
 @dataclass
@@ -132,6 +145,7 @@ class StorageState:
     entries: list[Entry] = field(default_factory=list)  # contiguous, after the snapshot
     snapshot_index: int = 0
     snapshot_term: int = 0
+    snapshot_data: bytes | None = None  # the snapshot's state-machine bytes (the leader sends them)
 
 
 @dataclass
@@ -146,6 +160,7 @@ class Config:
     pre_vote: bool = True            # part 2
     check_quorum: bool = True        # part 2
     bugs: frozenset = frozenset()    # seeded bugs (part 2), empty = correct node
+    snapshot_chunk_bytes: int = 65536  # InstallSnapshot chunk size (part 2)
 
 
 class NotLeader(Exception):
