@@ -60,12 +60,16 @@ def verdict_word(valid: Any) -> str:
 
 def table(headers: Sequence[str | tuple[str, str]], rows: Iterable[str], page_size: int | None = None,
           cls: str = "", attrs: str = "") -> str:
-    """A table; headers may be (text, css class). Rows are pre-rendered <tr>…</tr> strings.
+    """A table; headers may be (text, css class) or (text, css class, data-type). Rows are pre-rendered <tr>…</tr> strings.
 
     With page_size, rows beyond the first page are hidden and the page script adds a pager.
     """
-    head = "".join(f'<th class="{esc(h[1])}">{esc(h[0])}</th>' if isinstance(h, tuple) else f"<th>{esc(h)}</th>"
-                   for h in headers)
+    def th(h: str | tuple) -> str:
+        if not isinstance(h, tuple):
+            return f"<th>{esc(h)}</th>"
+        extra = f' data-type="{esc(h[2])}"' if len(h) > 2 else ""
+        return f'<th class="{esc(h[1])}"{extra}>{esc(h[0])}</th>'
+    head = "".join(th(h) for h in headers)
     body: list[str] = []
     for i, r in enumerate(rows):
         if page_size is not None and i >= page_size:

@@ -174,9 +174,10 @@ def place_events(logs: dict[str, NodeLog], polls: list[StatusPoll], t0: int) -> 
     return events
 
 
-def stable_intervals(polls: list[StatusPoll], nodes: list[str], t0: int, end: float) -> list[StableInterval]:
+def stable_intervals(polls: list[StatusPoll], nodes: list[str], t0: int, end: float,
+                     cluster_size: int | None = None) -> list[StableInterval]:
     """Intervals during which the cluster had one leader recognised by a majority (see STABLE_WINDOW)."""
-    majority = len(nodes) // 2 + 1
+    majority = max(len(nodes), cluster_size or 0) // 2 + 1
     latest: dict[str, tuple[str, Any, Any]] = {}
     out: list[StableInterval] = []
     current: tuple[Any, Any] | None = None
@@ -234,7 +235,8 @@ def build_timeline(config: dict, polls: list[StatusPoll], logs: dict[str, NodeLo
     nodes = cluster_nodes(config, polls, logs)
     segments = node_segments(polls, t0, end)
     events = place_events(logs, polls, t0)
-    stable = stable_intervals(polls, nodes, t0, end) if nodes else []
+    size = config.get("nodes") if isinstance(config.get("nodes"), int) and not isinstance(config.get("nodes"), bool) else None
+    stable = stable_intervals(polls, nodes, t0, end, size) if nodes else []
     last_poll = seconds(polls[-1].time, t0) if polls else 0.0
     conv = convergence_after_heals(faults, stable, last_poll)
     gaps: list[float] = []
