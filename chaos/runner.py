@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shlex
 import signal
 import sys
 import threading
@@ -147,6 +148,7 @@ class Runner:
         self.timings: dict[str, float] = {}
         self.run_token = f"{os.getpid():x}{random.getrandbits(24):06x}"
         self._cleaning_up = False
+        self.started = ""
         self._old_handlers: dict[int, Any] = {}
 
     # -- entry point ------------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class Runner:
         the signal machinery); everything is logged to the run's controller.log."""
         cfg = self.config
         self.run = create_run_dir(cfg.store, cfg.test_name)
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         handler = self._setup_logging()
         self._install_signals()
         results: dict | None = None
@@ -290,6 +293,7 @@ class Runner:
         node = self.nodes[w % len(self.nodes)]
         process = w
         client = None
+        backoff = 0.0
         try:
             client = self._new_client(process, node)
             while not self.stop_load.is_set():
@@ -315,6 +319,14 @@ class Runner:
                 if not self._record_client(done):
                     break
                 self.counts.add(done.type)
+                if done.type == FAIL and _unavailable(done.error):
+                    # The node is down or has no leader: back off a little instead of filling
+                    # the history with thousands of identical refusals per second.
+                    backoff = min(0.5, backoff * 2 if backoff else 0.02)
+                    if self.stop_load.wait(backoff):
+                        break
+                else:
+                    backoff = 0.0
                 if done.type == INFO:
                     # Jepsen: the process that got an indeterminate answer may still have that
                     # operation pending, so the worker continues as a new process.
@@ -541,8 +553,11 @@ class Runner:
         doc["planned_schedule"] = self.planned_schedule
         doc["replay_schedule"] = [replayable_step(e) for e in self.executed if not e.get("error")]
         doc["explicit_schedule"] = cfg.schedule
-        doc["command"] = cfg.command_line()
-        doc["reproduce_command"] = f"splitbrain reproduce {self.run.path}"
+        # The exact reproduction replays this run's executed schedule (the same nodes hit);
+        # run_command re-runs the same flags and seed (faults re-aimed at the then leader, etc.).
+        doc["command"] = shlex.join(["splitbrain", "reproduce", self.run.path])
+        doc["run_command"] = cfg.command_line()
+        doc["started"] = self.started
         if self.argv:
             doc["argv"] = list(self.argv)
         doc["run_id"] = self._run_id()
@@ -582,6 +597,10 @@ class Runner:
         self.stop_load.set()
         print(f"\n{signal.Signals(signum).name}: stopping the run and cleaning up", file=sys.stderr, flush=True)
         raise self.interrupted
+
+
+def _unavailable(error: str | None) -> bool:
+    return bool(error) and error.split(":", 1)[0] in ("refused", "connect", "no_leader", "unavailable")
 
 
 def _describe(f: str, value: Any, result: Any) -> str:

@@ -110,7 +110,8 @@ def test_kill_and_pause_schedule_is_in_the_history_and_in_config(tmp_path):
     assert [e["f"] for e in executed[:3]] == ["kill", "start", "pause"]
     assert executed[0]["result"] == {"nodes": ["n1"]}
     assert config["replay_schedule"][0]["value"]["target"] == ["n1"]
-    assert config["command"].startswith("splitbrain run")
+    assert config["command"] == f"splitbrain reproduce {runner.run.path}"
+    assert config["run_command"].startswith("splitbrain run")
     # after an info the worker continues as process p + C: processes never overlap
     pair_ops(ops)
 
