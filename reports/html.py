@@ -76,7 +76,8 @@ def table(headers: Sequence[str | tuple[str, str]], rows: Iterable[str], page_si
             r = r.replace("<tr", "<tr hidden", 1)
         body.append(r)
     pager = f' data-page-size="{page_size}"' if page_size else ""
-    return (f'<table class="{esc(cls)}"{pager} {attrs}><thead><tr>{head}</tr></thead>'
+    extra = f" {attrs}" if attrs else ""
+    return (f'<table class="{esc(cls)}"{pager}{extra}><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
