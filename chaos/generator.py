@@ -190,7 +190,7 @@ def random_schedule(faults: list[str], time_limit: float, interval: float, seed:
         can_start = [k for k in faults if k not in active] if len(active) < max_concurrent else []
         if active and (not can_start or rng.random() < 0.5):
             kind = active.pop(0)
-            steps.append({"at": round(t, 3), "f": FAULT_OPS[kind][1], "value": None})
+            steps.append({"at": round(t, 3), "f": FAULT_OPS[kind][1], "value": heal_value(kind)})
         else:
             kind = rng.choice(can_start)
             active.append(kind)
@@ -200,9 +200,15 @@ def random_schedule(faults: list[str], time_limit: float, interval: float, seed:
     return steps
 
 
+def heal_value(kind: str) -> dict | None:
+    """The invoke value of the op healing `kind` (contracts §1: start names what it restarts)."""
+    return {"target": "killed"} if kind == "kill" else None
+
+
 def heal_steps(active_kinds) -> list[dict]:
     """The ops that heal every given fault kind (for the final heal-everything)."""
-    return [{"f": FAULT_OPS[k][1], "value": None} for k in ("partition", "pause", "kill", "clock") if k in active_kinds]
+    return [{"f": FAULT_OPS[k][1], "value": heal_value(k)}
+            for k in ("partition", "pause", "kill", "clock") if k in active_kinds]
 
 
 def replayable_step(entry: dict) -> dict:

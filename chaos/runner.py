@@ -26,7 +26,8 @@ import traceback
 from typing import Any, Callable
 
 from chaos.config import FAULT_OPS, HEAL_OPS, START_OPS, ConfigError, RunConfig
-from chaos.generator import (ClientGenerator, RateLimiter, random_schedule, replayable_step)
+from chaos.generator import (ClientGenerator, RateLimiter, heal_steps, random_schedule,
+                             replayable_step)
 from chaos.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
 from chaos.interfaces import DB, Nemesis, Node, merge_valid
 from chaos.progress import Counts, Progress
@@ -402,9 +403,8 @@ class Runner:
         if self.nemesis is None:
             return
         log.info("healing everything")
-        for kind in ("partition", "pause", "kill", "clock"):
-            if kind in self.config.faults_in_use:
-                self._nemesis_op(FAULT_OPS[kind][1], None)
+        for step in heal_steps(self.config.faults_in_use):
+            self._nemesis_op(step["f"], step["value"])
         try:
             self.nemesis.heal_all()
         except Exception as e:  # noqa: BLE001
