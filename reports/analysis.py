@@ -228,14 +228,17 @@ QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
 
 def latency_table(client: list[ClientOp], fs: list[str]) -> list[dict]:
     """Per operation kind (and all together): counts by outcome and quantiles of ok latencies."""
+    groups: dict[str, dict] = {f: {OK: 0, FAIL: 0, INFO: 0, "lat": []} for f in fs + ["all"]}
+    for c in client:
+        for g in (groups[c.f], groups["all"]):
+            g[c.type] += 1
+            if c.type == OK and c.end is not None:
+                g["lat"].append(c.end - c.start)
     rows = []
     for f in fs + ["all"]:
-        sel = [c for c in client if f == "all" or c.f == f]
-        lat = sorted(c.latency for c in sel if c.type == OK and c.latency is not None)
-        rows.append({"f": f, "count": len(sel),
-                     OK: sum(1 for c in sel if c.type == OK),
-                     FAIL: sum(1 for c in sel if c.type == FAIL),
-                     INFO: sum(1 for c in sel if c.type == INFO),
+        g = groups[f]
+        lat = sorted(g["lat"])
+        rows.append({"f": f, "count": g[OK] + g[FAIL] + g[INFO], OK: g[OK], FAIL: g[FAIL], INFO: g[INFO],
                      "q": {q: quantile(lat, q) for q in QUANTILES}})
     return rows
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,15 @@ class NodeLogEvent:
 class NodeLog:
     node: str
     path: str                   # relative to the run directory
-    events: list[NodeLogEvent] = field(default_factory=list)
+    events: list[NodeLogEvent] = field(default_factory=list)   # all but commit advances
+    counts: dict[str, int] = field(default_factory=dict)       # lines per event kind
     lines: int = 0
     unparsed: int = 0           # lines that were not JSON objects (stack traces, stderr noise)
+
+
+# Commit advances are the bulk of a busy node's log and play no part in the timeline: they are
+# counted from the raw line without decoding it.
+_COMMIT_LINE = re.compile(r'^\{.*"event"\s*:\s*"commit"\s*[,}]')
 
 
 @dataclass
@@ -110,6 +117,9 @@ def read_node_log(path: str, node: str, rel: str) -> NodeLog:
             text = raw.strip()
             if not text:
                 continue
+            if _COMMIT_LINE.match(text) and text.endswith("}"):
+                log.counts["commit"] = log.counts.get("commit", 0) + 1
+                continue
             try:
                 d = json.loads(text)
             except json.JSONDecodeError:
@@ -118,6 +128,7 @@ def read_node_log(path: str, node: str, rel: str) -> NodeLog:
             if not isinstance(d, dict) or not isinstance(d.get("event"), str):
                 log.unparsed += 1
                 continue
+            log.counts[d["event"]] = log.counts.get(d["event"], 0) + 1
             fields = {k: v for k, v in d.items() if k not in ("ts", "mono", "node", "event")}
             log.events.append(NodeLogEvent(node=str(d.get("node", node)), event=d["event"],
                                            ts=_number(d.get("ts")), mono=_number(d.get("mono")),

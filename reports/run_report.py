@@ -143,16 +143,16 @@ def _excerpt_table(a: Anomaly) -> str:
     for r in a.rows:
         o = r["op"]
         if r["kind"] == "nemesis":
-            rows.append(tr([f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", "nemesis",
+            rows.append(tr([num(o.invoke_index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", "nemesis",
                             esc(o.f), "", _op_cell_value(o.requested), _op_cell_value(o.result), "", "fault"],
                            cls="fault-row"))
             continue
-        rows.append(tr([f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", esc(o.process), esc(o.f),
+        rows.append(tr([num(o.index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", esc(o.process), esc(o.f),
                         pill(o.type), _op_cell_value(o.invoke_value),
                         _op_cell_value(o.value if o.end is not None else None),
                         esc(o.node or ""), f"<b>{esc(r['role'])}</b>" if r["role"] else ""],
                        cls="hl" if r["role"] else ""))
-    return table(["invoked (s)", "completed (s)", "process", "f", "type", "invoke value", "returned", "node",
+    return table([("op", "num"), "invoked (s)", "completed (s)", "process", "f", "type", "invoke value", "returned", "node",
                   "part in the anomaly"], rows, cls="excerpt")
 
 
@@ -259,9 +259,13 @@ def _checkers_section(run: RunData, report_dir: str) -> str:
                              f'<td class="wrap">{jtext(v.get("anomaly"), 160) if v.get("anomaly") is not None else ""}</td>'],
                             cls="hl" if v.get("valid") is False else ""))
         bad = sum(1 for k in keys if isinstance(keys[k], dict) and keys[k].get("valid") is False)
-        out.append(f"<h3>Linearizability per key ({len(keys)} keys, {bad} illegal)</h3>")
-        out.append(table(["key", "verdict", ("ops", "num"), ("check ms", "num"), "visualization", "anomaly"], krows,
-                         page_size=25, cls="keys"))
+        key_table = table(["key", "verdict", ("ops", "num"), ("check ms", "num"), "visualization", "anomaly"], krows,
+                          page_size=25, cls="keys")
+        if bad:
+            out.append(f"<h3>Linearizability per key ({len(keys)} keys, {bad} illegal)</h3>" + key_table)
+        else:  # nothing to see: keep the page short for the plots
+            out.append(f"<details><summary>Linearizability per key: {len(keys)} keys, none illegal</summary>"
+                       f"{key_table}</details>")
     st = checkers.get("set")
     if isinstance(st, dict):
         out.append("<h3>Set</h3>")
@@ -494,10 +498,7 @@ def _files_section(run: RunData, report_dir: str) -> str:
     if run.node_logs:
         rows = []
         for node, log in run.node_logs.items():
-            counts: dict[str, int] = {}
-            for e in log.events:
-                counts[e.event] = counts.get(e.event, 0) + 1
-            summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+            summary = ", ".join(f"{k} {v:,}" for k, v in sorted(log.counts.items(), key=lambda kv: -kv[1]))
             rows.append(tr([esc(node), f'<a href="../{esc(log.path)}">{esc(log.path)}</a>', num(log.lines),
                             num(log.unparsed), f'<td class="wrap">{esc(summary)}</td>']))
         out.append(table(["node", "log", ("lines", "num"), ("non-JSON lines", "num"), "events"], rows, cls="nodelogs"))

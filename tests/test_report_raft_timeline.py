@@ -45,6 +45,17 @@ def test_an_unparsable_log_line_is_counted_not_fatal(tmp_path):
     assert len(run.node_logs["n1"].events) == 1
 
 
+def test_commit_advances_are_counted_but_kept_out_of_the_timeline(tmp_path):
+    commits = [{"ts": 1.0 + i, "mono": 1.0 + i, "node": "n1", "event": "commit", "index": i, "term": 1} for i in range(50)]
+    compact = '{"ts":9.0,"mono":9.0,"node":"n1","event":"commit","index":51,"term":1}'
+    logs = {"n1": [{"ts": 1.0, "mono": 1.0, "node": "n1", "event": "role", "role": "leader", "term": 1}] + commits
+            + [compact, '{"ts":9.5,"node":"n1","event":"committed_config"}']}
+    run = load_run(write_run(tmp_path / "run", history((0, "invoke", "read", "r0", None, 0.0)), node_logs=logs))
+    log = run.node_logs["n1"]
+    assert log.counts == {"role": 1, "commit": 51, "committed_config": 1}
+    assert [e.event for e in log.events] == ["role", "committed_config"]
+
+
 def test_report_draws_a_lane_per_node_with_terms_elections_and_the_cluster_lane(tmp_path):
     run = build_run(tmp_path, ops=6000, faults=[FaultSpec("kill", 1.5, 1.0, "majority")])
     with open(render_run(run), encoding="utf-8") as f:
