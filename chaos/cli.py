@@ -93,7 +93,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from chaos.runner import Runner
 
     config = config_from_args(args)
-    print(f"splitbrain: {config.test_name} with seed {config.seed}: {config.command_line()}", file=sys.stderr)
     return Runner(config, argv=sys.argv).execute()
 
 
@@ -196,11 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # ScenarioError and friends carry file:line
         print(f"splitbrain: {e}", file=sys.stderr)
         return EXIT_CRASHED
-    except FileNotFoundError as e:
+    except OSError as e:
         print(f"splitbrain: {e}", file=sys.stderr)
         return EXIT_CRASHED
     except KeyboardInterrupt:
         print("splitbrain: interrupted", file=sys.stderr)
+        return EXIT_CRASHED
+    except Exception:  # noqa: BLE001 - a crash is exit 255, never Python's 1 ("invalid")
+        import traceback
+
+        traceback.print_exc()
+        print("splitbrain: crashed (exit 255)", file=sys.stderr)
         return EXIT_CRASHED
     return int(code or 0)
 

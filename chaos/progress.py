@@ -6,11 +6,30 @@ printed every `plain_every` seconds so logs stay readable.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 from collections import Counter
 from typing import Callable, TextIO
+
+
+class ConsoleHandler(logging.Handler):
+    """Log lines for the person watching; on a terminal it clears the progress line first so
+    the two do not run into each other."""
+
+    def __init__(self, stream: TextIO, tty: bool):
+        super().__init__(logging.INFO)
+        self.stream, self.tty = stream, tty
+        self.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "\r\033[K" if self.tty else ""
+            self.stream.write(prefix + self.format(record) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 class Counts:

@@ -30,11 +30,12 @@ from chaos.generator import (ClientGenerator, RateLimiter, heal_steps, random_sc
                              replayable_step)
 from chaos.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
 from chaos.interfaces import DB, Nemesis, Node, merge_valid
-from chaos.progress import Counts, Progress
+from chaos.progress import ConsoleHandler, Counts, Progress
 from chaos.store import RunDir, create_run_dir
 from workloads.http_client import MAX_REDIRECTS, ClientBug
 
 log = logging.getLogger("splitbrain")
+LOGGERS = ("splitbrain", "chaos", "workloads", "checkers", "reports")
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_CRASHED = 0, 1, 2, 255
 
@@ -160,12 +161,16 @@ class Runner:
         self.run = create_run_dir(cfg.store, cfg.test_name)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         handler = self._setup_logging()
+        tty = self.progress_stream.isatty() if self.progress_tty is None else self.progress_tty
+        console = ConsoleHandler(self.progress_stream, tty)
+        logging.getLogger("splitbrain").addHandler(console)
         self._install_signals()
         results: dict | None = None
         code = EXIT_CRASHED
         crashed: str | None = None
         try:
-            log.info("run %s: %s", self.run.path, cfg.command_line())
+            log.info("run %s (seed %d)", self.run.path, cfg.seed)
+            log.info("command: %s", cfg.command_line())
             self.planned_schedule = self._plan_schedule()
             self._write_config()
             self._run_phases()
@@ -204,7 +209,9 @@ class Runner:
             code = EXIT_CRASHED
         finally:
             self._restore_signals()
-            logging.getLogger("splitbrain").removeHandler(handler)
+            for name in LOGGERS:
+                logging.getLogger(name).removeHandler(handler)
+            logging.getLogger("splitbrain").removeHandler(console)
             handler.close()
         return code
 
@@ -569,12 +576,16 @@ class Runner:
 
     # -- logging and signals ----------------------------------------------------------------------------
     def _setup_logging(self) -> logging.Handler:
-        logger = logging.getLogger("splitbrain")
-        logger.setLevel(logging.INFO)
+        """controller.log gets our log and that of the parts we compose (provisioners, nemeses,
+        checkers, reports log under their package names)."""
         handler = logging.FileHandler(self.run.log_path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(threadName)s %(message)s",
-                                               "%Y-%m-%dT%H:%M:%S"))
-        logger.addHandler(handler)
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s "
+                                               "%(threadName)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        for name in LOGGERS:
+            logger = logging.getLogger(name)
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                logger.setLevel(logging.INFO)
+            logger.addHandler(handler)
         return handler
 
     def _install_signals(self) -> None:
