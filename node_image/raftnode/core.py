@@ -175,7 +175,7 @@ class RaftCore:
     # -- properties for the driver --------------------------------------------------------------
     @property
     def last_log_index(self) -> int:
-        return self.log[-1].index if self.log else self.snapshot_index
+        return self.snapshot_index + len(self.log)
 
     @property
     def last_log_term(self) -> int:
@@ -343,10 +343,12 @@ class RaftCore:
         return rd
 
     def has_ready(self) -> bool:
-        return bool(self._msgs or self._events or self._hs_dirty or self._truncate_from is not None
-                    or self._unstable_from <= self.last_log_index or self._send_to
-                    or self._read_round_requested or self.commit_index > self._applied
-                    or self._read_states or self._dropped_reads or self._pending_snapshot)
+        """Whether ready() would return something (cheap: called after every input)."""
+        return bool(self._msgs or self._events or self._hs_dirty or self._send_to
+                    or self._unstable_from <= self.snapshot_index + len(self.log)
+                    or self.commit_index > self._applied or self._truncate_from is not None
+                    or self._read_round_requested or self._read_states or self._dropped_reads
+                    or self._pending_snapshot)
 
     def advance(self, rd: Ready) -> None:
         """The driver persisted (fsynced) everything in rd."""

@@ -125,6 +125,7 @@ class Cluster:
         pop = heapq.heappop
         nodes = self.nodes
         stats = self.stats
+        tick_us = self.tick_us
         try:
             while queue and queue[0][0] <= time_us:
                 t, _, kind, a, b = pop(queue)
@@ -133,9 +134,12 @@ class Cluster:
                 if kind == TICK:
                     node = nodes[a]
                     if node.up and node.incarnation == b:
-                        node.core.tick()
-                        self._process(node)
-                        self.at(t + int(node.clock_rate * self.tick_us), TICK, a, b)
+                        core = node.core
+                        core.tick()
+                        if core.has_ready():
+                            self._process(node)
+                        self._seq += 1
+                        heapq.heappush(queue, (t + int(node.clock_rate * tick_us), self._seq, TICK, a, b))
                 elif kind == DELIVER:
                     self._deliver(a)
                 elif kind == SYNC:
@@ -279,9 +283,11 @@ class Cluster:
         if net.drop and rng.random() < net.drop:
             stats.dropped += 1
             return
-        self.at(self.now + rng.randint(net.delay_min_us, net.delay_max_us), DELIVER, msg)
+        lo, span = net.delay_min_us, net.delay_max_us - net.delay_min_us
+        self._seq += 1
+        heapq.heappush(self.queue, (self.now + lo + int(rng.random() * span), self._seq, DELIVER, msg, None))
         if net.duplicate and rng.random() < net.duplicate:
-            self.at(self.now + rng.randint(net.delay_min_us, net.delay_max_us * 2), DELIVER, msg)
+            self.at(self.now + lo + int(rng.random() * 2 * span), DELIVER, msg)
 
     def _deliver(self, msg) -> None:
         node = self.nodes[msg.dst]
@@ -324,7 +330,9 @@ class Cluster:
             else:
                 self._send(node, msg)
         rd.messages = later
-        delay = self.rng.randint(self.net.fsync_min_us, self.net.fsync_max_us) if rd.must_sync else 0
+        net = self.net
+        delay = (net.fsync_min_us + int(self.rng.random() * (net.fsync_max_us - net.fsync_min_us))
+                 if rd.must_sync else 0)
         done = max(self.now, node.sync_busy_until) + delay
         node.sync_busy_until = done
         node.fifo.append((rd, marker))
@@ -443,4 +451,4 @@ class Cluster:
         self._process(node)
 
     def _reply(self, request, answer) -> None:
-        self.at(self.now + self.rng.randint(100, 1000), REPLY, request.client, (request, answer))
+        self.at(self.now + 100 + int(self.rng.random() * 900), REPLY, request.client, (request, answer))
