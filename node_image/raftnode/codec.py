@@ -66,13 +66,21 @@ def encode_entry_data(data) -> bytes:
     return _json_encode(data).encode("utf-8")
 
 
+class PreEncoded(dict):
+    """A command dict that carries its own JSON encoding (`wire`), built by the HTTP layer from
+    the client's body so the leader does not encode every command a second time."""
+
+    __slots__ = ("wire",)
+
+
 def _entry_data_bytes(entry: Entry) -> bytes:
     # The leader encodes each entry for every follower and for its own log: cache the bytes on
     # the entry object (entries are immutable once appended).
     try:
         return entry.__dict__["_wire"]
     except KeyError:
-        raw = encode_entry_data(entry.data)
+        data = entry.data
+        raw = data.wire if type(data) is PreEncoded else encode_entry_data(data)
         entry.__dict__["_wire"] = raw
         return raw
 

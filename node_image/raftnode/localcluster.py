@@ -42,7 +42,7 @@ def free_ports(count: int) -> list[int]:
 class LocalCluster:
     def __init__(self, size: int = 3, extra_args: tuple = (), base_dir: str | None = None,
                  python: str = sys.executable, election_timeout: str = "150-300",
-                 node_args: dict | None = None):
+                 node_args: dict | None = None, profile_dir: str | None = None):
         self.size = size
         self.ids = [f"n{i + 1}" for i in range(size)]
         ports = free_ports(2 * size)
@@ -56,6 +56,7 @@ class LocalCluster:
         self.node_args = node_args or {}
         self.election_timeout = election_timeout
         self.python = python
+        self.profile_dir = profile_dir  # run each node under cProfile, writing <dir>/<id>.prof at exit
         self.procs: dict[str, subprocess.Popen] = {}
         self._stderr_files = {}
 
@@ -73,7 +74,11 @@ class LocalCluster:
         return f"http://127.0.0.1:{self.client_ports[node]}"
 
     def command(self, node: str) -> list[str]:
-        return [self.python, "-m", "raftnode", "--id", node, "--cluster", self.cluster_spec,
+        runner = [self.python]
+        if self.profile_dir:
+            os.makedirs(self.profile_dir, exist_ok=True)
+            runner += ["-m", "cProfile", "-o", os.path.join(self.profile_dir, f"{node}.prof")]
+        return [*runner, "-m", "raftnode", "--id", node, "--cluster", self.cluster_spec,
                 "--client-listen", f"127.0.0.1:{self.client_ports[node]}",
                 "--peer-listen", f"127.0.0.1:{self.peer_ports[node]}",
                 "--data-dir", self.data_dir(node), "--log-file", self.log_path(node),

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from . import http as httpmod
+from .codec import PreEncoded
 from .kv import KVStateMachine
 from .nodelog import NodeLog
 from .storage import Storage
@@ -54,6 +55,15 @@ _WRITE_FIELDS = {
     "append": ({"value"}, {"value", "client_id", "seq"}),
 }
 _json_decode = json.JSONDecoder().decode
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Python's decoder accepts NaN and Infinity; JSON (and our encoder) does not.
+_json_decode_strict = json.JSONDecoder(parse_constant=_reject_constant).decode
+_COMMAND_PREFIX = {op: b'{"op":"' + op.encode() + b'","key":' for op in _WRITE_FIELDS}
 _json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
@@ -122,6 +132,50 @@ class NodeOptions:
     seed: int | None = None
     log_stderr: bool = True
     max_entries_per_append: int = 512
+
+
+def parse_write_body(op: str, key: str, body: bytes):
+    """(command, None) or (None, 400 body). The command carries its own JSON encoding."""
+    required, allowed = _WRITE_FIELDS[op]
+    body = body.strip()
+    if body:
+        try:
+            doc = _json_decode_strict(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return None, {"error": "bad_json", "detail": f"request body is not valid JSON: {exc}"}
+        if not isinstance(doc, dict):
+            return None, {"error": "bad_json", "detail": "request body must be a JSON object"}
+    else:
+        doc = {}
+    for name in doc:
+        if name not in allowed:
+            return None, {"error": "unknown_field",
+                          "detail": f"unknown field {name[:100]!r} for {op} (allowed: {', '.join(sorted(allowed))})"}
+    for name in required:
+        if name not in doc:
+            return None, {"error": "missing_field", "detail": f"{op} needs field {name!r}"}
+    if len(body) > MAX_VALUE_BYTES:  # the body bounds the encoded value: measure only then
+        for name in ("value", "expected"):
+            if name in doc:
+                size = len(_json_encode(doc[name]).encode("utf-8"))
+                if size > MAX_VALUE_BYTES:
+                    return None, {"error": "value_too_large",
+                                  "detail": f"{name} is {size} bytes encoded; the limit is {MAX_VALUE_BYTES}"}
+    client_id, seq = doc.get("client_id"), doc.get("seq")
+    if (client_id is None) != (seq is None):
+        return None, {"error": "bad_session", "detail": "client_id and seq must be given together"}
+    if client_id is not None:
+        if not isinstance(client_id, str) or not client_id or len(client_id) > 256:
+            return None, {"error": "bad_session", "detail": "client_id must be a non-empty string of at most 256 characters"}
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2 ** 63:
+            return None, {"error": "bad_session", "detail": "seq must be a non-negative integer"}
+    command = PreEncoded(op=op, key=key)
+    command.update(doc)
+    # The client's JSON object with op and key spliced in front: the same document the
+    # encoder would produce (duplicate names were collapsed identically by the decoder).
+    prefix = _COMMAND_PREFIX[op] + _json_encode(key).encode("utf-8")
+    command.wire = prefix + b"," + body[1:] if doc else prefix + b"}"
+    return command, None
 
 
 class Pending:
@@ -351,7 +405,7 @@ class RaftNode:
             pending.key = key
             self._submit_read(pending)
             return
-        command, problem = self._parse_write(op, key, req.body)
+        command, problem = parse_write_body(op, key, req.body)
         if problem is not None:
             pending.answer(400, problem)
             return
@@ -365,45 +419,6 @@ class RaftNode:
         self._proposals.append(pending)
         self._deadlines.append(pending)
         self._wake.set()
-
-    def _parse_write(self, op: str, key: str, body: bytes):
-        required, allowed = _WRITE_FIELDS[op]
-        if body.strip():
-            try:
-                doc = _json_decode(body.decode("utf-8"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                return None, {"error": "bad_json", "detail": f"request body is not valid JSON: {exc}"}
-            if not isinstance(doc, dict):
-                return None, {"error": "bad_json", "detail": "request body must be a JSON object"}
-        else:
-            doc = {}
-        for name in doc:
-            if name not in allowed:
-                return None, {"error": "unknown_field",
-                              "detail": f"unknown field {name[:100]!r} for {op} (allowed: {', '.join(sorted(allowed))})"}
-        for name in required:
-            if name not in doc:
-                return None, {"error": "missing_field", "detail": f"{op} needs field {name!r}"}
-        for name in ("value", "expected"):
-            if name in doc:
-                try:
-                    size = len(_json_encode(doc[name]).encode("utf-8"))
-                except ValueError as exc:
-                    return None, {"error": "bad_json", "detail": f"{name}: {exc}"}
-                if size > MAX_VALUE_BYTES:
-                    return None, {"error": "value_too_large",
-                                  "detail": f"{name} is {size} bytes encoded; the limit is {MAX_VALUE_BYTES}"}
-        client_id, seq = doc.get("client_id"), doc.get("seq")
-        if (client_id is None) != (seq is None):
-            return None, {"error": "bad_session", "detail": "client_id and seq must be given together"}
-        if client_id is not None:
-            if not isinstance(client_id, str) or not client_id or len(client_id) > 256:
-                return None, {"error": "bad_session", "detail": "client_id must be a non-empty string of at most 256 characters"}
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2 ** 63:
-                return None, {"error": "bad_session", "detail": "seq must be a non-negative integer"}
-        command = {"op": op, "key": key}
-        command.update(doc)
-        return command, None
 
     def _answer_not_leader(self, pending: Pending) -> None:
         leader = self.core.leader
@@ -439,7 +454,7 @@ class RaftNode:
                     rd = self.core.ready()
                     if rd.is_empty():
                         break
-                    await self._handle_ready(rd)
+                    self._handle_ready(rd)
         except Exception as exc:  # a driver bug must stop the node loudly, not leave it half alive
             self.log.event("fatal", error=f"{type(exc).__name__}: {exc}")
             import traceback
@@ -490,7 +505,7 @@ class RaftNode:
                     continue
                 self._read_waiters[ctx] = pending
 
-    async def _handle_ready(self, rd) -> None:
+    def _handle_ready(self, rd) -> None:
         self.stats["rounds"] += 1
         send = self.transport.send
         for event in rd.events:
@@ -505,6 +520,8 @@ class RaftNode:
                     later.append(msg)
                 else:
                     send(msg)
+            # One fdatasync for the whole round. Synchronous on purpose: a storage thread was
+            # measured slower here (GIL hand-offs cost more than the ~0.2 ms fsync on 2 cores).
             self.storage.persist(rd.hard_state, rd.truncate_from, rd.entries)
             self.stats["fsync_rounds"] += 1
             for msg in later:
