@@ -372,7 +372,7 @@ class Runner:
                 return
             self._nemesis_op(step["f"], step.get("value"), planned_at=step["at"])
 
-    def _nemesis_op(self, f: str, value: Any, planned_at: float | None = None) -> Op:
+    def _nemesis_op(self, f: str, value: Any, planned_at: float | None = None, final: bool = False) -> Op:
         at = round(time.monotonic() - self.load_start, 3)
         invoke = Op(process=NEMESIS, type=INVOKE, f=f, value=value, time=time.monotonic_ns())
         with self.history_lock:
@@ -399,6 +399,8 @@ class Runner:
             entry["planned_at"] = planned_at
         if error:
             entry["error"] = error
+        if final:
+            entry["final"] = True  # the heal-everything after the load (not replayed)
         self.executed.append(entry)
         log.info("nemesis %s %s -> %s", f, value if value is not None else "", done.value)
         return done
@@ -411,7 +413,7 @@ class Runner:
             return
         log.info("healing everything")
         for step in heal_steps(self.config.faults_in_use):
-            self._nemesis_op(step["f"], step["value"])
+            self._nemesis_op(step["f"], step["value"], final=True)
         try:
             self.nemesis.heal_all()
         except Exception as e:  # noqa: BLE001
@@ -558,7 +560,8 @@ class Runner:
         doc = cfg.to_dict()
         doc["schedule"] = self.executed
         doc["planned_schedule"] = self.planned_schedule
-        doc["replay_schedule"] = [replayable_step(e) for e in self.executed if not e.get("error")]
+        doc["replay_schedule"] = [replayable_step(e) for e in self.executed
+                                  if not e.get("error") and not e.get("final") and e["at"] < cfg.time_limit]
         doc["explicit_schedule"] = cfg.schedule
         # The exact reproduction replays this run's executed schedule (the same nodes hit);
         # run_command re-runs the same flags and seed (faults re-aimed at the then leader, etc.).

@@ -197,3 +197,25 @@ def test_rate_limit_bounds_the_number_of_operations(tmp_path):
     ops = read_jsonl(os.path.join(runner.run.path, "history.jsonl"))
     invokes = [op for op in ops if op.type == "invoke" and not op.extra.get("final")]
     assert 10 <= len(invokes) <= 25
+
+
+def test_reproduce_replays_the_executed_schedule_on_the_same_nodes(tmp_path):
+    from chaos.cli import reproduce_config
+
+    schedule = [{"at": 0.2, "f": "kill", "value": {"target": "leader"}},
+                {"at": 0.5, "f": "start", "value": {"target": "killed"}},
+                {"at": 0.7, "f": "pause", "value": {"target": "one"}}]
+    code, first, *_ = run(tmp_path, schedule=schedule, time_limit=1.0)
+    assert code == 0
+    executed = json.load(open(os.path.join(first.run.path, "config.json")))["schedule"]
+    again = reproduce_config(first.run.path)
+    assert again.seed == first.config.seed and again.reproduces == first.run.path
+    db = FakeDB()
+    runner = Runner(again, db_factory=lambda cfg, run_id: db, nemesis_factory=fake_nemesis_factory,
+                    checker=Recorder(), render=lambda p: None, out=io.StringIO(),
+                    progress_stream=io.StringIO(), progress_tty=False, install_signal_handlers=False)
+    assert runner.execute() == 0
+    replayed = json.load(open(os.path.join(runner.run.path, "config.json")))["schedule"]
+    hit = lambda entries: [(e["f"], (e["result"] or {}).get("nodes")) for e in entries[:3]]
+    assert hit(replayed) == hit(executed)
+    assert replayed[0]["value"] == {"target": [executed[0]["result"]["nodes"][0]]}
