@@ -1,0 +1,214 @@
+"""What every provisioner shares: node options, labels, the node command line, leader waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from chaos.interfaces import DB, Node
+
+#: every Docker resource and local chain of a run carries these (see chaos.provision.cleanup)
+LABEL = "splitbrain"
+LABEL_RUN = "splitbrain.run"
+LABEL_OWNER = "splitbrain.owner-pid"
+LABEL_OWNER_START = "splitbrain.owner-start"
+
+NODE_COUNTS = (3, 5, 7)
+ALL_FAULTS = frozenset({"partition", "kill", "pause", "clock"})
+
+
+class ProvisionError(RuntimeError):
+    """The cluster could not be provisioned; the message says what is missing or wrong."""
+
+
+@dataclass
+class NodeOptions:
+    """Flags for every node of a cluster (docs/contracts.md section 2)."""
+
+    election_timeout: str = "150-300"   # ms, "MIN-MAX"
+    heartbeat_ms: int = 50
+    bug: str | None = None               # a seeded bug name, None for the correct node
+    pre_vote: bool = True
+    check_quorum: bool = True
+    extra_args: tuple = ()
+
+    def __post_init__(self):
+        parts = str(self.election_timeout).split("-")
+        try:
+            low, high = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (0, -1)
+        except ValueError:
+            low, high = 0, -1
+        if not 0 < low <= high:
+            raise ValueError(f"election_timeout must be 'MIN-MAX' milliseconds with 0 < MIN <= MAX, "
+                             f"got {self.election_timeout!r}")
+        if not isinstance(self.heartbeat_ms, int) or self.heartbeat_ms <= 0:
+            raise ValueError(f"heartbeat_ms must be a positive integer, got {self.heartbeat_ms!r}")
+        if self.heartbeat_ms >= low:
+            raise ValueError(f"heartbeat_ms ({self.heartbeat_ms}) must be below the election "
+                             f"timeout's minimum ({low})")
+        self.extra_args = tuple(str(a) for a in self.extra_args)
+
+    def args(self) -> list[str]:
+        argv = ["--election-timeout", str(self.election_timeout), "--heartbeat", str(self.heartbeat_ms)]
+        if not self.pre_vote:
+            argv.append("--no-pre-vote")
+        if not self.check_quorum:
+            argv.append("--no-check-quorum")
+        if self.bug:
+            argv += ["--bug", self.bug]
+        return argv + list(self.extra_args)
+
+
+def node_ids(count: int) -> list[str]:
+    if count not in NODE_COUNTS:
+        raise ValueError(f"a cluster has 3, 5 or 7 nodes, got {count!r}")
+    return [f"n{i}" for i in range(1, count + 1)]
+
+
+def cluster_arg(nodes: Iterable[Node]) -> str:
+    """The node's --cluster value: id=peer_host:peer_port/client_host:client_port,..."""
+    return ",".join(f"{n.id}={n.address}:{n.peer_port}/{n.address}:{n.client_port}" for n in nodes)
+
+
+def node_argv(node: Node, nodes: list[Node], options: NodeOptions, data_dir: str, log_file: str,
+              python: str = "python3") -> list[str]:
+    return [python, "-m", "raftnode", "--id", node.id, "--cluster", cluster_arg(nodes),
+            "--client-listen", f"{node.address}:{node.client_port}",
+            "--peer-listen", f"{node.address}:{node.peer_port}",
+            "--data-dir", data_dir, "--log-file", log_file] + options.args()
+
+
+def process_start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None.
+
+    Stored next to an owner pid so that a recycled pid is not mistaken for a live owner.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def owner_alive(pid: int | str | None, start: str | None = None) -> bool:
+    """True while the controller that owns a run is still running."""
+    try:
+        pid = int(pid)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    if start:
+        current = process_start_ticks(pid)
+        if current is not None and current != start:
+            return False  # the pid was recycled by another process
+    return True
+
+
+def run_labels(run_id: str) -> dict:
+    pid = os.getpid()
+    return {LABEL: "1", LABEL_RUN: run_id, LABEL_OWNER: str(pid),
+            LABEL_OWNER_START: process_start_ticks(pid) or ""}
+
+
+def get_status(url: str, timeout: float = 1.0) -> dict | None:
+    """GET <url>/status; None when the node does not answer."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def wait_for_leader(nodes: list[Node], timeout: float = 30.0, status: Callable = get_status,
+                    interval: float = 0.1) -> str:
+    """Poll /status until a majority of nodes agree on one leader that says it leads; return its id."""
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while True:
+        last = {n.id: status(n.client_url, timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                for n in nodes}
+        leaders = [nid for nid, st in last.items() if st and st.get("role") == "leader"]
+        if len(leaders) == 1:
+            leader = leaders[0]
+            agree = sum(1 for st in last.values() if st and st.get("leader") == leader)
+            if agree > len(nodes) // 2:
+                return leader
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    summary = ", ".join(f"{nid}: " + (f"{st.get('role')} term {st.get('term')} leader {st.get('leader')}"
+                                       if st else "no answer") for nid, st in last.items())
+    raise ProvisionError(f"no leader elected within {timeout:.0f} s ({summary})")
+
+
+class Provisioner(DB):
+    """Shared state of our provisioners: options, nodes, start hooks.
+
+    Start hooks run after a node's environment was recreated (a restarted container has a fresh
+    network namespace without our iptables rules); the partition nemesis registers one to put
+    its rules back.
+    """
+
+    def __init__(self, run_id: str, options: NodeOptions | None = None):
+        if not run_id or not all(c.isalnum() or c in "-_." for c in run_id):
+            raise ValueError(f"run id must be non-empty letters, digits, '-', '_' or '.', got {run_id!r}")
+        self.run_id = run_id
+        self.options = options or NodeOptions()
+        self.nodes: list[Node] = []
+        self._start_hooks: list[Callable[[Node], None]] = []
+
+    def add_start_hook(self, hook: Callable[[Node], None]) -> None:
+        self._start_hooks.append(hook)
+
+    def remove_start_hook(self, hook: Callable[[Node], None]) -> None:
+        if hook in self._start_hooks:
+            self._start_hooks.remove(hook)
+
+    def _run_start_hooks(self, node: Node) -> None:
+        for hook in list(self._start_hooks):
+            hook(node)
+
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(f"no node {node_id!r} (nodes: {', '.join(n.id for n in self.nodes)})")
+
+    def wait_for_leader(self, timeout: float = 30.0) -> str:
+        return wait_for_leader(self.nodes, timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+
+def docker_client():
+    """A Docker SDK client that negotiates the API version (the daemon may be older than the SDK)."""
+    try:
+        import docker
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise ProvisionError("the docker Python SDK is missing: pip install 'docker>=7'") from e
+    try:
+        client = docker.from_env(version="auto", timeout=120)
+        client.ping()
+    except Exception as e:  # docker.errors.DockerException and connection errors alike
+        raise ProvisionError(f"the Docker engine does not answer ({e}); start dockerd "
+                             "(as root on Debian: apt-get install docker.io && dockerd &)") from e
+    return client
