@@ -111,11 +111,12 @@ def _runs_table(rows: list[dict]) -> str:
         link = f'{r["dir"]}/report/index.html' if r["has_report"] else r["dir"] + "/"
         v = r.get("verdict", "unknown")
         nfaults = sum(r["faults"].values()) if isinstance(r.get("faults"), dict) else 0
-        trs.append(tr([esc(r.get("started", "")), f'<span class="mono">{esc(r.get("test", r["test_dir"]))}</span>',
+        trs.append(tr([f'<td class="nowrap">{esc(r.get("started", ""))}</td>',
+                       f'<td class="mono nowrap">{esc(r.get("test", r["test_dir"]))}</td>',
                        f'<td data-v="{VERDICT_RANK.get(v, 1)}">{pill(v)}</td>',
                        num(r.get("ops")), f'<td data-v="{nfaults}">{esc(_faults_text(r.get("faults")))}</td>',
                        num(r.get("anomalies")), num(r.get("ok_per_s"), "{:,.0f}"), num(r.get("p99_ms"), "{:,.1f}"),
-                       f'<td class="wrap">{esc(r.get("reason", ""))}</td>',
+                       f'<td class="reason" title="{esc(r.get("reason", ""))}">{esc(_shorten(r.get("reason", ""), 110))}</td>',
                        f'<a class="run-link" href="{esc(link)}">report</a>'],
                       cls=f"run {v}"))
     # numeric columns sort by their cells' data-v values
@@ -123,6 +124,11 @@ def _runs_table(rows: list[dict]) -> str:
                ("faults", "sortable", "num"), ("anomalies", "sortable num", "num"), ("ok/s", "sortable num", "num"),
                ("p99 ms", "sortable num", "num"), ("reason", ""), ("", "")]
     return table(headers, trs, page_size=100, cls="sortable-table runs", attrs='id="runs"')
+
+
+def _shorten(text: Any, limit: int) -> str:
+    text = str(text or "")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _neg_date(started: Any) -> str:
@@ -144,7 +150,7 @@ def _trend_table(rows: list[dict]) -> str:
                               [f'{r.get("started")}: {r.get("verdict")}, {r.get("ok_per_s") or "?"} ok/s' for r in runs],
                               [f'{r["dir"]}/report/index.html' if r["has_report"] else None for r in runs])
         last = runs[-1]
-        trs.append(tr([f'<span class="mono">{esc(test)}</span>', num(len(by_test[test])), num(counts["valid"]),
+        trs.append(tr([f'<td class="mono nowrap">{esc(test)}</td>', num(len(by_test[test])), num(counts["valid"]),
                        num(counts["invalid"]), num(counts["unknown"]), pill(last.get("verdict", "unknown")),
                        f"<td>{spark}</td>"]))
     return table(["scenario", ("runs", "num"), ("valid", "num"), ("invalid", "num"), ("unknown", "num"), "latest",

@@ -18,7 +18,7 @@ from typing import Any
 from chaos.history import FAIL, INFO, OK
 
 from reports import svg
-from reports.analysis import (Analysis, QUANTILES, analyse, availability, latency_quantiles_over_time,
+from reports.analysis import (Analysis, QUANTILES, analyse, availability, describe_fault, latency_quantiles_over_time,
                               latency_table, nice_bucket, throughput)
 from reports.anomaly import Anomaly, find_anomalies, fmt_t
 from reports.html import esc, jtext, num, page, pill, table, tr, verdict_word
@@ -144,7 +144,8 @@ def _excerpt_table(a: Anomaly) -> str:
         o = r["op"]
         if r["kind"] == "nemesis":
             rows.append(tr([num(o.invoke_index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", "nemesis",
-                            esc(o.f), "", _op_cell_value(o.requested), _op_cell_value(o.result), "", "fault"],
+                            esc(o.f), "", _op_cell_value(o.requested),
+                            f'<td class="wrap">{esc(describe_fault(o.f, o.requested, o.result))}</td>', "", "fault"],
                            cls="fault-row"))
             continue
         rows.append(tr([num(o.index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", esc(o.process), esc(o.f),
@@ -232,7 +233,7 @@ def _checkers_section(run: RunData, report_dir: str) -> str:
             continue
         detail = []
         for k in ("checker", "model", "first_illegal_key", "error", "reason"):
-            if k in c:
+            if c.get(k) is not None:
                 detail.append(f"{k}: {c[k]}" if not isinstance(c[k], (dict, list)) else f"{k}: {json.dumps(c[k], default=str)[:80]}")
         if name == "set":
             for k in ("lost", "duplicated", "unexpected", "recovered"):

@@ -333,27 +333,35 @@ def raft_timeline(axis: TimeAxis, timeline: Any, faults: Sequence[Any], end: flo
 
 
 def sparkline(values: Sequence[float | None], colors: Sequence[str], titles: Sequence[str],
-              links: Sequence[str | None], width: int = 220, height: int = 34) -> str:
-    """A row of squares (one per run, oldest first, coloured by verdict) above a line of values."""
+              links: Sequence[str | None], width: int = 300, height: int = 44, unit: str = "ok/s") -> str:
+    """A row of squares (one per run, oldest first, coloured by verdict, linked to the run) above
+    a line of a figure per run, scaled between its minimum and maximum (labelled at the right)."""
     n = len(values)
     if n == 0:
         return ""
-    cell = min(14.0, (width - 4) / n)
-    parts = [f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="trend">']
+    label_w = 64
+    cell = min(16.0, (width - label_w - 4) / n)
+    parts = [f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="trend of {n} runs">']
     nums = [v for v in values if v is not None]
-    hi = max(nums) if nums else 1
-    hi = hi if hi > 0 else 1
+    lo, hi = (min(nums), max(nums)) if nums else (0.0, 1.0)
+    span = hi - lo
+    top, bottom = 20.0, height - 4.0
     pts = []
     for i, (v, c, t, href) in enumerate(zip(values, colors, titles, links)):
         x = 2 + i * cell
-        sq = f'<rect x="{x:.1f}" y="2" width="{max(cell - 2, 1):.1f}" height="10" fill="{c}"><title>{esc(t)}</title></rect>'
+        sq = f'<rect x="{x:.1f}" y="2" width="{max(cell - 2, 1):.1f}" height="12" rx="2" fill="{c}"><title>{esc(t)}</title></rect>'
         parts.append(f'<a href="{esc(href)}">{sq}</a>' if href else sq)
         if v is not None:
-            pts.append(f"{x + cell / 2 - 1:.1f} {height - 3 - (v / hi) * (height - 18):.1f}")
+            y = (top + bottom) / 2 if span <= 0 else bottom - (v - lo) / span * (bottom - top)
+            pts.append(f"{x + cell / 2 - 1:.1f} {y:.1f}")
     if len(pts) > 1:
-        parts.append(f'<polyline fill="none" stroke="#475569" stroke-width="1.3" points="{" ".join(pts)}"/>')
+        parts.append(f'<polyline fill="none" stroke="#475569" stroke-width="1.4" points="{" ".join(pts)}"/>')
     elif pts:
         x, y = pts[0].split()
         parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="#475569"/>')
+    if nums:
+        last = next(v for v in reversed(values) if v is not None)
+        parts.append(f'<text x="{width - label_w + 6}" y="{bottom - 2:.1f}">{esc(fmt_num(last))} {esc(unit)}</text>')
     parts.append("</svg>")
     return "".join(parts)
