@@ -61,6 +61,17 @@ class TooManyRedirects(Exception):
         super().__init__(f"more than {MAX_REDIRECTS} redirects (last to {url})")
 
 
+def _readable(sock) -> bool:
+    """True when an idle socket has something to read: EOF or a reset from the server (poll,
+    not select, so that descriptors above 1024 work too)."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 class HttpClient:
     def __init__(self, timeout: float = 3.0, max_redirects: int = MAX_REDIRECTS):
         self.timeout = timeout
@@ -74,11 +85,7 @@ class HttpClient:
         is never sent into a dead socket and then wrongly counted as indeterminate."""
         conn = self.conns.get(netloc)
         if conn is not None and conn.sock is not None:
-            try:
-                readable, _, _ = select.select([conn.sock], [], [], 0)
-            except (OSError, ValueError):
-                readable = [True]
-            if not readable:
+            if not _readable(conn.sock):
                 return conn, False
             conn.close()
         host, _, port = netloc.rpartition(":")
