@@ -1,0 +1,196 @@
+"""Partition topologies and fault targets: pure functions of node ids (and a seeded rng).
+
+A partition is described by `cut`: the unordered pairs of nodes that cannot exchange packets,
+and `groups`: what each side sees (for a ring or bridge the groups overlap).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring", "bridge",
+              "groups")
+TARGETS = ("one", "minority", "majority", "all", "leader")
+
+
+@dataclass
+class Partition:
+    topology: str
+    groups: list[list[str]]
+    cut: list[list[str]]  # sorted pairs [a, b] with a < b, sorted
+
+    def to_value(self) -> dict:
+        return {"topology": self.topology, "groups": self.groups, "cut": self.cut}
+
+
+def _sort_key(node_id: str):
+    # n2 before n10: ids are compared by their digits when they have the same prefix
+    head = node_id.rstrip("0123456789")
+    tail = node_id[len(head):]
+    return (head, int(tail) if tail else -1, node_id)
+
+
+def _sorted(ids) -> list[str]:
+    return sorted(ids, key=_sort_key)
+
+
+def _cut_from_links(nodes: list[str], linked) -> list[list[str]]:
+    return sorted(([a, b] for a, b in itertools.combinations(_sorted(nodes), 2) if not linked(a, b)),
+                  key=lambda p: (_sort_key(p[0]), _sort_key(p[1])))
+
+
+def from_groups(nodes: list[str], groups: list[list[str]], topology: str = "groups") -> Partition:
+    """Disjoint groups covering every node; nodes in different groups are cut off."""
+    _check_nodes(nodes)
+    if not isinstance(groups, (list, tuple)) or len(groups) < 2:
+        raise ValueError(f"a partition needs at least two groups, got {groups!r}")
+    seen: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        if not isinstance(group, (list, tuple)) or not group:
+            raise ValueError(f"group {i} must be a non-empty list of node ids, got {group!r}")
+        for node in group:
+            if node not in nodes:
+                raise ValueError(f"group {i} names unknown node {node!r} (nodes: {', '.join(nodes)})")
+            if node in seen:
+                raise ValueError(f"node {node!r} is in groups {seen[node]} and {i}")
+            seen[node] = i
+    missing = [n for n in nodes if n not in seen]
+    if missing:
+        raise ValueError(f"nodes {', '.join(missing)} are in no group")
+    cut = _cut_from_links(nodes, lambda a, b: seen[a] == seen[b])
+    return Partition(topology, [_sorted(g) for g in groups], cut)
+
+
+def isolate(nodes: list[str], node: str, topology: str = "isolate-one") -> Partition:
+    if node not in nodes:
+        raise ValueError(f"cannot isolate unknown node {node!r} (nodes: {', '.join(nodes)})")
+    return from_groups(nodes, [[node], [n for n in nodes if n != node]], topology)
+
+
+def halves(nodes: list[str], topology: str = "halves") -> Partition:
+    """The first floor(n/2) nodes against the rest: a minority and a majority."""
+    _check_nodes(nodes)
+    middle = len(nodes) // 2
+    return from_groups(nodes, [list(nodes[:middle]), list(nodes[middle:])], topology)
+
+
+def random_halves(nodes: list[str], rng) -> Partition:
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    return halves(shuffled, "random-halves")
+
+
+def majorities_ring(nodes: list[str], rng=None) -> Partition:
+    """Every node sees a majority, and no two nodes see the same one (Jepsen's majorities ring).
+
+    Nodes sit on a ring (shuffled by rng when given); each keeps links to the nodes within
+    distance k, the smallest k whose window 2k+1 is a majority. Three nodes cannot form such a
+    ring with a proper cut, so one link is cut: two nodes see different majorities and the
+    third sees everyone.
+    """
+    _check_nodes(nodes)
+    ring = list(nodes)
+    if rng is not None:
+        rng.shuffle(ring)
+    n = len(ring)
+    if n == 3:
+        cut_pair = {ring[0], ring[1]}
+        cut = _cut_from_links(ring, lambda a, b: {a, b} != cut_pair)
+    else:
+        majority = n // 2 + 1
+        k = majority // 2  # window 2k+1 >= majority
+        position = {node: i for i, node in enumerate(ring)}
+
+        def linked(a, b):
+            d = abs(position[a] - position[b])
+            return min(d, n - d) <= k
+        cut = _cut_from_links(ring, linked)
+    blocked = {node: set() for node in ring}
+    for a, b in cut:
+        blocked[a].add(b)
+        blocked[b].add(a)
+    groups = [_sorted(m for m in ring if m not in blocked[node]) for node in ring]
+    return Partition("majorities-ring", groups, cut)
+
+
+def bridge(nodes: list[str], rng=None) -> Partition:
+    """Two halves that cannot talk, and one node in the middle that talks to both."""
+    _check_nodes(nodes)
+    order = list(nodes)
+    if rng is not None:
+        rng.shuffle(order)
+    middle = len(order) // 2
+    left, hub, right = order[:middle], order[middle], order[middle + 1:]
+    side = {n: 0 for n in left}
+    side.update({n: 1 for n in right})
+    cut = _cut_from_links(order, lambda a, b: a == hub or b == hub or side[a] == side[b])
+    return Partition("bridge", [_sorted(left + [hub]), _sorted([hub] + right)], cut)
+
+
+def make_partition(value: dict, nodes: list[str], rng, leader: str | None = None) -> Partition:
+    """Resolve a partition op's value ({"topology": ..., ...}) to a concrete partition."""
+    if not isinstance(value, dict) or "topology" not in value:
+        raise ValueError(f"a partition value needs a 'topology' (one of {', '.join(TOPOLOGIES)}), got {value!r}")
+    topology = value["topology"]
+    if topology == "isolate-one":
+        node = value.get("node")
+        return isolate(nodes, node if node is not None else rng.choice(list(nodes)))
+    if topology == "isolate-leader":
+        if leader is None:
+            raise NoLeader("no leader is known to isolate")
+        return isolate(nodes, leader, "isolate-leader")
+    if topology == "halves":
+        return halves(nodes)
+    if topology == "random-halves":
+        return random_halves(nodes, rng)
+    if topology == "majorities-ring":
+        return majorities_ring(nodes, rng)
+    if topology == "bridge":
+        return bridge(nodes, rng)
+    if topology == "groups":
+        return from_groups(nodes, value.get("groups"))
+    raise ValueError(f"unknown partition topology {topology!r} (choose one of: {', '.join(TOPOLOGIES)})")
+
+
+class NoLeader(LookupError):
+    """The fault targets the leader and none is known right now."""
+
+
+def select_targets(target, nodes: list[str], rng, leader: str | None = None) -> list[str]:
+    """The nodes a kill/pause/clock op acts on.
+
+    target: "one" (a random node), "minority" (a random (n-1)//2 nodes), "majority"
+    (a random n//2+1), "all", "leader", or a list of node ids.
+    """
+    _check_nodes(nodes)
+    if isinstance(target, (list, tuple)):
+        if not target:
+            raise ValueError("a target list must name at least one node")
+        for node in target:
+            if node not in nodes:
+                raise ValueError(f"target names unknown node {node!r} (nodes: {', '.join(nodes)})")
+        return _sorted(set(target))
+    n = len(nodes)
+    if target == "one":
+        return [rng.choice(list(nodes))]
+    if target == "minority":
+        return _sorted(rng.sample(list(nodes), (n - 1) // 2))
+    if target == "majority":
+        return _sorted(rng.sample(list(nodes), n // 2 + 1))
+    if target == "all":
+        return _sorted(nodes)
+    if target == "leader":
+        if leader is None:
+            raise NoLeader("no leader is known to target")
+        if leader not in nodes:
+            raise ValueError(f"the leader {leader!r} is not one of the nodes ({', '.join(nodes)})")
+        return [leader]
+    raise ValueError(f"unknown target {target!r} (choose one of: {', '.join(TARGETS)}, or a list of node ids)")
+
+
+def _check_nodes(nodes) -> None:
+    if len(nodes) < 2:
+        raise ValueError(f"need at least two nodes, got {list(nodes)!r}")
+    if len(set(nodes)) != len(nodes):
+        raise ValueError(f"node ids must be distinct, got {list(nodes)!r}")
