@@ -41,24 +41,31 @@ def _cut_from_links(nodes: list[str], linked) -> list[list[str]]:
 
 
 def from_groups(nodes: list[str], groups: list[list[str]], topology: str = "groups") -> Partition:
-    """Disjoint groups covering every node; nodes in different groups are cut off."""
+    """Two nodes can talk iff some group holds both; every node must be in a group.
+
+    Disjoint groups are an ordinary partition. Overlapping groups describe a bridge
+    ([[n1,n2,n3],[n3,n4,n5]]) or a ring (its links as cliques), so that any executed partition
+    can be replayed from its groups.
+    """
     _check_nodes(nodes)
     if not isinstance(groups, (list, tuple)) or len(groups) < 2:
         raise ValueError(f"a partition needs at least two groups, got {groups!r}")
-    seen: dict[str, int] = {}
+    member: dict[str, set[int]] = {n: set() for n in nodes}
     for i, group in enumerate(groups):
         if not isinstance(group, (list, tuple)) or not group:
             raise ValueError(f"group {i} must be a non-empty list of node ids, got {group!r}")
+        if len(set(group)) != len(group):
+            raise ValueError(f"group {i} names a node twice: {list(group)!r}")
         for node in group:
-            if node not in nodes:
+            if node not in member:
                 raise ValueError(f"group {i} names unknown node {node!r} (nodes: {', '.join(nodes)})")
-            if node in seen:
-                raise ValueError(f"node {node!r} is in groups {seen[node]} and {i}")
-            seen[node] = i
-    missing = [n for n in nodes if n not in seen]
+            member[node].add(i)
+    missing = [n for n in nodes if not member[n]]
     if missing:
         raise ValueError(f"nodes {', '.join(missing)} are in no group")
-    cut = _cut_from_links(nodes, lambda a, b: seen[a] == seen[b])
+    cut = _cut_from_links(nodes, lambda a, b: bool(member[a] & member[b]))
+    if not cut:
+        raise ValueError(f"groups {groups!r} cut nothing: every pair of nodes shares a group")
     return Partition(topology, [_sorted(g) for g in groups], cut)
 
 
@@ -106,11 +113,11 @@ def majorities_ring(nodes: list[str], rng=None) -> Partition:
             d = abs(position[a] - position[b])
             return min(d, n - d) <= k
         cut = _cut_from_links(ring, linked)
-    blocked = {node: set() for node in ring}
-    for a, b in cut:
-        blocked[a].add(b)
-        blocked[b].add(a)
-    groups = [_sorted(m for m in ring if m not in blocked[node]) for node in ring]
+    # groups: the ring's links as cliques (k+1 consecutive nodes), so from_groups replays it
+    if n == 3:
+        groups = [_sorted([ring[0], ring[2]]), _sorted([ring[1], ring[2]])]
+    else:
+        groups = [_sorted(ring[(i + j) % n] for j in range(k + 1)) for i in range(n)]
     return Partition("majorities-ring", groups, cut)
 
 
