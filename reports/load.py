@@ -146,12 +146,16 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         return os.path.join(run_dir, *parts)
 
     history_path = path("history.jsonl")
-    if not os.path.exists(history_path):
-        raise ReportError(f"{run_dir}: no history.jsonl: not a run directory, or the run never started")
-    try:
-        ops = read_jsonl(history_path)
-    except HistoryError as e:
-        raise ReportError(str(e)) from None
+    if not any(os.path.exists(path(name)) for name in ("history.jsonl", "config.json", "results.json")):
+        raise ReportError(f"{run_dir}: not a run directory (no history.jsonl, config.json or results.json)")
+    ops: list[Op] = []
+    if os.path.exists(history_path):
+        try:
+            ops = read_jsonl(history_path)
+        except HistoryError as e:
+            raise ReportError(str(e)) from None
+    else:
+        missing.append("history.jsonl")  # a run that crashed before its first operation
 
     config: dict = {}
     if os.path.exists(path("config.json")):

@@ -39,7 +39,7 @@ def _run_started(run_dir: str, config: dict) -> str:
     for k in ("started", "start_time", "timestamp", "date"):
         if isinstance(config.get(k), str):
             return config[k]
-    mtime = os.path.getmtime(os.path.join(run_dir, "history.jsonl"))
+    mtime = os.path.getmtime(run_dir)
     return _dt.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -450,7 +450,8 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
     interesting = [e for e in tl.events if e.event in ("election_won", "role", "start", "stop", "peer_garbage")
                    or (e.event == "vote" and e.fields.get("granted") is True)]
     out.append(f"<h3>Elections and leader changes from the node logs ({len(interesting):,} events)</h3>")
-    out.append(f'<p class="note">{tl.leader_changes} changes of the stable leader, {tl.terms_seen} terms seen by polls. '
+    out.append(f'<p class="note">{_plural(tl.leader_changes, "change")} of the stable leader, '
+               f'{_plural(tl.terms_seen, "term")} seen by polls. '
                "Node log times are placed on the controller's clock through each node's nearest status poll "
                "(its monotonic clock, else its wall clock), so a skewed node clock does not reorder them."
                + (f" {tl.unplaced_events} events could not be placed (no poll of that node answered)." if tl.unplaced_events else "")
@@ -469,6 +470,10 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
     return "".join(out)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _timeout_note(config: dict) -> str:
     et = config.get("election_timeout") or config.get("election-timeout")
     if et:
@@ -484,6 +489,32 @@ def _config_section(config: dict, command: str) -> str:
         out.append('<p class="warn">No config.json in this run.</p>')
     else:
         out.append(table(["setting", "value"], rows, cls="config"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _tail(path: str, lines: int, max_bytes: int = 64 * 1024) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        data = f.read().decode("utf-8", errors="replace")
+    return data.splitlines()[-lines:]
+
+
+def _crash_section(run: RunData) -> str:
+    """A run that crashed (results say so, or there is no history): the controller log's tail."""
+    crashed = isinstance(run.results, dict) and run.results.get("crashed") is True
+    if not crashed and "history.jsonl" not in run.missing:
+        return ""
+    log = os.path.join(run.run_dir, "controller.log")
+    out = ['<section id="crash"><h2>The run did not complete</h2>']
+    if os.path.isfile(log):
+        tail = _tail(log, 40)
+        out.append(f'<p class="note">The last {len(tail)} lines of <a href="../controller.log">controller.log</a>:</p>'
+                   f'<pre class="log">{esc(chr(10).join(tail))}</pre>')
+    else:
+        out.append('<p class="note">There is no controller.log to say why.</p>')
     out.append("</section>")
     return "".join(out)
 
@@ -554,6 +585,7 @@ def render_run(run_dir: str | os.PathLike) -> str:
             _banner(valid, reason), _facts(run, an, tl, started), _reproduce(command)]
     if run.missing:
         body.append(f'<p class="warn">Missing from the run directory: {esc(", ".join(run.missing))}.</p>')
+    body.append(_crash_section(run))
     body.append(_anomaly_section(run, anomalies, report_dir, n_illegal))
     body.append(_checkers_section(run, report_dir))
     body.append(_faults_section(an, tl, run.config))

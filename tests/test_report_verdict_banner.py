@@ -70,6 +70,20 @@ def test_without_a_command_the_report_offers_splitbrain_reproduce_of_the_run_dir
     assert "seed <b>9</b>" in page
 
 
-def test_a_directory_without_a_history_is_a_clear_error(tmp_path):
-    with pytest.raises(ReportError, match="no history.jsonl"):
+def test_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(ReportError, match=r"not a run directory \(no history.jsonl, config.json or results.json\)"):
         render_run(tmp_path)
+
+
+def test_a_run_that_crashed_before_its_history_shows_why_from_the_controller_log(tmp_path):
+    run = tmp_path / "register" / "20261124T235351"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"test_name": "register", "seed": 3, "command": "splitbrain run --seed 3"}')
+    (run / "results.json").write_text('{"valid": "unknown", "crashed": true, "checkers": {}, "reason": '
+                                      '"the run did not complete: ModuleNotFoundError: No module named \'x\'"}')
+    (run / "controller.log").write_text("23:53:51 run started\n23:53:51 run crashed: ModuleNotFoundError: <x>\n")
+    page = read(render_run(run))
+    assert banner(page) == ("unknown", "the run did not complete: ModuleNotFoundError: No module named 'x'")
+    assert "Missing from the run directory: history.jsonl" in page
+    crash = re.search(r'<section id="crash">.*?</section>', page, flags=re.S).group(0)
+    assert "run crashed: ModuleNotFoundError: &lt;x&gt;" in crash
