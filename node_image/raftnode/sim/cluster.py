@@ -108,6 +108,10 @@ class Cluster:
         self.violation: Violation | None = None
         self.ack_before_commit = "ack-before-commit" in self.bugs
         self.no_fsync = "no-fsync" in self.bugs
+        # Scripted scenarios can watch every message sent and every core event:
+        # send_hook(node, message) and event_hook(node, event), called before delivery.
+        self.send_hook = None
+        self.event_hook = None
         for node_id in self.ids:
             self.start(node_id)
 
@@ -276,6 +280,8 @@ class Cluster:
     def _send(self, node: SimNode, msg) -> None:
         stats = self.stats
         kind = msg.kind
+        if self.send_hook is not None:
+            self.send_hook(node, msg)
         stats.messages[kind] = stats.messages.get(kind, 0) + 1
         node.sent[kind] = node.sent.get(kind, 0) + 1
         net = self.net
@@ -413,6 +419,8 @@ class Cluster:
     def _events(self, node: SimNode, rd: Ready) -> None:
         for ev in rd.events:
             kind = ev.kind
+            if self.event_hook is not None:
+                self.event_hook(node, ev)
             if kind == "election_won":
                 self.stats.elections += 1
                 self.log(f"{node.id} won election term {ev.detail['term']} votes {ev.detail['votes']}")

@@ -166,7 +166,7 @@ class Nemesis:
             c.call_at(end_us, c.heal)
         elif kind == "slow-isolated-leader":
             victim = leader or rng.choice(c.ids)
-            c.nodes[victim].clock_rate = rng.uniform(3.0, 6.0)
+            c.nodes[victim].clock_rate = rng.uniform(4.0, 10.0)
             c.isolate(victim)
             c.call_at(end_us, self.unslow, victim)
         elif kind.startswith("crash"):
