@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="snapshot the state machine (and compact the log) every N applied entries; 0 disables (default 10000)")
     p.add_argument("--bug", action="append", default=[], choices=KNOWN_BUGS, metavar="NAME",
                    help="enable a seeded bug (repeatable), for testing the test framework: " + ", ".join(KNOWN_BUGS))
+    p.add_argument("--no-storage-thread", action="store_true",
+                   help="fsync on the event loop instead of a storage thread (slower; for comparison)")
     p.add_argument("--seed", type=int, default=None, help="seed of the election-timeout randomness (default: random)")
     p.add_argument("--quiet", action="store_true", help="do not copy log lines to stderr")
     return p
@@ -92,7 +94,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         heartbeat_ms=args.heartbeat, tick_ms=args.tick, request_timeout_ms=args.request_timeout,
         pre_vote=not args.no_pre_vote, check_quorum=not args.no_check_quorum,
         snapshot_every=args.snapshot_every, bugs=frozenset(args.bug), seed=args.seed,
-        log_stderr=not args.quiet)
+        log_stderr=not args.quiet, storage_thread=not args.no_storage_thread)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -329,21 +329,29 @@ class Storage:
         commit index in it is advisory (re-learned from the leader), and rewriting it on every
         commit would cost three extra fsyncs per Ready.
         """
+        record = encode_batch(truncate_from, entries) if truncate_from is not None or entries else None
+        self.persist_encoded(hard_state, record, truncate_from, entries[-1].index if entries else None)
+
+    def persist_encoded(self, hard_state: HardState | None, record: bytes | None,
+                        truncate_from: int | None, last_index: int | None) -> None:
+        """persist() with the log record already built by encode_batch(): the driver encodes on
+        its own thread and runs only this part (system calls, which release the GIL) on the
+        storage thread."""
         if hard_state is not None:
             self.save_hard_state(hard_state)
-        if truncate_from is None and not entries:
+        if record is None:
             return
         if self._size >= self.segment_bytes:
             self._start_segment()
-        self._write_all(encode_batch(truncate_from, entries))
+        self._write_all(record)
         self._sync_fd()
         if truncate_from is not None:
             self._last_index = min(self._last_index, truncate_from - 1)
-        if entries:
-            self._last_index = entries[-1].index
+        if last_index is not None:
+            self._last_index = last_index
             seg = self._segments[-1]
-            if self._last_index > seg[2]:
-                seg[2] = self._last_index
+            if last_index > seg[2]:
+                seg[2] = last_index
 
     def save_hard_state(self, hs: HardState) -> None:
         voted_for = None if self.forget_vote else hs.voted_for  # BUG forget-vote: vote not persisted
