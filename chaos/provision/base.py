@@ -83,6 +83,19 @@ def node_argv(node: Node, nodes: list[Node], options: NodeOptions, data_dir: str
             "--data-dir", data_dir, "--log-file", log_file] + options.args()
 
 
+def _number(x: float) -> str:
+    text = f"{x:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def clock_spec(offset: float, rate: float = 1.0) -> str:
+    """A libfaketime relative spec: clock_spec(5, 1) == "+5 x1", clock_spec(-2.5, 0.5) == "-2.5 x0.5"."""
+    text = _number(offset)
+    if not text.startswith("-"):
+        text = "+" + text
+    return f"{text} x{_number(rate)}"
+
+
 def process_start_ticks(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None.
 
@@ -171,6 +184,8 @@ class Provisioner(DB):
         self.options = options or NodeOptions()
         self.nodes: list[Node] = []
         self._start_hooks: list[Callable[[Node], None]] = []
+        self._process_started: dict[str, float] = {}   # node id -> monotonic start of its process
+        self._clock_state: dict[str, tuple[float, float]] = {}  # node id -> (spec offset, rate)
 
     def add_start_hook(self, hook: Callable[[Node], None]) -> None:
         self._start_hooks.append(hook)
@@ -182,6 +197,42 @@ class Provisioner(DB):
     def _run_start_hooks(self, node: Node) -> None:
         for hook in list(self._start_hooks):
             hook(node)
+
+    # -- clock skew on top of set_clock(spec) ----------------------------------------------------
+    # libfaketime computes fake = S + offset + (now - S) * rate, S being the process start, so a
+    # rate set at time now would jump the clock by (now - S) * (rate - 1). We compensate in the
+    # offset to make the skew continuous when the rate changes.
+    def process_elapsed(self, node: Node) -> float:
+        """Seconds since the node process started (libfaketime applies rates from then)."""
+        return time.monotonic() - self._process_started.get(node.id, time.monotonic())
+
+    def clock_skew(self, node: Node) -> tuple[float, float]:
+        """(seconds the node's wall clock is ahead of real time now, its rate)."""
+        offset, rate = self._clock_state.get(node.id, (0.0, 1.0))
+        return offset + self.process_elapsed(node) * (rate - 1.0), rate
+
+    def set_skew(self, node: Node, skew: float, rate: float = 1.0) -> str:
+        """Make the node's clock `skew` seconds ahead (negative: behind) from now on, running at
+        `rate`; return the libfaketime spec written."""
+        if not rate > 0:
+            raise ValueError(f"clock rate must be positive, got {rate!r}")
+        offset = skew - self.process_elapsed(node) * (rate - 1.0)
+        spec = clock_spec(offset, rate)
+        self.set_clock(node, spec)
+        self._clock_state[node.id] = (offset, rate)
+        return spec
+
+    def _clock_before_start(self, node: Node) -> str | None:
+        """Before (re)starting a node's process: keep its current skew and rate for the new
+        process (whose libfaketime start time is now); return the spec to write, if any."""
+        if node.id not in self._clock_state:
+            return None
+        skew, rate = self.clock_skew(node)
+        self._clock_state[node.id] = (skew, rate)
+        return clock_spec(skew, rate)
+
+    def _process_started_now(self, node: Node) -> None:
+        self._process_started[node.id] = time.monotonic()
 
     def node(self, node_id: str) -> Node:
         for n in self.nodes:

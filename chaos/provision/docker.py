@@ -129,7 +129,6 @@ class DockerDB(Provisioner):
         self.network_name = f"splitbrain-{run_id}"
         self.cut: list[tuple[str, str]] = []
         self.clock: dict[str, str] = {}
-        self._process_started: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------
@@ -235,8 +234,11 @@ class DockerDB(Provisioner):
                "FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1")
         script = (f"mkdir -p {DATA_DIR} {LOG_DIR} && echo $$ > {PID_FILE} && "
                   f"exec env {env} {' '.join(shlex.quote(a) for a in argv)} >> {STDERR_FILE} 2>&1")
+        spec = self._clock_before_start(node)
+        if spec is not None:
+            self.set_clock(node, spec)
         self._container(node).exec_run(["sh", "-c", script], detach=True)
-        self._process_started[node.id] = time.monotonic()
+        self._process_started_now(node)
         # The pid file is written by the exec'd shell; wait for it so kill/pause right after
         # start find the process.
         deadline = time.monotonic() + 10
@@ -273,6 +275,7 @@ class DockerDB(Provisioner):
             except docker.errors.NotFound:
                 pass
         self.cut, self.clock = [], {}
+        self._clock_state.clear()
 
     # -- process faults ------------------------------------------------------------------------
     def _signal(self, node: Node, signal: str) -> bool:
@@ -353,10 +356,6 @@ class DockerDB(Provisioner):
             tmp = FAKETIME_FILE + ".tmp"
             # rename() so the node never reads a half-written spec
             self._sh(node, f"printf '%s\\n' {shlex.quote(spec)} > {tmp} && mv {tmp} {FAKETIME_FILE}")
-
-    def process_elapsed(self, node: Node) -> float:
-        """Seconds since the node process started (libfaketime applies rates from then)."""
-        return time.monotonic() - self._process_started.get(node.id, time.monotonic())
 
     # -- commands and logs -------------------------------------------------------------------------
     def exec(self, node: Node, argv: list[str], check: bool = True) -> str:

@@ -1,0 +1,127 @@
+"""Clock faults through libfaketime: bump, strobe and rate, changed while the node runs.
+
+Values (docs/contracts.md section 1, `clock-skew`):
+    {"target": T, "mode": "bump",   "delta": seconds}             jump forward (+) or back (-)
+    {"target": T, "mode": "strobe", "delta": seconds, "period": s, "count": n}
+        alternate between the current skew and skew+delta every `period` seconds, n flips
+        (default 20, at most 200), in a background thread that stops by itself
+    {"target": T, "mode": "rate",   "rate": r}                    the clock runs r times real speed
+T is a target as for kill/pause ("one", "minority", "majority", "all", "leader", or node ids).
+`clock-reset` puts every skewed node back to real time (and stops strobes).
+
+Only the wall clock is faked: the provisioners leave CLOCK_MONOTONIC real (see
+chaos.provision.docker), and libfaketime also stretches the node's sleeps by the rate.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from chaos.history import Op
+from chaos.interfaces import Nemesis, Node
+from chaos.nemesis.common import complete, current_leader, on_nodes, value_dict
+from chaos.nemesis.topology import select_targets
+
+MODES = ("bump", "strobe", "rate")
+MAX_STROBE_FLIPS = 200
+MAX_SKEW_S = 10 * 365 * 86400.0
+
+
+def _number(value, name: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"clock-skew: {name} must be a number, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"clock-skew: {name} must be positive, got {value!r}")
+    if abs(value) > MAX_SKEW_S:
+        raise ValueError(f"clock-skew: {name} {value!r} is more than ten years")
+    return float(value)
+
+
+class ClockNemesis(Nemesis):
+    fs = frozenset({"clock-skew", "clock-reset"})
+
+    def __init__(self, db, nodes, view, rng):
+        if not hasattr(db, "set_skew"):
+            raise ValueError(f"{type(db).__name__} cannot skew clocks (it needs set_skew)")
+        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
+        self.by_id = {n.id: n for n in self.nodes}
+        self.skewed: set[str] = set()
+        self._strobes: list[tuple[threading.Thread, threading.Event]] = []
+        self._lock = threading.Lock()
+
+    def invoke(self, op: Op) -> Op:
+        if op.f == "clock-reset":
+            return complete(op, {"nodes": self._reset()})
+        if op.f != "clock-skew":
+            raise ValueError(f"the clock nemesis does not handle {op.f!r} (it handles clock-skew, clock-reset)")
+        value = value_dict(op)
+        mode = value.get("mode", "bump")
+        if mode not in MODES:
+            raise ValueError(f"clock-skew: unknown mode {mode!r} (choose one of: {', '.join(MODES)})")
+        target = value.get("target", "one")
+        leader = current_leader(self.view) if target == "leader" else None
+        nodes = [self.by_id[i] for i in select_targets(target, list(self.by_id), self.rng, leader=leader)]
+        if mode == "bump":
+            delta = _number(value.get("delta"), "delta")
+            specs = self._apply(nodes, lambda skew, rate: (skew + delta, rate))
+        elif mode == "rate":
+            rate = _number(value.get("rate"), "rate", positive=True)
+            if not 0.01 <= rate <= 100:
+                raise ValueError(f"clock-skew: rate must be within 0.01..100, got {rate!r}")
+            specs = self._apply(nodes, lambda skew, _: (skew, rate))
+        else:
+            specs = self._strobe(nodes, value)
+        with self._lock:
+            self.skewed.update(specs)
+        return complete(op, {"nodes": specs})
+
+    def _apply(self, nodes: list[Node], change) -> dict[str, str]:
+        def one(node):
+            skew, rate = self.db.clock_skew(node)
+            return node.id, self.db.set_skew(node, *change(skew, rate))
+        return dict(on_nodes(one, nodes))
+
+    def _strobe(self, nodes: list[Node], value: dict) -> dict[str, str]:
+        delta = _number(value.get("delta"), "delta")
+        period = _number(value.get("period", 0.2), "period", positive=True)
+        count = value.get("count", 20)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_STROBE_FLIPS:
+            raise ValueError(f"clock-skew: count must be an integer within 1..{MAX_STROBE_FLIPS}, got {count!r}")
+        bases = {n.id: self.db.clock_skew(n) for n in nodes}
+        first = self._apply(nodes, lambda skew, rate: (skew + delta, rate))
+        stop = threading.Event()
+
+        def flips():
+            for flip in range(1, count):
+                if stop.wait(period):
+                    return
+                shifted = flip % 2 == 0
+                for node in nodes:
+                    base, rate = bases[node.id]
+                    try:
+                        self.db.set_skew(node, base + delta if shifted else base, rate)
+                    except Exception:  # noqa: BLE001 - a node gone mid-strobe ends the strobe
+                        return
+        thread = threading.Thread(target=flips, name="clock-strobe", daemon=True)
+        with self._lock:
+            self._strobes.append((thread, stop))
+        thread.start()
+        return {nid: f"{spec} (strobe {delta:+g} s every {period:g} s, {count} flips)" for nid, spec in first.items()}
+
+    def _stop_strobes(self) -> None:
+        with self._lock:
+            strobes, self._strobes = self._strobes, []
+        for thread, stop in strobes:
+            stop.set()
+        for thread, _ in strobes:
+            thread.join(timeout=10)
+
+    def _reset(self) -> list[str]:
+        self._stop_strobes()
+        with self._lock:
+            ids, self.skewed = sorted(self.skewed, key=lambda s: (len(s), s)), set()
+        on_nodes(lambda n: self.db.set_skew(n, 0.0, 1.0), [self.by_id[i] for i in ids])
+        return ids
+
+    def heal_all(self) -> None:
+        self._reset()

@@ -1,0 +1,109 @@
+"""Kill (SIGKILL, later start) and pause (SIGSTOP, later SIGCONT) of the node *process*.
+
+The two nemeses share one ProcessFaults record, because the faults interact: a paused process
+can be killed (it is then no longer paused) and a killed process cannot be paused or resumed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from chaos.history import Op
+from chaos.interfaces import Nemesis, Node
+from chaos.nemesis.common import complete, current_leader, on_nodes, value_dict
+from chaos.nemesis.topology import select_targets
+
+
+class ProcessFaults:
+    def __init__(self):
+        self.killed: set[str] = set()
+        self.paused: set[str] = set()
+        self.lock = threading.Lock()
+
+
+def _sorted(ids):
+    return sorted(ids, key=lambda s: (len(s), s))
+
+
+class _TargetedNemesis(Nemesis):
+    def __init__(self, db, nodes, view, rng, state: ProcessFaults | None = None):
+        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
+        self.state = state or ProcessFaults()
+        self.by_id = {n.id: n for n in self.nodes}
+
+    def _targets(self, target) -> list[Node]:
+        ids = [n.id for n in self.nodes]
+        leader = current_leader(self.view) if target == "leader" else None
+        return [self.by_id[i] for i in select_targets(target, ids, self.rng, leader=leader)]
+
+    def _named(self, target, default: set[str], default_name: str) -> list[Node]:
+        """The nodes a healing op acts on: the faulted ones, all, or named nodes."""
+        if target in (None, default_name):
+            return [self.by_id[i] for i in _sorted(default)]
+        if target == "all":
+            return list(self.nodes)
+        return self._targets(target)
+
+
+class KillNemesis(_TargetedNemesis):
+    fs = frozenset({"kill", "start"})
+
+    def invoke(self, op: Op) -> Op:
+        value = value_dict(op)
+        if op.f == "kill":
+            nodes = self._targets(value.get("target", "one"))
+            on_nodes(self.db.kill, nodes)
+            with self.state.lock:
+                for n in nodes:
+                    self.state.killed.add(n.id)
+                    self.state.paused.discard(n.id)  # SIGKILL ends a stopped process too
+            return complete(op, {"nodes": [n.id for n in nodes]})
+        if op.f == "start":
+            with self.state.lock:
+                killed = set(self.state.killed)
+            nodes = self._named(value.get("target"), killed, "killed")
+            on_nodes(self.db.start, nodes)
+            with self.state.lock:
+                for n in nodes:
+                    self.state.killed.discard(n.id)
+            return complete(op, {"nodes": [n.id for n in nodes]})
+        raise ValueError(f"the kill nemesis does not handle {op.f!r} (it handles kill, start)")
+
+    def heal_all(self) -> None:
+        # Every node, not only the ones we killed: start() leaves a running node alone and brings
+        # back one that died on its own, so the final reads see the whole cluster.
+        on_nodes(self.db.start, self.nodes)
+        with self.state.lock:
+            self.state.killed.clear()
+
+
+class PauseNemesis(_TargetedNemesis):
+    fs = frozenset({"pause", "resume"})
+
+    def invoke(self, op: Op) -> Op:
+        value = value_dict(op)
+        if op.f == "pause":
+            with self.state.lock:
+                killed = set(self.state.killed)
+            nodes = [n for n in self._targets(value.get("target", "one")) if n.id not in killed]
+            on_nodes(self.db.pause, nodes)
+            with self.state.lock:
+                self.state.paused.update(n.id for n in nodes)
+            return complete(op, {"nodes": [n.id for n in nodes]})
+        if op.f == "resume":
+            with self.state.lock:
+                paused = set(self.state.paused)
+            nodes = self._named(value.get("target"), paused, "paused")
+            on_nodes(self.db.resume, nodes)
+            with self.state.lock:
+                for n in nodes:
+                    self.state.paused.discard(n.id)
+            return complete(op, {"nodes": [n.id for n in nodes]})
+        raise ValueError(f"the pause nemesis does not handle {op.f!r} (it handles pause, resume)")
+
+    def heal_all(self) -> None:
+        # SIGCONT to every node: harmless for a running one, and it also frees a node whose
+        # pause op failed half way.
+        on_nodes(self.db.resume, self.nodes)
+        with self.state.lock:
+            self.state.paused.clear()
