@@ -177,6 +177,19 @@ def history_excerpt(key_ops: list[ClientOp], nemesis: list[NemesisEvent], roles:
     return rows
 
 
+def _elements(entries: Any) -> list[tuple[Any, Any]]:
+    """(key or None, element) from a set checker's list: bare elements or {"key", "element"}."""
+    if not isinstance(entries, list):
+        return []
+    out = []
+    for e in entries:
+        if isinstance(e, dict) and "element" in e:
+            out.append((e.get("key"), e["element"]))
+        else:
+            out.append((None, e))
+    return out
+
+
 def find_anomalies(results: dict | None, client: list[ClientOp], nemesis: list[NemesisEvent],
                    limit: int = 20) -> list[Anomaly]:
     """An Anomaly per illegal key (the first illegal key first), at most `limit` of them."""
@@ -218,16 +231,20 @@ def find_anomalies(results: dict | None, client: list[ClientOp], nemesis: list[N
             out.append(a)
     st = checkers.get("set")
     if isinstance(st, dict) and st.get("valid") is False:
-        lost = st.get("lost") if isinstance(st.get("lost"), list) else []
-        unexpected = st.get("unexpected") if isinstance(st.get("unexpected"), list) else []
-        keys = [k for k, ops in by_key.items() if any(o.f in ("add", "append") for o in ops)]
-        for key in keys:
-            ops = by_key[key]
-            elems = {json.dumps(o.invoke_value, default=str) for o in ops if o.f in ("add", "append")}
-            key_lost = [e for e in lost if json.dumps(e, default=str) in elems]
-            if not key_lost and not unexpected:
+        lost = _elements(st.get("lost"))
+        unexpected = _elements(st.get("unexpected"))
+        for key, ops in by_key.items():
+            if not any(o.f in ("add", "append") for o in ops):
                 continue
-            sentences, roles, anchor = explain_set(ops, key_lost, unexpected)
+            mine = {json.dumps(o.invoke_value, default=str) for o in ops if o.f in ("add", "append")}
+            reads = {json.dumps(v, default=str) for o in ops if o.f == "read" and isinstance(o.value, list) for v in o.value}
+
+            def of_key(entries: list[tuple[Any, Any]], pool: set[str]) -> list:
+                return [e for k, e in entries if k == key or (k is None and json.dumps(e, default=str) in pool)]
+            key_lost, key_unexpected = of_key(lost, mine), of_key(unexpected, reads)
+            if not key_lost and not key_unexpected:
+                continue
+            sentences, roles, anchor = explain_set(ops, key_lost, key_unexpected)
             if sentences:
                 a = Anomaly(key, "set", sentences, roles, anchor)
                 a.rows = history_excerpt(ops, nemesis, roles, anchor)
@@ -235,7 +252,7 @@ def find_anomalies(results: dict | None, client: list[ClientOp], nemesis: list[N
                 break
         if not any(a.checker == "set" for a in out) and (lost or unexpected):
             counts = ", ".join(f"{len(v)} {n}" for n, v in (("lost", lost), ("unexpected", unexpected),
-                                                           ("duplicated", st.get("duplicated") or [])) if v)
+                                                           ("duplicated", _elements(st.get("duplicated")))) if v)
             out.append(Anomaly(None, "set", [f"the set checker found {counts} elements."], {}, None, raw=None,
                                rows=[]))
     return out
