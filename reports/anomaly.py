@@ -10,6 +10,7 @@ checker's lost and unexpected elements.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,9 +91,14 @@ def _who(op: ClientOp) -> str:
 
 
 def explain_register(key_ops: list[ClientOp]) -> tuple[list[str], dict[int, str], int | None]:
-    """Find the earliest read that a register with unique written values cannot explain."""
+    """Find the earliest read that a register with unique written values cannot explain.
+
+    Writes that certainly happened are kept sorted by completion time, so each read looks only at
+    the writes that completed between the write of the value it read and its own invocation:
+    near-linear on a legal key, whatever its length.
+    """
     writes: dict[str, ClientOp] = {}
-    effective = []   # writes that certainly happened: (completion time, op)
+    effective: list[ClientOp] = []   # writes that certainly happened
     for op in key_ops:
         v = _writes_of(op)
         if v is _NO_WRITE or op.type not in (OK, INFO):
@@ -100,14 +106,16 @@ def explain_register(key_ops: list[ClientOp]) -> tuple[list[str], dict[int, str]
         writes.setdefault(json.dumps(v, sort_keys=True, default=str), op)
         if op.type == OK and op.end is not None:
             effective.append(op)
+    effective.sort(key=lambda o: o.end)
+    ends = [o.end for o in effective]
     reads = sorted((op for op in key_ops if op.f == "read" and op.type == OK and op.end is not None),
                    key=lambda o: o.start)
     for r in reads:
         v = r.value
-        done_before = [w for w in effective if w.end < r.start]
+        done = bisect.bisect_left(ends, r.start)  # effective[:done] completed before the read began
         if v is None:
-            if done_before:
-                w = max(done_before, key=lambda o: o.end)
+            if done:
+                w = effective[done - 1]
                 return ([f"read of {fmt_value(None)} at {fmt_t(r.start)} by {_who(r)} returned an empty "
                          f"register, though {_who(w)}'s write of {fmt_value(_writes_of(w))} had completed "
                          f"at {fmt_t(w.end)}."],
@@ -124,9 +132,17 @@ def explain_register(key_ops: list[ClientOp]) -> tuple[list[str], dict[int, str]
                     {r.index: "anomalous read", w.index: "wrote the value read (later)"}, r.index)
         if w.type != OK or w.end is None:
             continue
-        overwrites = [o for o in done_before if o is not w and o.start > w.end]
-        if overwrites:
-            o = max(overwrites, key=lambda x: x.end)
+        # The latest-completing write that began after w completed and completed before r began;
+        # writes completing before w did cannot have begun after it, so the scan stops there.
+        o = None
+        for j in range(done - 1, -1, -1):
+            cand = effective[j]
+            if cand.end <= w.end:
+                break
+            if cand is not w and cand.start > w.end:
+                o = cand
+                break
+        if o is not None:
             return ([f"read of {fmt_value(v)} at {fmt_t(r.start)} by {_who(r)} returned a value "
                      f"overwritten at {fmt_t(o.end)} by {_who(o)} (its {o.f} of "
                      f"{fmt_value(_writes_of(o))}, invoked at {fmt_t(o.start)}, after {fmt_value(v)} "

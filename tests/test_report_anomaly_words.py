@@ -99,3 +99,17 @@ def test_the_report_shows_the_words_the_excerpt_faults_and_porcupines_view(tmp_p
     assert excerpt.count('class="hl"') == 3
     assert 'class="fault-row"' in excerpt  # the partition active around the anomaly
     assert re.search(r'<iframe class="porcupine" id="porcupine-frame" src="porcupine/r\d+\.html"', section)
+
+
+def test_a_long_legal_key_has_nothing_to_explain(tmp_path):
+    from reports.anomaly import explain_register
+    from reports.analysis import ClientOp
+    # 30,000 writes, each overlapping the next, each read back before the next completes: legal
+    ops = []
+    for i in range(30_000):
+        t = i * 1.0
+        ops.append(ClientOp(3 * i, 1, "write", "r0", "ok", t, t + 1.5, i, i, None, None, None))
+        ops.append(ClientOp(3 * i + 1, 2, "read", "r0", "ok", t + 1.2, t + 1.3, None, i, None, None, None))
+        ops.append(ClientOp(3 * i + 2, 3, "read", "r0", "ok", t + 1.2, t + 1.3, None, i - 1 if i else None,
+                            None, None, None))
+    assert explain_register(ops) == ([], {}, None)
