@@ -1,0 +1,159 @@
+"""Porcupine (github.com/anishathalye/porcupine) through a small Go helper run as a subprocess.
+
+`ensure_binary()` builds checkers/porcupine/main.go once with the Go toolchain into a cache
+folder ($SPLITBRAIN_CACHE, else ~/.cache/splitbrain), named by a hash of the sources, so a
+changed helper is rebuilt and an unchanged one never is. `check_batch()` sends any number of
+histories (already partitioned into keys) in one call: the process start costs a few
+milliseconds, so checking 102 histories means one process, not 102.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Any
+
+from ..prepare import INF, KeyHistory
+
+SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ("main.go", "go.mod", "go.sum")
+GO_FALLBACKS = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
+
+
+class PorcupineUnavailable(RuntimeError):
+    """No Go toolchain, or the helper failed to build or to run."""
+
+
+def cache_dir() -> str:
+    base = os.environ.get("SPLITBRAIN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "splitbrain")
+    return base
+
+
+def source_hash() -> str:
+    h = hashlib.sha256()
+    for name in SOURCES:
+        with open(os.path.join(SOURCE_DIR, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def find_go() -> str | None:
+    found = shutil.which("go")
+    if found:
+        return found
+    for candidate in GO_FALLBACKS:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def binary_path() -> str:
+    return os.path.join(cache_dir(), f"porcupine-check-{source_hash()}")
+
+
+_built: str | None = None
+
+
+def ensure_binary() -> str:
+    """Path of the built helper, building it on first use. Raises PorcupineUnavailable."""
+    global _built
+    path = binary_path()
+    if _built == path or os.access(path, os.X_OK):
+        _built = path
+        return path
+    go = find_go()
+    if go is None:
+        raise PorcupineUnavailable("no Go toolchain found (looked for `go` on PATH and in "
+                                   + ", ".join(GO_FALLBACKS) + ")")
+    os.makedirs(cache_dir(), exist_ok=True)
+    # Build into a temporary name and rename: concurrent first uses never see half a binary.
+    fd, tmp = tempfile.mkstemp(prefix=".porcupine-build-", dir=cache_dir())
+    os.close(fd)
+    env = dict(os.environ)
+    env.setdefault("GOTOOLCHAIN", "local")   # never download another toolchain
+    env.setdefault("GOFLAGS", "-mod=mod")
+    env.setdefault("CGO_ENABLED", "0")
+    try:
+        proc = subprocess.run([go, "build", "-trimpath", "-o", tmp, "."], cwd=SOURCE_DIR, env=env,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise PorcupineUnavailable(f"building the porcupine helper failed:\n{proc.stderr.strip()}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    except subprocess.TimeoutExpired:
+        raise PorcupineUnavailable("building the porcupine helper took over 600 s") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _built = path
+    return path
+
+
+def available() -> bool:
+    try:
+        ensure_binary()
+        return True
+    except PorcupineUnavailable:
+        return False
+
+
+def encode_key(kh: KeyHistory) -> list[dict]:
+    """A key's ops as the helper reads them; info ops return after every other event."""
+    clients: dict[Any, int] = {}
+    infinity = 2 * len(kh.ops) + 1 + max((op.call for op in kh.ops), default=0)
+    out = []
+    for op in kh.ops:
+        c = clients.setdefault(op.process, len(clients))
+        d = {"c": c, "call": op.call, "ret": infinity if op.ret == INF else op.ret, "f": op.f, "i": op.index}
+        if op.inp is not None:
+            d["in"] = op.inp
+        if op.inp2 is not None:
+            d["in2"] = op.inp2
+        if op.out is not None:
+            d["out"] = op.out
+        if op.info:
+            d["info"] = True
+        out.append(d)
+    return out
+
+
+def check_batch(histories: list[tuple[str, list[KeyHistory], dict[Any, str]]], *, model: str,
+                append_mode: str = "list", init: str = "null", timeout_s: float | None = None,
+                all_keys: bool = False, memory_limit_mb: int | None = 4096) -> list[dict]:
+    """Check many histories in one helper process.
+
+    histories: (name, keys, {key: visualization path}) per history. Returns, per history, a dict
+    {key: {"result": "ok"|"illegal"|"unknown"|"skipped", "ms": float, "visualization": path?}}.
+    """
+    binary = ensure_binary()
+    request = {
+        "model": model, "append": append_mode, "init": init,
+        "timeout_ms": int(timeout_s * 1000) if timeout_s else 0, "all_keys": all_keys,
+        "histories": [
+            {"name": name, "keys": [{"key": str(kh.key), "visualization": vis.get(kh.key, ""),
+                                     "ops": encode_key(kh)} for kh in keys]}
+            for name, keys, vis in histories],
+    }
+    env = dict(os.environ)
+    if memory_limit_mb:
+        # A soft limit: the Go runtime collects harder instead of growing past it.
+        env["GOMEMLIMIT"] = f"{memory_limit_mb}MiB"
+    wall = None if not timeout_s else timeout_s + 30
+    try:
+        proc = subprocess.run([binary], input=json.dumps(request, separators=(",", ":")).encode(),
+                              capture_output=True, env=env, timeout=wall)
+    except subprocess.TimeoutExpired:
+        raise PorcupineUnavailable("the porcupine helper did not finish within its time budget") from None
+    if proc.returncode != 0:
+        raise PorcupineUnavailable(f"the porcupine helper failed (exit {proc.returncode}): "
+                                   f"{proc.stderr.decode(errors='replace').strip()[-2000:] or proc.stdout[:2000]!r}")
+    response = json.loads(proc.stdout)
+    results = []
+    for (name, keys, _), hist in zip(histories, response["histories"]):
+        by_name = {r["key"]: r for r in hist["keys"]}
+        results.append({kh.key: by_name[str(kh.key)] for kh in keys})
+    return results
