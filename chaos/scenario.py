@@ -395,15 +395,20 @@ def _target(target: Any, names: list[str], loc: Located, path: tuple) -> str | l
 
 
 def _groups(groups: Any, names: list[str], loc: Located, path: tuple) -> list[list[str]]:
+    """Two nodes can talk iff some group holds both. Disjoint groups are a plain partition;
+    overlapping groups describe a bridge or a ring (what `reproduce` replays them as)."""
     if not isinstance(groups, list) or len(groups) < 2 or not all(isinstance(g, list) and g for g in groups):
         raise loc.error(path, "groups must be a list of at least two non-empty lists of nodes")
     seen: set[str] = set()
     for i, group in enumerate(groups):
         for j, name in enumerate(group):
             _node_name(name, names, loc, path + (i, j))
-            if name in seen:
-                raise loc.error(path + (i, j), f"node {name} is in two groups")
-            seen.add(name)
+        if len(set(group)) != len(group):
+            raise loc.error(path + (i,), f"group {group} names a node twice")
+        seen.update(group)
+    missing = [n for n in names if n not in seen]
+    if missing:
+        raise loc.error(path, f"nodes {', '.join(missing)} are in no group (every node must be in one)")
     return [list(g) for g in groups]
 
 

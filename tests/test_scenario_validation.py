@@ -92,6 +92,14 @@ def test_nemesis_and_schedule_together_are_refused():
     assert "not both" in str(error_of("nemesis: [kill]\nschedule:\n  - {at: 1, f: heal}\n"))
 
 
+def test_groups_may_overlap_like_a_bridge_but_must_cover_every_node():
+    cfg = parse_scenario("nodes: 5\nschedule:\n  - {at: 1, f: partition, topology: groups, "
+                         "groups: [[n1, n2, n3], [n3, n4, n5]]}\n")
+    assert cfg.schedule[0]["value"]["groups"] == [["n1", "n2", "n3"], ["n3", "n4", "n5"]]
+    e = error_of("nodes: 5\nschedule:\n  - {at: 1, f: partition, topology: groups, groups: [[n1], [n2, n3]]}\n")
+    assert "n4, n5 are in no group" in str(e)
+
+
 def test_repeating_schedule_expands_within_the_time_limit():
     cfg = parse_scenario("time_limit: 20\nschedule:\n  start: 2\n  period: 5\n  steps:\n"
                          "    - {at: 0, f: kill, target: leader}\n    - {at: 3, f: start}\n")
