@@ -84,7 +84,7 @@ def collect(store_dir: str, render_missing: bool = True) -> list[dict]:
         summary = _summary_fresh(rdir)
         if summary is None and render_missing:
             try:
-                render_run(rdir)
+                render_run(rdir, update_index=False)
                 summary = _summary_fresh(rdir)
             except (ReportError, OSError, ValueError) as e:
                 summary = _fallback_summary(test, rdir, str(e))

@@ -557,10 +557,13 @@ def summarize(run: RunData, an: Analysis, valid: Any, reason: str, started: str,
             "seed": run.config.get("seed")}
 
 
-def render_run(run_dir: str | os.PathLike) -> str:
+def render_run(run_dir: str | os.PathLike, update_index: bool = True) -> str:
     """Render <run_dir>/report/index.html (and report/summary.json for the index); return its path.
 
-    Raises ReportError naming the file and problem when the run directory cannot be read.
+    When the run sits in a store (store/<test>/<YYYYmmddTHHMMSS>/) the store's index.html is
+    refreshed too (from cached summaries; other runs' reports are not rendered), so the page's
+    link back to all runs works. Raises ReportError naming the file and problem when the run
+    directory cannot be read.
     """
     run_dir = os.fspath(run_dir)
     started_at = _time.monotonic()
@@ -604,6 +607,14 @@ def render_run(run_dir: str | os.PathLike) -> str:
     _atomic_write(out, html_text)
     _atomic_write(os.path.join(report_dir, "summary.json"),
                   json.dumps(summarize(run, an, valid, reason, started, name), indent=1, default=str))
+    if update_index and _in_store(run_dir):
+        from reports.index_page import render_index
+        store = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
+        try:
+            render_index(store, render_missing=False)
+        except (ReportError, OSError, ValueError) as e:  # the run's report stands without the index
+            import logging
+            logging.getLogger(__name__).warning("store index %s not refreshed: %s", store, e)
     return out
 
 

@@ -104,3 +104,14 @@ def test_a_run_whose_report_fails_is_listed_with_the_reason(tmp_path):
 
 def test_an_empty_store_says_so(tmp_path):
     assert "No runs in this store yet" in read(render_index(tmp_path))
+
+
+def test_rendering_a_run_in_a_store_refreshes_the_store_index(tmp_path):
+    from reports import render_run
+    first = build_run(tmp_path, test="a", timestamp="20261101T020000", ops=300)
+    render_run(first)
+    second = build_run(tmp_path, test="b", timestamp="20261102T020000", ops=300, write_results=False)
+    render_run(second)
+    page = read(tmp_path / "index.html")
+    assert [r[2] for r in run_rows(page)] == ["b", "a"]  # b is unknown (never checked): first
+    assert 'href="../../../index.html"' in read(os.path.join(second, "report", "index.html"))
