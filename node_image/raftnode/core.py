@@ -354,13 +354,19 @@ class RaftCore:
         """The driver persisted (fsynced) everything in rd."""
         if rd.snapshot is not None and self.snapshot_index >= rd.snapshot.index:
             self._persisted = max(self._persisted, rd.snapshot.index)
-        if rd.entries:
-            last = rd.entries[-1]
-            # Durable only if our in-memory log still holds that very entry (no truncation since).
-            if last.index > self._persisted and self.term_at(last.index) == last.term:
-                self._persisted = last.index
-                if self.role == LEADER:
-                    self._maybe_commit()
+        if rd.entries and rd.entries[-1].index > self._persisted:
+            # An entry is durable only if our in-memory log still holds that very entry (a later
+            # truncation may have replaced it); by log matching, so are all before it. Entries a
+            # snapshot covers since then are committed, hence ours.
+            for written in reversed(rd.entries):
+                index = written.index
+                if index <= self._persisted:
+                    break
+                if index <= self.snapshot_index or self.term_at(index) == written.term:
+                    self._persisted = index
+                    if self.role == LEADER:
+                        self._maybe_commit()
+                    break
 
     # -- elections -------------------------------------------------------------------------------
     def _reset_election_timer(self) -> None:
@@ -413,12 +419,16 @@ class RaftCore:
                 or (msg.last_log_term == my_term and msg.last_log_index >= self.last_log_index))
 
     def _handle_request_vote(self, msg: Message) -> None:
+        # A candidate or leader of this term voted for itself, so only followers (and
+        # pre-candidates, which have not voted) can grant: one vote per term.
         can_vote = self.voted_for is None or self.voted_for == msg.src
-        granted = can_vote and self.role == FOLLOWER and self._log_up_to_date(msg)
+        granted = can_vote and self._log_up_to_date(msg)
         if granted:
             if self.voted_for != msg.src:
                 self.voted_for = msg.src
                 self._hs_dirty = True
+            if self.role != FOLLOWER:
+                self._set_role(FOLLOWER, None)
             self._reset_election_timer()
         self._event("vote", candidate=msg.src, term=self.term, granted=granted)
         self._send(Message(REQUEST_VOTE_RESP, self.id, msg.src, self.term, granted=granted))
