@@ -5,7 +5,7 @@ import pytest
 from raftnode.core import RaftCore
 from raftnode.types import (CANDIDATE, FOLLOWER, LEADER, NOOP, PRE_CANDIDATE, PRE_VOTE, PRE_VOTE_RESP,
                             REQUEST_VOTE, REQUEST_VOTE_RESP, Config, Message, StorageState)
-from tests.raft_core_helpers import (append, drain, events, make_core, make_leader, messages)
+from raftnode.sim.manual import (append, drain, events, make_core, make_leader, messages)
 
 
 def vote_request(src, term, last_index=0, last_term=0, kind=REQUEST_VOTE):

@@ -7,7 +7,7 @@ import pytest
 from raftnode.core import RaftCore
 from raftnode.types import (APPEND, APPEND_RESP, FOLLOWER, SNAPSHOT, SNAPSHOT_RESP, Config, HardState,
                             Message, NotLeader, StorageState)
-from tests.raft_core_helpers import ack, append, drain, entry, make_core, make_leader, messages
+from raftnode.sim.manual import ack, append, drain, entry, make_core, make_leader, messages
 
 
 def leader_with_committed_noop(**config):

@@ -4,7 +4,7 @@ import pytest
 
 from raftnode.core import SafetyViolation
 from raftnode.types import APPEND, APPEND_RESP, NOOP, FOLLOWER, LEADER, NotLeader
-from tests.raft_core_helpers import ack, append, drain, entry, make_core, make_leader, messages
+from raftnode.sim.manual import ack, append, drain, entry, make_core, make_leader, messages
 
 
 def reply(core):

@@ -1,9 +1,9 @@
-"""Small helpers for driving one RaftCore by hand in unit tests."""
+"""Helpers for driving one RaftCore by hand, message by message (unit tests, debugging)."""
 
 import random
 
-from raftnode.core import RaftCore
-from raftnode.types import (APPEND, APPEND_RESP, COMMAND, Config, Entry, HardState, Message,
+from ..core import RaftCore
+from ..types import (APPEND, APPEND_RESP, COMMAND, Config, Entry, HardState, Message,
                             StorageState)
 
 PEERS = ["n1", "n2", "n3"]
