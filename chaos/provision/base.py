@@ -132,10 +132,12 @@ def owner_alive(pid: int | str | None, start: str | None = None) -> bool:
     return True
 
 
-def run_labels(run_id: str) -> dict:
-    pid = os.getpid()
+def run_labels(run_id: str, detached: bool = False) -> dict:
+    """Labels of a run's resources. A detached cluster (`splitbrain cluster up`) outlives its
+    controller: owner pid 0 says so, and `clean` keeps it unless asked to remove everything."""
+    pid = 0 if detached else os.getpid()
     return {LABEL: "1", LABEL_RUN: run_id, LABEL_OWNER: str(pid),
-            LABEL_OWNER_START: process_start_ticks(pid) or ""}
+            LABEL_OWNER_START: (process_start_ticks(pid) or "") if pid else ""}
 
 
 def get_status(url: str, timeout: float = 1.0) -> dict | None:
@@ -177,7 +179,8 @@ class Provisioner(DB):
     its rules back.
     """
 
-    def __init__(self, run_id: str, options: NodeOptions | None = None):
+    def __init__(self, run_id: str, options: NodeOptions | None = None, detached: bool = False):
+        self.detached = detached
         if not run_id or not all(c.isalnum() or c in "-_." for c in run_id):
             raise ValueError(f"run id must be non-empty letters, digits, '-', '_' or '.', got {run_id!r}")
         self.run_id = run_id

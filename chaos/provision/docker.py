@@ -116,8 +116,8 @@ class DockerDB(Provisioner):
 
     def __init__(self, run_id: str, options: NodeOptions | None = None, nodes: int = 5,
                  subnet: str = "10.77.0.0/24", image: str = NODE_TAG, leader_timeout: float = 30.0,
-                 wait_leader: bool = True, client=None):
-        super().__init__(run_id, options)
+                 wait_leader: bool = True, client=None, detached: bool = False):
+        super().__init__(run_id, options, detached=detached)
         self.count = nodes
         node_ids(nodes)  # validates the count early
         self.subnet = subnet
@@ -186,7 +186,7 @@ class DockerDB(Provisioner):
         import docker.errors
         import docker.types
 
-        labels = run_labels(self.run_id)
+        labels = run_labels(self.run_id, self.detached)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=self.subnet)])
         try:
             self.client.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
@@ -203,7 +203,7 @@ class DockerDB(Provisioner):
         import docker.errors
 
         api = self.client.api
-        labels = dict(run_labels(self.run_id), **{"splitbrain.node": node.id})
+        labels = dict(run_labels(self.run_id, self.detached), **{"splitbrain.node": node.id})
         host_config = api.create_host_config(cap_add=["NET_ADMIN"], network_mode=self.network_name)
         networking = api.create_networking_config(
             {self.network_name: api.create_endpoint_config(ipv4_address=node.address)})
@@ -217,6 +217,9 @@ class DockerDB(Provisioner):
         api.start(created["Id"])
         self._prepare_container(node)
 
+    def _started_at(self, node: Node) -> str:
+        return self._container(node).attrs["State"].get("StartedAt", "")
+
     def _prepare_container(self, node: Node):
         """Our chain, this run's rules for the node, and its clock file: after every container start."""
         with self._lock:
@@ -227,6 +230,8 @@ class DockerDB(Provisioner):
             script += f"; printf '%s' {shlex.quote(chain_rules(blocked))} | iptables-restore -w --noflush"
         script += f"; printf '%s\\n' {shlex.quote(spec)} > {FAKETIME_FILE}"
         self._sh(node, script)
+        # The container start this preparation belongs to: another start means a fresh netns.
+        node.meta["prepared_start"] = self._started_at(node)
 
     def _start_process(self, node: Node):
         argv = node_argv(node, self.nodes, self.options, DATA_DIR, LOG_FILE)
@@ -314,6 +319,8 @@ class DockerDB(Provisioner):
         """Start the node process; first restart its container (and re-apply rules) if needed."""
         if not self._container_running(node):
             self._container(node).start()
+        if self._started_at(node) != node.meta.get("prepared_start"):
+            # restarted since we prepared it (by us or anyone): its rules are gone
             self._prepare_container(node)
             self._run_start_hooks(node)
         elif self.is_running(node):

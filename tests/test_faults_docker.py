@@ -1,0 +1,175 @@
+"""The faults themselves, on a real 3-node Docker cluster: each one really happens, and heals.
+
+One cluster serves the whole module (setting one up costs a few seconds); every test leaves it
+healed, and the fixture checks that a leader is back before the next test.
+"""
+
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from chaos.provision.base import NodeOptions, get_status, wait_for_leader
+from chaos.provision.docker import DockerDB
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+SUBNET = "10.77.211.0/24"
+
+
+@pytest.fixture(scope="module")
+def cluster(node_image):
+    db = DockerDB(f"tfaults-{os.getpid()}", NodeOptions(), nodes=3, subnet=SUBNET, image=node_image)
+    try:
+        db.setup()
+        yield db
+    finally:
+        db.teardown()
+
+
+@pytest.fixture
+def db(cluster):
+    yield cluster
+    cluster.heal_partition()
+    for node in cluster.nodes:
+        cluster.resume(node)
+        cluster.start(node)
+        cluster.set_skew(node, 0.0, 1.0)
+    wait_for_leader(cluster.nodes, timeout=30)
+
+
+def can_connect(db, node, address, port, timeout=1.0) -> bool:
+    """A TCP connect from inside the node's network namespace."""
+    script = ("import socket,sys\n"
+              "try:\n"
+              f"    socket.create_connection(({address!r}, {port}), timeout={timeout}).close(); print('ok')\n"
+              "except OSError as e:\n"
+              "    print('fail', e)\n")
+    return db.exec(node, ["python3", "-c", script]).startswith("ok")
+
+
+def http_json(method, url, body=None, timeout=5.0):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def leader_node(db):
+    leader = wait_for_leader(db.nodes, timeout=30)
+    return db.node(leader)
+
+
+def test_a_partitioned_node_cannot_reach_its_peers_and_heals(db):
+    n1, n2, n3 = db.nodes
+    assert can_connect(db, n1, n2.address, n2.peer_port)
+    db.partition([("n1", "n2"), ("n1", "n3")])
+    assert not can_connect(db, n1, n2.address, n2.peer_port)
+    assert not can_connect(db, n1, n3.address, n3.client_port)
+    assert not can_connect(db, n2, n1.address, n1.peer_port)   # both directions
+    assert can_connect(db, n2, n3.address, n3.peer_port)       # the majority still talks
+    assert len(db.chain_rules_of(n1)) == 4                     # DROP -s and -d per peer
+    db.heal_partition()
+    assert db.chain_rules_of(n1) == []
+    assert can_connect(db, n1, n2.address, n2.peer_port)
+
+
+def test_a_restarted_container_gets_its_partition_rules_back(db):
+    n1, n2, n3 = db.nodes
+    db.partition([("n1", "n3"), ("n2", "n3")])
+    container = db._container(n3)
+    container.restart(timeout=1)         # a fresh network namespace: no rules, no node process
+    assert db.chain_rules_of(n3) == []
+    db.start(n3)
+    assert len(db.chain_rules_of(n3)) == 4
+    assert not can_connect(db, n3, n1.address, n1.peer_port)
+    assert db.is_running(n3)
+    db.heal_partition()
+    assert can_connect(db, n3, n1.address, n1.peer_port)
+
+
+def test_a_paused_node_really_stops_answering_and_resumes(db):
+    node = db.nodes[1]
+    assert get_status(node.client_url) is not None
+    db.pause(node)
+    assert get_status(node.client_url, timeout=1.0) is None
+    assert db.is_running(node)  # stopped, not dead
+    db.resume(node)
+    assert get_status(node.client_url, timeout=2.0) is not None
+
+
+def test_a_killed_node_restarts_with_its_data(db):
+    leader = leader_node(db)
+    http_json("PUT", f"{leader.client_url}/kv/durable", {"value": 41})
+    for node in db.nodes:                 # the whole cluster loses its memory, not its disks
+        db.kill(node)
+    assert all(get_status(n.client_url, timeout=0.5) is None for n in db.nodes)
+    assert not any(db.is_running(n) for n in db.nodes)
+    for node in db.nodes:
+        db.start(node)
+    leader = leader_node(db)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert http_json("GET", f"{leader.client_url}/kv/durable") == {"value": 41}
+            break
+        except (OSError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _skew_seen(node) -> tuple[float, float]:
+    before = time.time()
+    status = get_status(node.client_url, timeout=2.0)
+    after = time.time()
+    assert status is not None
+    return status["wall_time"] - (before + after) / 2, status["monotonic_time"]
+
+
+def test_a_skewed_clock_really_moves_while_the_node_runs(db):
+    node = db.nodes[2]
+    pid = get_status(node.client_url)["pid"]
+    assert abs(_skew_seen(node)[0]) < 1.0
+    db.set_skew(node, 120.0)
+    assert 119.0 < _skew_seen(node)[0] < 121.0
+    db.set_skew(node, -45.0)
+    assert -46.0 < _skew_seen(node)[0] < -44.0
+    db.set_skew(node, 0.0)
+    assert abs(_skew_seen(node)[0]) < 1.0
+    assert get_status(node.client_url)["pid"] == pid  # the same process saw every change
+
+
+def test_a_clock_rate_change_is_continuous_and_runs_fast(db):
+    node = db.nodes[0]
+    time.sleep(1.0)  # some process age, which an uncompensated rate would turn into a jump
+    db.set_skew(node, 0.0, 3.0)
+    skew0, mono0 = _skew_seen(node)
+    assert abs(skew0) < 1.0
+    time.sleep(1.5)
+    skew1, mono1 = _skew_seen(node)
+    assert 2.0 < skew1 - skew0 < 4.0       # 1.5 s real at 3x gains about 3 s
+    assert 1.0 < mono1 - mono0 < 2.5       # the monotonic clock stays real
+
+
+def test_the_nemesis_isolates_the_leader_and_a_new_one_is_elected(db):
+    import random
+
+    from chaos.history import Op
+    from chaos.nemesis import build_nemesis
+
+    class View:
+        def leader(self):
+            return wait_for_leader(db.nodes, timeout=10)
+
+    nemesis = build_nemesis(["partition"], db, db.nodes, View(), random.Random(1))
+    old = View().leader()
+    done = nemesis.invoke(Op(process="nemesis", type="invoke", f="partition", value={"topology": "isolate-leader"}))
+    assert done.value["groups"][0] == [old]
+    others = [n for n in db.nodes if n.id != old]
+    new = wait_for_leader(others, timeout=20)
+    assert new != old
+    nemesis.heal_all()
+    assert db.chain_rules_of(db.node(old)) == []
