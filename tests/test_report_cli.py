@@ -84,3 +84,11 @@ def test_serve_of_a_missing_store_is_a_clear_error(tmp_path, capsys):
     args = parser().parse_args(["serve", "--store", str(tmp_path / "nope"), "--port", "0"])
     assert args.func(args) == 255
     assert "no such store directory" in capsys.readouterr().err
+
+
+def test_the_splitbrain_command_line_reaches_report(tmp_path, capsys):
+    from chaos.cli import main
+    run = build_run(tmp_path, ops=300)
+    assert main(["report", run]) == 0
+    assert capsys.readouterr().out.strip().endswith("/report/index.html")
+    assert main(["report", str(tmp_path / "nothing")]) == 255
