@@ -1,0 +1,169 @@
+"""CLI pieces: `splitbrain image build`, `cluster up|status|down`, `clean`.
+
+`cluster up` leaves the cluster running after the command exits (a detached cluster: its
+resources say owner pid 0, so `clean` leaves it alone) and records it in a state file that
+`cluster status` and `cluster down` read:  $SPLITBRAIN_STATE_DIR (default ~/.cache/splitbrain)
+/clusters/<name>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from chaos.provision import PROVISIONERS, get_db
+from chaos.provision.base import NodeOptions, ProvisionError, get_status
+from chaos.provision.image import register as register_image
+
+EXIT_CRASHED = 255
+
+
+def state_dir() -> str:
+    root = os.environ.get("SPLITBRAIN_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "splitbrain")
+    return os.path.join(root, "clusters")
+
+
+def state_path(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"cluster name must be letters, digits, '-' or '_', got {name!r}")
+    return os.path.join(state_dir(), f"{name}.json")
+
+
+def load_state(name: str) -> dict | None:
+    try:
+        with open(state_path(name)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def register(subparsers) -> None:
+    register_image(subparsers)
+
+    cluster = subparsers.add_parser("cluster", help="start, inspect and stop a cluster that outlives the command")
+    sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = sub.add_parser("up", help="start a cluster and leave it running")
+    up.add_argument("--provisioner", choices=PROVISIONERS, default="docker")
+    up.add_argument("--nodes", type=int, choices=(3, 5, 7), default=5)
+    up.add_argument("--name", default="default", help="several clusters can be up under different names")
+    up.add_argument("--subnet", default="10.77.0.0/24", help="docker: the run's internal network")
+    up.add_argument("--base-address", default="127.0.0.11", help="local: the first node's loopback address")
+    up.add_argument("--bug", default=None, help="start the nodes with a seeded bug")
+    up.add_argument("--election-timeout", default="150-300", metavar="MIN-MAX")
+    up.add_argument("--heartbeat", type=int, default=50, metavar="MS")
+    up.add_argument("--json", action="store_true", help='print {"nodes": [{"id", "url"}, ...]}')
+    up.set_defaults(func=cmd_up)
+    for name, func, text in (("status", cmd_status, "each node's role, term and leader"),
+                             ("down", cmd_down, "remove the cluster")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--name", default="default")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    clean = subparsers.add_parser("clean", help="remove what crashed runs left behind (containers, networks, "
+                                                "local processes, iptables chains)")
+    clean.add_argument("--all", action="store_true",
+                       help="remove every splitbrain resource, including live runs and detached clusters")
+    clean.add_argument("--json", action="store_true")
+    clean.set_defaults(func=cmd_clean)
+
+
+def cmd_up(args) -> int:
+    path = state_path(args.name)
+    if os.path.exists(path):
+        print(f"splitbrain cluster up: cluster {args.name!r} is already up ({path}); "
+              "`splitbrain cluster down` first", file=sys.stderr)
+        return EXIT_CRASHED
+    options = NodeOptions(election_timeout=args.election_timeout, heartbeat_ms=args.heartbeat, bug=args.bug)
+    run_id = f"cluster-{args.name}"
+    kw = {"detached": True}
+    if args.provisioner == "docker":
+        from chaos.provision.image import build_image
+        kw.update(subnet=args.subnet, image=build_image())
+    else:
+        kw.update(base_address=args.base_address)
+    db = get_db(args.provisioner, run_id, args.nodes, options, **kw)
+    try:
+        nodes = db.setup(args.nodes)
+    except ProvisionError as e:
+        print(f"splitbrain cluster up: {e}", file=sys.stderr)
+        return EXIT_CRASHED
+    state = {"name": args.name, "run_id": run_id, "provisioner": args.provisioner, "count": args.nodes,
+             "subnet": args.subnet if args.provisioner == "docker" else None,
+             "nodes": [{"id": n.id, "url": n.client_url, "address": n.address} for n in nodes]}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(state, f, indent=1)
+    if args.json:
+        print(json.dumps({"nodes": [{"id": n.id, "url": n.client_url} for n in nodes]}))
+    else:
+        for n in nodes:
+            print(f"{n.id}  {n.client_url}")
+        print(f"cluster {args.name!r} is up ({args.provisioner}); `splitbrain cluster down` removes it")
+    return 0
+
+
+def cmd_status(args) -> int:
+    state = load_state(args.name)
+    if state is None:
+        print(f"splitbrain cluster status: no cluster {args.name!r} is up", file=sys.stderr)
+        return EXIT_CRASHED
+    rows = []
+    for node in state["nodes"]:
+        status = get_status(node["url"], timeout=1.0)
+        rows.append({"id": node["id"], "url": node["url"], "status": status})
+    if args.json:
+        print(json.dumps({"name": state["name"], "provisioner": state["provisioner"], "nodes": rows}))
+    else:
+        for row in rows:
+            st = row["status"]
+            text = (f"{st.get('role')} term {st.get('term')} leader {st.get('leader')} commit {st.get('commit_index')}"
+                    if st else "no answer")
+            print(f"{row['id']}  {row['url']}  {text}")
+    return 0 if any(r["status"] for r in rows) else 1
+
+
+def teardown_state(state: dict) -> None:
+    if state["provisioner"] == "docker":
+        from chaos.provision.docker import DockerDB
+        DockerDB(state["run_id"], nodes=state.get("count", 5), subnet=state.get("subnet") or "10.77.0.0/24").teardown()
+    else:
+        from chaos.provision.local import destroy_state, read_states
+        for local in read_states():
+            if local.get("run") == state["run_id"]:
+                destroy_state(local)
+
+
+def cmd_down(args) -> int:
+    state = load_state(args.name)
+    if state is None:
+        print(f"splitbrain cluster down: no cluster {args.name!r} is up", file=sys.stderr)
+        return EXIT_CRASHED
+    teardown_state(state)
+    os.remove(state_path(args.name))
+    if args.json:
+        print(json.dumps({"removed": state["name"]}))
+    else:
+        print(f"cluster {args.name!r} removed")
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from chaos.provision.cleanup import clean
+
+    removed = clean(all=args.all)
+    if args.all:
+        # every detached cluster went too: forget them
+        for name in os.listdir(state_dir()) if os.path.isdir(state_dir()) else []:
+            if name.endswith(".json"):
+                os.remove(os.path.join(state_dir(), name))
+    if args.json:
+        print(json.dumps(removed))
+    else:
+        items = [f"{kind[:-1] if kind.endswith('s') else kind} {name}"
+                 for kind, names in removed.items() if isinstance(names, list) for name in names]
+        print("\n".join(items) if items else "nothing to clean")
+        if removed.get("docker_error"):
+            print(f"(docker: {removed['docker_error']})", file=sys.stderr)
+    return 0
