@@ -135,7 +135,7 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
         illegal_seen |= r["valid"] is False
 
     # Porcupine's own drawing of every illegal key we decided ourselves.
-    if out_dir and have_go:
+    if out_dir and (have_go or _porcupine.available()):
         undrawn = [kh for kh in keys if results[kh.key]["valid"] is False and "visualization" not in results[kh.key]]
         if undrawn:
             os.makedirs(os.path.join(out_dir, "porcupine"), exist_ok=True)

@@ -140,6 +140,9 @@ def check_key(kh: KeyHistory, append_mode: str = "list", deadline: float | None 
     infos = [op.info for op in ops]
     pred_of = [preds.get(op.inp) if preds is not None and op.f == APPEND else None for op in ops]
 
+    if deadline is not None and time.monotonic() > deadline:
+        result.update(valid="unknown", steps=0, reason="time budget exhausted")
+        return result
     state = init
     linearized = 0
     cache: set = set()
