@@ -97,7 +97,9 @@ def describe_fault(kind: str, requested: Any, result: Any) -> str:
             if name in requested:
                 parts.append(str(requested[name]))
     if isinstance(result, dict):
-        if isinstance(result.get("groups"), list):
+        if "healed" in result:
+            parts.append(f"healed {_compact(result['healed'])}")
+        elif isinstance(result.get("groups"), list):
             parts.append(" | ".join(" ".join(str(n) for n in g) if isinstance(g, list) else str(g)
                                     for g in result["groups"]))
         elif isinstance(result.get("nodes"), list):
