@@ -24,7 +24,7 @@ from . import edn
 
 JSONL, EDN, JEPSEN_LOG = "jsonl", "edn", "jepsen-log"
 
-_JEPSEN_LINE = re.compile(r"jepsen\.util - (\S+)\s+(:[\w-]+)\s+(:[\w-]+)\s*(.*)$")
+_JEPSEN_LINE = re.compile(r"jepsen\.util - (\S+)\s+(:[\w-]+)\s+(:[\w-]+)\s*(.*)$", re.M)
 
 
 def resolve_path(path: str) -> str:
@@ -38,18 +38,15 @@ def resolve_path(path: str) -> str:
 
 
 def detect_format(text: str) -> str:
-    for raw in text.splitlines():
+    head = text[:65536]
+    if _JEPSEN_LINE.search(head) or (head.strip() and "jepsen.util - " in head):
+        return JEPSEN_LOG
+    for raw in head.splitlines():
         line = raw.strip()
         if not line:
             continue
-        if "jepsen.util - " in line:
-            return JEPSEN_LOG
-        if line.startswith("[") or line.startswith("{:") or line.startswith("(") or line.startswith("{ :"):
+        if line.startswith(("[", "(", "{:", "{ :")):
             return EDN
-        if line.startswith("{"):
-            return JSONL
-        if line.startswith(("INFO", "WARN", "DEBUG", "ERROR")):
-            continue  # a log prelude; the jepsen lines follow
         return JSONL
     return JSONL
 
