@@ -159,10 +159,7 @@ class LocalDB(Provisioner):
                     f.write("+0 x1\n")
             self._save_state()
             if "partition" in self.supported_faults:
-                iptables("-N", self.chain, check=False)
-                iptables("-F", self.chain)
-                if iptables("-C", "OUTPUT", "-j", self.chain, check=False).returncode != 0:
-                    iptables("-I", "OUTPUT", "1", "-j", self.chain)
+                self.install_chain()
             for node in self.nodes:
                 self._start_process(node)
             self._save_state()
@@ -173,6 +170,13 @@ class LocalDB(Provisioner):
             self.teardown()
             raise
         return self.nodes
+
+    def install_chain(self) -> None:
+        """Our (empty) chain, jumped to first from OUTPUT: loopback packets all pass OUTPUT."""
+        iptables("-N", self.chain, check=False)
+        iptables("-F", self.chain)
+        if iptables("-C", "OUTPUT", "-j", self.chain, check=False).returncode != 0:
+            iptables("-I", "OUTPUT", "1", "-j", self.chain)
 
     def _check_ports_free(self) -> None:
         for node in self.nodes:

@@ -1,0 +1,174 @@
+"""The local provisioner: nodes as processes on 127.0.0.x, with kill, pause, clock and (as root)
+partition faults, and nothing left behind."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from chaos.interfaces import Node
+from chaos.provision import get_db
+from chaos.provision.base import NodeOptions, get_status, wait_for_leader
+from chaos.provision.local import STATE_DIR, LocalDB, find_libfaketime, read_states
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def base_address(slot: int) -> str:
+    # distinct per test session and per test, so parallel sessions never share addresses
+    return f"127.{100 + os.getpid() % 100}.{slot}.11"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    db = get_db("local", f"tlocal-{os.getpid()}", 3, NodeOptions(), base_address=base_address(1))
+    try:
+        db.setup()
+        yield db
+    finally:
+        db.teardown()
+
+
+def put(url, key, value):
+    req = urllib.request.Request(f"{url}/kv/{key}", data=json.dumps({"value": value}).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status
+
+
+def get(url, key):
+    with urllib.request.urlopen(f"{url}/kv/{key}", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_local_nodes_run_on_their_own_loopback_addresses_and_elect_a_leader(cluster):
+    assert [n.address for n in cluster.nodes] == [base_address(1)[:-2] + str(i) for i in (11, 12, 13)]
+    leader = wait_for_leader(cluster.nodes)
+    assert {get_status(n.client_url)["leader"] for n in cluster.nodes} == {leader}
+    assert {"kill", "pause"} <= cluster.supported_faults
+    assert os.path.exists(cluster.state_file)
+
+
+def test_a_killed_local_node_restarts_with_its_data(cluster):
+    leader = cluster.node(wait_for_leader(cluster.nodes))
+    assert put(leader.client_url, "k", 7) == 200
+    for node in cluster.nodes:
+        cluster.kill(node)
+    assert not any(cluster.is_running(n) for n in cluster.nodes)
+    for node in cluster.nodes:
+        cluster.start(node)
+    leader = cluster.node(wait_for_leader(cluster.nodes))
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert get(leader.client_url, "k") == {"value": 7}
+            break
+        except (OSError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_paused_local_node_stops_answering_until_resumed(cluster):
+    node = cluster.nodes[0]
+    cluster.pause(node)
+    try:
+        assert get_status(node.client_url, timeout=0.5) is None
+    finally:
+        cluster.resume(node)
+    assert get_status(node.client_url, timeout=2.0) is not None
+
+
+@pytest.mark.skipif(find_libfaketime() is None, reason="libfaketime is not installed on this host")
+def test_a_local_nodes_clock_moves_while_it_runs(cluster):
+    node = cluster.nodes[1]
+    cluster.set_skew(node, 300.0)
+    try:
+        assert 299 < get_status(node.client_url)["wall_time"] - time.time() < 301
+    finally:
+        cluster.set_skew(node, 0.0)
+    assert abs(get_status(node.client_url)["wall_time"] - time.time()) < 1
+
+
+def test_teardown_leaves_no_process_state_file_or_data():
+    db = LocalDB(f"tlocal-td-{os.getpid()}", nodes=3, base_address=base_address(2))
+    db.setup()
+    pids = [p.pid for p in db.procs.values()]
+    data_root, state_file = db.data_root, db.state_file
+    db.teardown()
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(data_root) and not os.path.exists(state_file)
+    db.teardown()  # idempotent
+
+
+def test_a_port_in_use_is_a_clear_error():
+    address = base_address(3)
+    with socket.socket() as busy:
+        busy.bind((address, 8000))
+        busy.listen()
+        db = LocalDB(f"tlocal-busy-{os.getpid()}", nodes=3, base_address=address)
+        with pytest.raises(Exception, match=f"{address}:8000 is in use"):
+            db.setup()
+    assert not os.path.exists(db.state_file)
+
+
+def test_bad_local_settings_are_refused():
+    with pytest.raises(ValueError, match="not an IPv4 address"):
+        LocalDB("x", base_address="localhost")
+    with pytest.raises(ValueError, match="inside 127.0.0.0/8"):
+        LocalDB("x", base_address="10.0.0.1")
+    with pytest.raises(ValueError, match="unknown provisioner 'k8s'"):
+        get_db("k8s", "x")
+
+
+def _connects(src, dst, port, timeout=0.5) -> bool:
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        s.bind((src, 0))
+        try:
+            s.connect((dst, port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="partitions of the local provisioner need root (iptables)")
+def test_local_partition_rules_cut_two_addresses_apart_both_ways_and_heal():
+    # Stand-in endpoints that bind their source address, as a node's peer connections must.
+    db = LocalDB(f"tlocal-part-{os.getpid()}", nodes=3, base_address=base_address(4))
+    a, b, c = (str(db.base_address + i) for i in range(3))
+    db.nodes = [Node(f"n{i + 1}", f"http://{addr}:8000", addr) for i, addr in enumerate((a, b, c))]
+    listeners = []
+    try:
+        for addr in (a, b, c):
+            s = socket.socket()
+            s.bind((addr, 0))
+            s.listen(8)
+            listeners.append(s)
+        port = {addr: s.getsockname()[1] for addr, s in zip((a, b, c), listeners)}
+        db.install_chain()
+        db.partition([("n1", "n2")])
+        assert len(db.chain_rules()) == 2
+        assert not _connects(a, b, port[b]) and not _connects(b, a, port[a])
+        assert _connects(a, c, port[c]) and _connects(c, b, port[b])
+        db.heal_partition()
+        assert db.chain_rules() == [] and _connects(a, b, port[b])
+    finally:
+        for s in listeners:
+            s.close()
+        db.teardown()
+    listing = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+    assert db.chain not in listing
+
+
+def test_local_state_files_name_the_owner_and_the_node_pids(cluster):
+    (state,) = [s for s in read_states() if s["run"] == cluster.run_id]
+    assert state["splitbrain.owner-pid"] == os.getpid()
+    assert sorted(n["pid"] for n in state["nodes"]) == sorted(p.pid for p in cluster.procs.values())
+    assert state["_path"].startswith(STATE_DIR)
