@@ -1,0 +1,64 @@
+"""`splitbrain cluster up|status|down` and `clean`, driven through the provision CLI's parser."""
+
+import argparse
+import json
+import os
+
+import pytest
+
+from chaos.provision import cli
+from chaos.provision.base import get_status
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run(argv, capsys):
+    parser = argparse.ArgumentParser(prog="splitbrain")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLITBRAIN_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_cluster_up_status_down_with_the_local_provisioner(state_dir, capsys):
+    name = f"t{os.getpid()}"
+    address = f"127.{100 + os.getpid() % 100}.9.11"
+    code, out, err = run(["cluster", "up", "--provisioner", "local", "--nodes", "3", "--name", name,
+                          "--base-address", address, "--json"], capsys)
+    try:
+        assert code == 0, err
+        nodes = json.loads(out)["nodes"]
+        assert [n["id"] for n in nodes] == ["n1", "n2", "n3"]
+        assert nodes[0]["url"] == f"http://{address}:8000"
+        assert get_status(nodes[0]["url"]) is not None      # still running after the command
+
+        code, out, _ = run(["cluster", "up", "--provisioner", "local", "--nodes", "3", "--name", name,
+                            "--base-address", address], capsys)
+        assert code == 255  # already up
+
+        # a detached cluster is not a crashed run: clean leaves it alone
+        run(["clean"], capsys)
+        assert get_status(nodes[0]["url"]) is not None
+
+        code, out, _ = run(["cluster", "status", "--name", name, "--json"], capsys)
+        assert code == 0
+        roles = [row["status"]["role"] for row in json.loads(out)["nodes"] if row["status"]]
+        assert len(roles) == 3
+    finally:
+        code, out, _ = run(["cluster", "down", "--name", name], capsys)
+    assert code == 0
+    assert get_status(nodes[0]["url"], timeout=0.5) is None
+    code, _, err = run(["cluster", "status", "--name", name], capsys)
+    assert code == 255 and "no cluster" in err
+
+
+def test_cluster_names_are_checked(state_dir, capsys):
+    with pytest.raises(ValueError, match="cluster name"):
+        run(["cluster", "down", "--name", "../etc"], capsys)
