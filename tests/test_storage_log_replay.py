@@ -84,3 +84,18 @@ def test_one_persist_call_costs_one_log_fsync_however_many_entries(tmp_path):
     storage.persist(None, None, [cmd(i, 1) for i in range(1, 501)])
     assert storage.fsyncs - before == 1
     storage.close()
+
+
+def test_records_of_several_readies_written_as_one_group_replay_in_order(tmp_path):
+    from raftnode.storage import encode_batch
+    storage, _ = reopen(tmp_path)
+    before = storage.fsyncs
+    storage.persist_batch(HardState(2, "n1"), [
+        (encode_batch(None, [cmd(1, 1), cmd(2, 1), cmd(3, 1)]), None, 3),
+        (encode_batch(2, [cmd(2, 2, "b")]), 2, 2),
+        (encode_batch(None, [cmd(3, 2, "c")]), None, 3),
+    ])
+    assert storage.fsyncs - before == 3  # hard state (file + directory) and one for the group
+    storage.close()
+    _, state = reopen(tmp_path)
+    assert [(e.index, e.term) for e in state.entries] == [(1, 1), (2, 2), (3, 2)]

@@ -80,3 +80,19 @@ def test_a_segment_whose_header_was_torn_at_creation_is_repaired(tmp_path):
     storage.close()
     _, state = recovered(tmp_path)
     assert [e.index for e in state.entries] == [1, 2, 3]
+
+
+def test_a_torn_group_of_records_is_dropped_as_a_whole(tmp_path):
+    from raftnode.storage import encode_batch
+    segment = fill(tmp_path, n=2)
+    storage = Storage(str(tmp_path))
+    storage.load()
+    storage.persist_batch(None, [(encode_batch(None, [Entry(3, 1, COMMAND, {"op": "put", "key": "k", "value": 3})]), None, 3),
+                                 (encode_batch(None, [Entry(4, 1, COMMAND, {"op": "put", "key": "k", "value": 4})]), None, 4)])
+    storage.close()
+    data = bytearray(segment.read_bytes())
+    data[-40] ^= 0xFF  # damage inside the second record of the group: the whole group is torn
+    segment.write_bytes(bytes(data))
+    storage, state = recovered(tmp_path)
+    assert [e.index for e in state.entries] == [1, 2]
+    storage.close()

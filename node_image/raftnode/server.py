@@ -47,7 +47,6 @@ from .types import LEADER, Config, NotLeader
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 64 * 1024
-MAX_STORAGE_INFLIGHT = 2  # Readies being written at once: the next batch forms while one fsyncs
 KNOWN_BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit", "forget-vote")
 
 _WRITE_FIELDS = {
@@ -261,7 +260,8 @@ class RaftNode:
         self._unadvanced: deque = deque()
         self._storage_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-storage")
                               if opts.storage_thread else None)
-        self._storage_inflight = 0
+        self._storage_ops: list = []  # queued while a storage job runs; they form the next one
+        self._storage_busy = False
         self._snapshot_pending = 0
         self.stats = {"rounds": 0, "proposals": 0, "fsync_rounds": 0}
 
@@ -462,8 +462,6 @@ class RaftNode:
                 wake.clear()
                 while not self._stopping:
                     self._feed_core()
-                    if self._storage_inflight >= MAX_STORAGE_INFLIGHT:
-                        break  # bounded pipeline: a completion wakes us; inputs keep batching
                     rd = self.core.ready()
                     if rd.is_empty():
                         break
@@ -536,13 +534,14 @@ class RaftNode:
             self._install_snapshot(rd.snapshot)
         if rd.must_sync:
             # Encode here; the storage thread only writes and fdatasyncs (both release the GIL),
-            # so this loop keeps taking requests and acknowledgements meanwhile, and they form
-            # the next round. Jobs run one at a time in submission order.
+            # so this loop keeps sending heartbeats and taking requests and acknowledgements
+            # meanwhile. Records of Readies that arrive during an fsync share the next one.
             entries = rd.entries
             record = (encode_batch(rd.truncate_from, entries)
                       if rd.truncate_from is not None or entries else None)
-            self._submit_storage(self.storage.persist_encoded, rd.hard_state, record, rd.truncate_from,
-                                 entries[-1].index if entries else None, done=item)
+            self._storage_ops.append(("log", item, rd.hard_state, record, rd.truncate_from,
+                                      entries[-1].index if entries else None))
+            self._flush_storage_ops()
             self.stats["fsync_rounds"] += 1
         else:
             item[3] = True
@@ -568,29 +567,60 @@ class RaftNode:
             self._maybe_snapshot()
         self._advance_persisted()
 
-    def _submit_storage(self, fn, *args, done=None) -> None:
-        """Run a storage operation after every earlier one; mark `done` (a Ready) when it is durable."""
-        if self._storage_pool is None:
-            fn(*args)
-            if done is not None:
-                done[3] = True
-            return
-        self._storage_inflight += 1
-        future = self._storage_pool.submit(fn, *args)
-        loop = asyncio.get_running_loop()
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._storage_done, f, done))
+    def _submit_storage(self, fn, *args) -> None:
+        """Run a storage operation (snapshot save, compaction) in order with the log writes."""
+        self._storage_ops.append(("call", fn, args))
+        self._flush_storage_ops()
 
-    def _storage_done(self, future, done) -> None:
-        self._storage_inflight -= 1
-        exc = future.exception()
+    def _flush_storage_ops(self) -> None:
+        """Hand every queued storage operation to the storage thread as one job, unless a job is
+        running: then they wait for it and go together (group commit: one fdatasync)."""
+        if self._storage_busy or not self._storage_ops:
+            return
+        ops, self._storage_ops = self._storage_ops, []
+        if self._storage_pool is None:
+            self._run_storage_ops(ops)
+            self._storage_finished(ops, None)
+            return
+        self._storage_busy = True
+        loop = asyncio.get_running_loop()
+        future = self._storage_pool.submit(self._run_storage_ops, ops)
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._storage_done, f, ops))
+
+    def _run_storage_ops(self, ops) -> None:
+        """On the storage thread: consecutive log records are written and fsynced together."""
+        batch = []
+        hard_state = None
+        for op in ops:
+            if op[0] == "log":
+                _, _, hs, record, truncate_from, last_index = op
+                if hs is not None:
+                    hard_state = hs  # the newest one covers the terms of every record here
+                if record is not None:
+                    batch.append((record, truncate_from, last_index))
+            else:
+                if hard_state is not None or batch:
+                    self.storage.persist_batch(hard_state, batch)
+                    batch, hard_state = [], None
+                op[1](*op[2])
+        if hard_state is not None or batch:
+            self.storage.persist_batch(hard_state, batch)
+
+    def _storage_done(self, future, ops) -> None:
+        self._storage_busy = False
+        self._storage_finished(ops, future.exception())
+
+    def _storage_finished(self, ops, exc) -> None:
         if exc is not None:
             # The disk refused a write we were about to acknowledge: continuing could lose
             # acknowledged data, so the node stops (a restart recovers from what is on disk).
             self.log.event("fatal", error=f"storage: {type(exc).__name__}: {exc}")
             self.stop(f"storage failure: {exc}")
             return
-        if done is not None:
-            done[3] = True
+        for op in ops:
+            if op[0] == "log":
+                op[1][3] = True
+        self._flush_storage_ops()
         self._advance_persisted()
         self._wake.set()
 

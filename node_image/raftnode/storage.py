@@ -54,9 +54,12 @@ DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 MAX_RECORD_BYTES = 1 << 30
 
 _RECORD_HEAD = struct.Struct(">II")
+_U32 = struct.Struct(">I")
 _BATCH_HEAD = struct.Struct(">BQI")
 _SNAPSHOT_HEAD = struct.Struct(">8sQQI")  # magic, index, term, crc32 of data
 _REC_BATCH = 1
+_REC_GROUP = 2  # several batch records (consecutive Readies) under one CRC: written atomically
+_GROUP_HEAD = struct.Struct(">BQI")  # type, 0, count (same size as a batch head)
 
 
 class StorageCorruption(Exception):
@@ -107,6 +110,38 @@ def encode_batch(truncate_from: int | None, entries: list[Entry]) -> bytes:
     return _RECORD_HEAD.pack(len(body), zlib.crc32(body)) + body
 
 
+def encode_group(records: list[bytes]) -> bytes:
+    """Several encode_batch() records as one record, so that a crash during their single write
+    tears the whole group (a torn tail) and can never leave a bad record before a good one.
+    Inside, each batch body is only length-prefixed (no CRC head of its own), so no part of a
+    group can ever be mistaken for a top-level record."""
+    parts = [_GROUP_HEAD.pack(_REC_GROUP, 0, len(records))]
+    for record in records:
+        parts.append(_U32.pack(len(record) - _RECORD_HEAD.size))
+        parts.append(record[_RECORD_HEAD.size:] if isinstance(record, bytes) else bytes(record)[_RECORD_HEAD.size:])
+    body = b"".join(parts)
+    return _RECORD_HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _decode_record(body: bytes) -> list[tuple[int, list[Entry]]]:
+    """The (truncate_from, entries) pairs of one record body, in order."""
+    if body[0] != _REC_GROUP:
+        return [_decode_batch(body)]
+    _, _, count = _GROUP_HEAD.unpack_from(body, 0)
+    pos = _GROUP_HEAD.size
+    out = []
+    for _ in range(count):
+        (length,) = _U32.unpack_from(body, pos)
+        pos += _U32.size
+        if pos + length > len(body):
+            raise ValueError("a group's inner record runs past the group")
+        out.append(_decode_batch(body[pos:pos + length]))
+        pos += length
+    if pos != len(body):
+        raise ValueError(f"{len(body) - pos} stray bytes after a group's records")
+    return out
+
+
 def _decode_batch(body: bytes) -> tuple[int, list[Entry]]:
     rtype, truncate_from, count = _BATCH_HEAD.unpack_from(body, 0)
     if rtype != _REC_BATCH:
@@ -135,13 +170,14 @@ def _decode_batch(body: bytes) -> tuple[int, list[Entry]]:
 def _intact_record_after(data: bytes, pos: int) -> int | None:
     """Offset of a record with a plausible header and a matching CRC somewhere after `pos`."""
     size = len(data)
-    q = data.find(bytes([_REC_BATCH]), pos + 1 + _RECORD_HEAD.size)
-    while q != -1:
-        start = q - _RECORD_HEAD.size
-        length, crc = _RECORD_HEAD.unpack_from(data, start)
-        if length >= _BATCH_HEAD.size and q + length <= size and zlib.crc32(data[q:q + length]) == crc:
-            return start
-        q = data.find(bytes([_REC_BATCH]), q + 1)
+    for rtype in (_REC_BATCH, _REC_GROUP):
+        q = data.find(bytes([rtype]), pos + 1 + _RECORD_HEAD.size)
+        while q != -1:
+            start = q - _RECORD_HEAD.size
+            length, crc = _RECORD_HEAD.unpack_from(data, start)
+            if length >= _BATCH_HEAD.size and q + length <= size and zlib.crc32(data[q:q + length]) == crc:
+                return start
+            q = data.find(bytes([rtype]), q + 1)
     return None
 
 
@@ -251,26 +287,27 @@ class Storage:
                 # damaged length field can make a middle record look like it runs to the end of
                 # the file: look for an intact record after it before calling it torn.
                 torn = (last and data[end:].count(0) == size - end
-                        and (end < size or _intact_record_after(data, pos) is None))
+                        and (problem == "CRC mismatch" or _intact_record_after(data, pos) is None))
                 if not torn:
                     raise StorageCorruption(path, pos, problem + " (valid data follows, so this is not a torn tail)"
                                             if last else problem + " (in a segment that was completely synced)")
                 self._truncate_tail(path, pos, problem)
                 return max_index
             try:
-                truncate_from, batch = _decode_batch(data[pos + _RECORD_HEAD.size:end])
+                batches = _decode_record(data[pos + _RECORD_HEAD.size:end])
             except (ValueError, struct.error, UnicodeDecodeError) as exc:
                 raise StorageCorruption(path, pos, f"undecodable record with a valid CRC: {exc}") from None
-            if truncate_from:
-                while entries and entries[-1].index >= truncate_from:
-                    entries.pop()
-            for entry in batch:
-                expected = entries[-1].index + 1 if entries else None
-                if expected is not None and entry.index != expected:
-                    raise StorageCorruption(path, pos, f"entry index {entry.index} where {expected} was expected")
-                entries.append(entry)
-                if entry.index > max_index:
-                    max_index = entry.index
+            for truncate_from, batch in batches:
+                if truncate_from:
+                    while entries and entries[-1].index >= truncate_from:
+                        entries.pop()
+                for entry in batch:
+                    expected = entries[-1].index + 1 if entries else None
+                    if expected is not None and entry.index != expected:
+                        raise StorageCorruption(path, pos, f"entry index {entry.index} where {expected} was expected")
+                    entries.append(entry)
+                    if entry.index > max_index:
+                        max_index = entry.index
             pos = end
         return max_index
 
@@ -334,24 +371,29 @@ class Storage:
 
     def persist_encoded(self, hard_state: HardState | None, record: bytes | None,
                         truncate_from: int | None, last_index: int | None) -> None:
-        """persist() with the log record already built by encode_batch(): the driver encodes on
-        its own thread and runs only this part (system calls, which release the GIL) on the
-        storage thread."""
+        """persist() with the log record already built by encode_batch()."""
+        self.persist_batch(hard_state, [] if record is None else [(record, truncate_from, last_index)])
+
+    def persist_batch(self, hard_state: HardState | None, records: list[tuple]) -> None:
+        """Hard state, then several encode_batch() records (of consecutive Readies, in order)
+        with one fdatasync. The driver encodes on its own thread and runs only this part
+        (system calls, which release the GIL) on the storage thread."""
         if hard_state is not None:
             self.save_hard_state(hard_state)
-        if record is None:
+        if not records:
             return
         if self._size >= self.segment_bytes:
             self._start_segment()
-        self._write_all(record)
+        self._write_all(records[0][0] if len(records) == 1 else encode_group([r[0] for r in records]))
         self._sync_fd()
-        if truncate_from is not None:
-            self._last_index = min(self._last_index, truncate_from - 1)
-        if last_index is not None:
-            self._last_index = last_index
-            seg = self._segments[-1]
-            if last_index > seg[2]:
-                seg[2] = last_index
+        seg = self._segments[-1]
+        for _, truncate_from, last_index in records:
+            if truncate_from is not None:
+                self._last_index = min(self._last_index, truncate_from - 1)
+            if last_index is not None:
+                self._last_index = last_index
+                if last_index > seg[2]:
+                    seg[2] = last_index
 
     def save_hard_state(self, hs: HardState) -> None:
         voted_for = None if self.forget_vote else hs.voted_for  # BUG forget-vote: vote not persisted
