@@ -76,10 +76,10 @@ def context_hash(base_id: str, context_dir: str = CONTEXT_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_base(client, force: bool = False, suite: str | None = None) -> str:
-    """Make splitbrain-base:<suite> with debootstrap from the host's mirror unless cached."""
+def build_base(client, force: bool = False, suite: str | None = None, tag: str | None = None) -> str:
+    """Make splitbrain-base:<suite> (or `tag`) with debootstrap from the host's mirror unless cached."""
     suite = suite or "bookworm"
-    tag = f"splitbrain-base:{suite}"
+    tag = tag or f"splitbrain-base:{suite}"
     if not force and _image(client, tag) is not None:
         _log(f"base {tag} is cached")
         return tag

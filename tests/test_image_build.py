@@ -1,0 +1,82 @@
+"""The node image build: what goes into it, when it is rebuilt, and the debootstrap base."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from chaos.provision import image
+from chaos.provision.base import ProvisionError, docker_client
+
+
+def test_the_dockerfile_keeps_a_plain_from_for_users_with_a_registry():
+    text = open(os.path.join(image.CONTEXT_DIR, "Dockerfile")).read()
+    assert "ARG BASE=debian:bookworm-slim" in text
+    assert "FROM ${BASE}" in text
+    assert "--privileged" not in text
+
+
+def test_the_build_context_is_the_dockerfile_and_the_node_package_only():
+    files = image.context_files()
+    assert files[:2] == ["Dockerfile", ".dockerignore"]
+    assert "raftnode/__init__.py" in files and "raftnode/__main__.py" in files
+    assert not any("__pycache__" in f or f.endswith(".pyc") or f.startswith("base/") for f in files)
+
+
+def test_the_context_hash_follows_the_node_code_and_the_base(tmp_path):
+    context = tmp_path / "node_image"
+    shutil.copytree(image.CONTEXT_DIR, context, ignore=shutil.ignore_patterns("__pycache__", "base"))
+    first = image.context_hash("sha256:base1", str(context))
+    assert image.context_hash("sha256:base1", str(context)) == first
+    assert image.context_hash("sha256:base2", str(context)) != first
+    with open(context / "raftnode" / "__init__.py", "a") as f:
+        f.write("\n# changed\n")
+    assert image.context_hash("sha256:base1", str(context)) != first
+    (context / "raftnode" / "__pycache__").mkdir(exist_ok=True)
+    (context / "raftnode" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    changed = image.context_hash("sha256:base1", str(context))
+    assert image.context_hash("sha256:base1", str(context)) == changed  # bytecode does not count
+
+
+def test_mkbase_without_arguments_prints_its_usage():
+    proc = subprocess.run(["sh", image.MKBASE], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+@pytest.mark.docker
+def test_an_up_to_date_image_is_not_rebuilt(node_image):
+    client = docker_client()
+    before = client.images.get(node_image).id
+    assert image.build_image() == node_image
+    assert client.images.get(node_image).id == before
+    assert client.images.get(node_image).labels[image.CONTEXT_LABEL] == image.context_hash(
+        client.images.get(image.resolve_base(client)).id)
+
+
+@pytest.mark.docker
+def test_a_missing_base_is_a_clear_error(docker_engine):
+    with pytest.raises(ProvisionError, match="base image 'splitbrain-base:no-such' is not present"):
+        image.build_image(base="splitbrain-base:no-such", tag="splitbrain-node:never")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("debootstrap") is None, reason="debootstrap needs root")
+def test_the_base_image_is_made_from_the_hosts_debian_mirror_with_debootstrap(docker_engine):
+    client = docker_client()
+    base_tag, node_tag = f"splitbrain-base:test-{os.getpid()}", f"splitbrain-node:test-{os.getpid()}"
+    try:
+        assert image.build_base(client, force=True, tag=base_tag) == base_tag
+        assert client.images.get(base_tag).labels.get("splitbrain.base") == "debootstrap"
+        assert image.build_image(tag=node_tag, base=base_tag) == node_tag
+        out = client.containers.run(node_tag, ["python3", "-c", "import raftnode; print('ok')"], remove=True,
+                                    network_mode="none")
+        assert out.strip() == b"ok"
+    finally:
+        for tag in (node_tag, base_tag):
+            try:
+                client.images.remove(tag, force=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
