@@ -47,7 +47,7 @@ class StoreHandler(http.server.SimpleHTTPRequestHandler):
             with self.index_lock:
                 try:
                     render_index(self.store_dir)
-                except (ReportError, OSError) as e:
+                except Exception as e:  # noqa: BLE001 - serve the last index rather than fail the request
                     self.log_message("index not re-rendered: %s", e)
         super().do_GET()
 

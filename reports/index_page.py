@@ -88,6 +88,8 @@ def collect(store_dir: str, render_missing: bool = True) -> list[dict]:
                 summary = _summary_fresh(rdir)
             except (ReportError, OSError, ValueError) as e:
                 summary = _fallback_summary(test, rdir, str(e))
+            except Exception as e:  # noqa: BLE001 - one run's surprise must not hide every other run
+                summary = _fallback_summary(test, rdir, f"{type(e).__name__}: {e}")
         if summary is None:
             summary = _fallback_summary(test, rdir, "no report rendered yet")
         summary = dict(summary)
