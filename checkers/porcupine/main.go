@@ -22,6 +22,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"runtime"
 	"strings"
@@ -140,6 +141,13 @@ func makeModel(req *request) porcupine.Model {
 			return false, state
 		},
 		Equal: func(a, b interface{}) bool { return a.(string) == b.(string) },
+		// Without a state hash every state of one linearized set shares a cache bucket, and
+		// histories with many states (long appended strings) degrade to linear bucket scans.
+		Hash: func(s interface{}) uint64 {
+			h := fnv.New64a()
+			h.Write([]byte(s.(string)))
+			return h.Sum64()
+		},
 		DescribeOperation: func(input, output interface{}) string {
 			o := input.(*op)
 			suffix := ""
