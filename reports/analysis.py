@@ -155,7 +155,7 @@ def nemesis_events(ops: list[Op], t0: int) -> list[NemesisEvent]:
     return events
 
 
-def fault_intervals(events: list[NemesisEvent], end_of_run: float) -> list[Fault]:
+def fault_intervals(events: list[NemesisEvent]) -> list[Fault]:
     faults: list[Fault] = []
     open_: list[Fault] = []
     for ev in sorted(events, key=lambda e: e.start):
@@ -185,12 +185,12 @@ def analyse(run: RunData) -> Analysis:
         t0 = 0
     client = pair_client_ops(ops, t0)
     nem = nemesis_events(ops, t0)
-    last = max([seconds(ops[-1].time, t0)] if ops else [0.0])
+    last = seconds(max(op.time for op in ops), t0) if ops else 0.0
     first = 0.0
     if run.polls:
         last = max(last, seconds(run.polls[-1].time, t0))
         first = min(first, seconds(run.polls[0].time, t0))
-    faults = fault_intervals(nem, last)
+    faults = fault_intervals(nem)
     fs: list[str] = []
     for c in client:
         if c.f not in fs:

@@ -206,7 +206,7 @@ def stable_intervals(polls: list[StatusPoll], nodes: list[str], t0: int, end: fl
     return [s for s in out if s.end > s.start]
 
 
-def convergence_after_heals(faults: list[Fault], stable: list[StableInterval], last_poll: float,
+def convergence_after_heals(faults: list[Fault], stable: list[StableInterval],
                             window: float = STABLE_WINDOW) -> list[Convergence]:
     heals: dict[int, Convergence] = {}
     for f in faults:
@@ -237,8 +237,7 @@ def build_timeline(config: dict, polls: list[StatusPoll], logs: dict[str, NodeLo
     events = place_events(logs, polls, t0)
     size = config.get("nodes") if isinstance(config.get("nodes"), int) and not isinstance(config.get("nodes"), bool) else None
     stable = stable_intervals(polls, nodes, t0, end, size) if nodes else []
-    last_poll = seconds(polls[-1].time, t0) if polls else 0.0
-    conv = convergence_after_heals(faults, stable, last_poll)
+    conv = convergence_after_heals(faults, stable)
     gaps: list[float] = []
     prev: dict[str, int] = {}
     for p in polls:

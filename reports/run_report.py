@@ -20,7 +20,7 @@ from chaos.history import FAIL, INFO, OK
 from reports import svg
 from reports.analysis import (Analysis, QUANTILES, analyse, availability, describe_fault, latency_quantiles_over_time,
                               latency_table, nice_bucket, throughput)
-from reports.anomaly import Anomaly, find_anomalies, fmt_t
+from reports.anomaly import Anomaly, find_anomalies
 from reports.html import esc, jtext, num, page, pill, table, tr, verdict_word
 from reports.load import ReportError, RunData, load_run
 from reports.raft import STABILITY_DEFINITION, STABLE_WINDOW, RaftTimeline, build_timeline

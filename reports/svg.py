@@ -160,9 +160,7 @@ def y_axis(axis: TimeAxis, ys: YScale, fmt, label: str) -> str:
 
 def marker_path(f: str, x: float, y: float) -> str:
     """One subpath of a marker; circles and squares are zero-length strokes with round/square caps."""
-    if f in ("read",):
-        return f"M{x:.1f} {y:.1f}h0"
-    if f in ("write",):
+    if f in ("read", "write"):  # a dot or a square: marker_style gives the line cap
         return f"M{x:.1f} {y:.1f}h0"
     if f == "cas":
         return f"M{x:.1f} {y - 3.2:.1f}l3 5.4h-6z"

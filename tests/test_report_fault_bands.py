@@ -19,7 +19,7 @@ def test_a_fault_is_active_from_its_completion_to_the_invoke_of_its_heal(tmp_pat
                   ("nemesis", "invoke", "pause", None, {"target": "one"}, 4.0))
     run = load_run(write_run(tmp_path / "run", ops))
     t0 = run.ops[0].time
-    faults = fault_intervals(nemesis_events(run.ops, t0), end_of_run=6.0)
+    faults = fault_intervals(nemesis_events(run.ops, t0))
     assert [(f.kind, round(f.start, 3), None if f.end is None else round(f.end, 3)) for f in faults] == [
         ("partition", 0.2, 2.0), ("kill", 1.1, None), ("pause", 3.0, None)]
     assert faults[0].heal_f == "heal" and round(faults[0].heal_done, 3) == 2.5
