@@ -42,6 +42,20 @@ def _nemesis_arg(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = int(value)
+    except ValueError:
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = value
+    return key.strip(), parsed
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The flags of `run` (all default to None so that a scenario's values are kept unless a
     flag is given explicitly)."""
@@ -68,15 +82,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pre-vote", dest="pre_vote", action="store_false", default=None)
     p.add_argument("--no-check-quorum", dest="check_quorum", action="store_false", default=None)
     p.add_argument("--subnet", help="docker: the run network's subnet (e.g. 10.77.0.0/24)")
+    p.add_argument("--provisioner-option", dest="provisioner_options", action="append", type=_key_value,
+                   metavar="KEY=VALUE", help="extra provisioner setting, repeatable "
+                   "(local: base_address=127.0.0.11; docker: image=NAME)")
 
 
 RUN_FLAG_FIELDS = ("test_name", "nodes", "workload", "nemesis", "nemesis_interval", "time_limit",
                    "concurrency", "rate", "seed", "provisioner", "bug", "store", "keys", "ops_per_key",
-                   "request_timeout", "checker", "election_timeout", "pre_vote", "check_quorum", "subnet")
+                   "request_timeout", "checker", "election_timeout", "pre_vote", "check_quorum", "subnet",
+                   "provisioner_options")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     given = {name: getattr(args, name) for name in RUN_FLAG_FIELDS if getattr(args, name, None) is not None}
+    if given.get("provisioner_options") is not None:
+        given["provisioner_options"] = dict(given["provisioner_options"])
     if given.get("seed") is None:
         given["seed"] = random.SystemRandom().randrange(1, 2**31)
     if args.scenario:
@@ -96,7 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Runner(config, argv=sys.argv).execute()
 
 
-def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | None = None) -> RunConfig:
+def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | None = None,
+                     provisioner_options: dict | None = None) -> RunConfig:
     """The config of `run_dir` with its executed fault schedule, naming the nodes it hit."""
     from chaos.scenario import validate_steps
     from chaos.store import open_run_dir
@@ -111,6 +132,8 @@ def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | 
         config.provisioner = provisioner
     if store:
         config.store = store
+    if provisioner_options:
+        config.provisioner_options = {**config.provisioner_options, **provisioner_options}
     replay = doc.get("replay_schedule")
     if replay is None:
         raise ConfigError(f"{run.config_path} has no replay_schedule (was it written by splitbrain run?)")
@@ -122,7 +145,8 @@ def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from chaos.runner import Runner
 
-    config = reproduce_config(args.run_dir, args.provisioner, args.store)
+    config = reproduce_config(args.run_dir, args.provisioner, args.store,
+                              dict(args.provisioner_options or []))
     print(f"splitbrain: reproducing {config.reproduces} (seed {config.seed}, "
           f"{len(config.schedule)} fault steps)", file=sys.stderr)
     return Runner(config, argv=sys.argv).execute()
@@ -169,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--provisioner", choices=PROVISIONERS)
     p.add_argument("--store", metavar="DIR")
+    p.add_argument("--provisioner-option", dest="provisioner_options", action="append", type=_key_value,
+                   metavar="KEY=VALUE", help="override a provisioner setting of the original run")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("nightly", help="run a matrix of scenarios/configs, then render the index")

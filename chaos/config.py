@@ -102,6 +102,7 @@ class RunConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     subnet: str | None = None              # docker: the run network's subnet (None = default)
+    provisioner_options: dict = field(default_factory=dict)  # extra keywords for the provisioner
     scenario: str | None = None            # the scenario file this came from, if any
     reproduces: str | None = None          # the run directory this run reproduces, if any
     description: str = ""
@@ -133,6 +134,10 @@ class RunConfig:
         if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(1)) < 1:
             raise ConfigError(f"election_timeout must look like MIN-MAX in ms (e.g. 150-300), "
                               f"got {self.election_timeout!r}")
+        if not isinstance(self.provisioner_options, dict) or not all(
+                isinstance(k, str) and k.isidentifier() for k in self.provisioner_options):
+            raise ConfigError(f"provisioner_options must map option names to values, got "
+                              f"{self.provisioner_options!r}")
         if self.checker not in ("auto", "porcupine", "python"):
             raise ConfigError(f"checker {self.checker!r} is not one of auto, porcupine, python")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -170,8 +175,11 @@ class RunConfig:
     def command_line(self) -> str:
         """A `splitbrain` command that runs this config again (scenario runs name the file)."""
         if self.reproduces:
-            return shlex.join(["splitbrain", "reproduce", self.reproduces, "--provisioner",
-                               self.provisioner, "--store", self.store])
+            argv = ["splitbrain", "reproduce", self.reproduces, "--provisioner", self.provisioner,
+                    "--store", self.store]
+            for key, value in sorted(self.provisioner_options.items()):
+                argv += ["--provisioner-option", f"{key}={value}"]
+            return shlex.join(argv)
         if self.scenario:
             argv = ["splitbrain", "run", "--scenario", self.scenario, "--seed", str(self.seed),
                     "--provisioner", self.provisioner, "--store", self.store]
@@ -186,6 +194,18 @@ class RunConfig:
             argv += ["--rate", _num(self.rate)]
         if self.bug:
             argv += ["--bug", self.bug]
+        for name, flag in (("keys", "--keys"), ("ops_per_key", "--ops-per-key"),
+                           ("request_timeout", "--request-timeout"), ("election_timeout", "--election-timeout"),
+                           ("subnet", "--subnet"), ("checker", "--checker")):
+            value = getattr(self, name)
+            if value != RunConfig.__dataclass_fields__[name].default:
+                argv += [flag, _num(value) if isinstance(value, float) else str(value)]
+        if not self.pre_vote:
+            argv.append("--no-pre-vote")
+        if not self.check_quorum:
+            argv.append("--no-check-quorum")
+        for key, value in sorted(self.provisioner_options.items()):
+            argv += ["--provisioner-option", f"{key}={value}"]
         return shlex.join(argv)
 
 

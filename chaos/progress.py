@@ -26,7 +26,10 @@ class ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             prefix = "\r\033[K" if self.tty else ""
-            self.stream.write(prefix + self.format(record) + "\n")
+            text = self.format(record)
+            if "\n" in text:  # tracebacks go to controller.log only
+                text = text.split("\n", 1)[0] + " (details in controller.log)"
+            self.stream.write(prefix + text + "\n")
             self.stream.flush()
         except (OSError, ValueError):
             pass

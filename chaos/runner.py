@@ -71,7 +71,9 @@ def default_db_factory(config: RunConfig, run_id: str) -> DB:
         raise RunAborted(f"the provisioners (chaos.provision.get_db) are not available: {e}") from e
     options = NodeOptions(election_timeout=config.election_timeout, heartbeat_ms=config.heartbeat_ms,
                           bug=config.bug, pre_vote=config.pre_vote, check_quorum=config.check_quorum)
-    kw = {"subnet": config.subnet} if config.subnet else {}
+    kw = dict(config.provisioner_options)
+    if config.subnet:
+        kw["subnet"] = config.subnet
     return get_db(config.provisioner, run_id, config.nodes, options, **kw)
 
 

@@ -50,7 +50,8 @@ SCENARIO_KEYS = {
     "recovery_timeout": "recovery_timeout", "final_read_timeout": "final_read_timeout",
     "election_timeout": "election_timeout", "heartbeat_ms": "heartbeat_ms",
     "pre_vote": "pre_vote", "check_quorum": "check_quorum", "subnet": "subnet",
-    "checker": "checker", "nemesis": None, "schedule": None,
+    "checker": "checker", "provisioner_options": "provisioner_options", "nemesis": None,
+    "schedule": None,
 }
 NEMESIS_KEYS = ("faults", "interval")
 REPEAT_KEYS = ("start", "period", "cycles", "steps")

@@ -85,7 +85,10 @@ def test_nemesis_flag_with_a_scenario_is_refused():
 
 
 def test_command_line_round_trips():
-    cfg = config_for("--nodes", "7", "--nemesis", "pause", "--seed", "9", "--rate", "50", "--time-limit", "12")
+    cfg = config_for("--nodes", "7", "--nemesis", "pause", "--seed", "9", "--rate", "50", "--time-limit", "12",
+                     "--keys", "3", "--no-check-quorum", "--election-timeout", "300-600",
+                     "--provisioner-option", "base_address=127.0.3.11", "--provisioner-option", "leader_timeout=60")
+    assert cfg.provisioner_options == {"base_address": "127.0.3.11", "leader_timeout": 60}
     args = cli.build_parser().parse_args(__import__("shlex").split(cfg.command_line())[1:])
     again = cli.config_from_args(args)
     assert again.to_dict() == cfg.to_dict()
