@@ -120,12 +120,17 @@ def _facts(run: RunData, an: Analysis, tl: RaftTimeline, started: str) -> str:
     cfg = run.config
     items = [("started", started), ("duration", f"{an.duration:.1f} s"),
              ("operations", f"{len(an.client):,}"), ("nodes", str(len(tl.nodes)) if tl.nodes else "?"),
-             ("faults", str(len(an.faults))), ("seed", str(cfg.get("seed", "?")))]
+             ("faults", str(len(an.faults))), ("seed", _plain(cfg.get("seed", "?")))]
     for k in ("workload", "provisioner", "bug"):
         if cfg.get(k) not in (None, "", "none"):
-            items.append((k, jtext(cfg[k], 60) if not isinstance(cfg[k], str) else cfg[k]))
-    return '<div class="facts">' + "".join(f"<span>{esc(k)} <b>{v if k == 'workload' and not isinstance(cfg.get(k), str) else esc(v)}</b></span>"
-                                           for k, v in items) + "</div>"
+            items.append((k, _plain(cfg[k])))
+    return '<div class="facts">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in items) + "</div>"
+
+
+def _plain(value: Any, limit: int = 60) -> str:
+    """A config value as short text (strings as they are, anything else as compact JSON)."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _reproduce(command: str) -> str:
