@@ -59,6 +59,11 @@ class KeyHistory:
 
 
 def canonical(value: Any) -> str:
+    # ints and null are by far the most common values: skip the JSON encoder for them
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -91,7 +96,7 @@ def partition(ops: list[Op], model: str = "register", append_mode: str | None = 
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (expected one of {', '.join(MODELS)})")
-    mode = append_mode or choose_append_mode(ops)
+    mode = append_mode or ("list" if model == "register" else choose_append_mode(ops))
     concat = mode == "concat"
     init = "" if concat else "null"
 
@@ -122,7 +127,7 @@ def partition(ops: list[Op], model: str = "register", append_mode: str | None = 
     key_order: list[Any] = []
     for n, p in enumerate(pairs):
         inv, comp = p.invoke, p.complete
-        line = _line(inv)
+        line = inv.extra.get("line", inv.index + 1)
         f = _F_ALIASES.get(inv.f)
         if f is None or (model == "register" and f not in REGISTER_FS):
             allowed = REGISTER_FS if model == "register" else tuple(sorted(set(_F_ALIASES)))
