@@ -142,6 +142,12 @@ def build_image(force: bool = False, tag: str = NODE_TAG, base: str | None = Non
             tail = "\n".join(line for line in lines if line)[-3000:]
             raise ProvisionError(f"building {tag} failed: {e.msg}\n{tail}") from None
         _log(f"built {tag} in {time.monotonic() - started:.1f} s")
+        if current is not None and _image(client, tag).id != current.id:
+            # The previous build is now untagged; drop it unless a container still uses it.
+            try:
+                client.images.remove(current.id, noprune=False)
+            except docker.errors.APIError:
+                pass
     return tag
 
 
