@@ -20,7 +20,7 @@ HEALED_BY = {"heal": "partition", "start": "kill", "resume": "pause", "clock-res
 FAULT_KINDS = tuple(HEALED_BY.values())
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientOp:
     index: int              # history index of the invocation
     process: Any
