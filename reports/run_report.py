@@ -452,6 +452,17 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
                        + _timeout_note(run.config) + "</p>")
     else:
         out.append('<p class="note">No heals in this run.</p>')
+    if tl.stable:
+        out.append(f"<h3>Stable leaders over time ({len(tl.stable)} periods)</h3>")
+        srows = []
+        prev_end = None
+        for s in tl.stable:
+            gap = "" if prev_end is None else f"{s.start - prev_end:.2f} s without"
+            srows.append(tr([esc(s.leader), esc(s.term), num(s.start, "{:.2f}"), num(s.end, "{:.2f}"),
+                             num(s.end - s.start, "{:.2f}"), esc(gap)]))
+            prev_end = s.end
+        out.append(table(["leader", "term", ("from (s)", "num"), ("until (s)", "num"), ("held (s)", "num"),
+                          "before it"], srows, page_size=20, cls="stable-leaders"))
     interesting = [e for e in tl.events if e.event in ("election_won", "role", "start", "stop", "peer_garbage")
                    or (e.event == "vote" and e.fields.get("granted") is True)]
     out.append(f"<h3>Elections and leader changes from the node logs ({len(interesting):,} events)</h3>")

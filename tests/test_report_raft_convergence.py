@@ -115,3 +115,21 @@ def test_the_report_shows_the_definition_and_the_measured_time(tmp_path):
     import re
     table = re.search(r'<table class="convergence".*?</table>', page, flags=re.S).group(0)
     assert ">0.60 s</td>" in table and ">n2</td>" in table
+
+
+def test_the_report_lists_each_stable_leader_period(tmp_path):
+    import re
+    from reports import render_run
+    def states(t, n):
+        if t < 1.0:
+            return ("leader", 1, "n1") if n == "n1" else ("follower", 1, "n1")
+        if t < 2.6:
+            return None if (n == "n1" and t < 2.0) else ("follower", 1, None)
+        return ("leader", 2, "n2") if n == "n2" else ("follower", 2, "n2")
+    run = write_run(tmp_path / "run", kill_heal_history(), config={"nodes": NODES}, polls=polls_from(states))
+    with open(render_run(run), encoding="utf-8") as f:
+        page = f.read()
+    table = re.search(r'<table class="stable-leaders".*?</table>', page, flags=re.S).group(0)
+    rows = [re.sub(r"<[^>]+>", "|", r) for r in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[1:]]
+    assert [[c for c in r.split("|") if c] for r in rows] == [
+        ["n1", "1", "0.00", "1.00", "1.00"], ["n2", "2", "2.60", "6.00", "3.40", "1.60 s without"]]
