@@ -45,8 +45,12 @@ def _safe_name(key: Any) -> str:
 
 def check_linearizable(ops: list[Op], *, model: str = "register", checker: str = "auto",
                        out_dir: str | None = None, time_budget_s: float | None = None,
-                       all_keys: bool = False, append_mode: str | None = None) -> dict:
-    """The "linearizable" part of results.json: per-key verdicts, combined."""
+                       all_keys: bool = False, append_mode: str | None = None,
+                       workers: int | None = None) -> dict:
+    """The "linearizable" part of results.json: per-key verdicts, combined.
+
+    workers: processes for our search over several keys (default: one per CPU, at most 4).
+    """
     if checker not in CHECKERS:
         raise ValueError(f"unknown checker {checker!r} (expected one of {', '.join(CHECKERS)})")
     started = time.monotonic()
@@ -123,16 +127,14 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
                     r["anomaly"] = words["anomaly"]
             results[kh.key] = r
 
+    if for_search and not (illegal_seen and not all_keys):
+        for key, r in _search_keys(for_search, mode, deadline, t0, all_keys, workers):
+            results[key] = r
+            illegal_seen |= r["valid"] is False
     for kh in for_search:
-        if illegal_seen and not all_keys:
+        if kh.key not in results:
             results[kh.key] = {"valid": "unknown", "skipped": True, "ops": len(kh.ops),
                                "reason": "not checked: an earlier key is already illegal"}
-            continue
-        t = time.perf_counter()
-        r = _search_key(kh, mode, deadline=deadline, t0=t0)
-        r.update(checker="python", ms=round((time.perf_counter() - t) * 1000, 3))
-        results[kh.key] = r
-        illegal_seen |= r["valid"] is False
 
     # Porcupine's own drawing of every illegal key we decided ourselves.
     if out_dir and (have_go or _porcupine.available()):
@@ -168,6 +170,59 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
     if time_budget_s:
         out["time_budget_s"] = time_budget_s
     return out
+
+
+# Each key first gets a short sequential try; only keys that need longer go to worker processes,
+# where starting the processes (~0.1-0.3 s) is worth it.
+PROBE_S = 0.5
+
+
+def _search_one(args):
+    kh, mode, deadline, t0 = args
+    t = time.perf_counter()
+    r = _search_key(kh, mode, deadline=deadline, t0=t0)
+    r.update(checker="python", ms=round((time.perf_counter() - t) * 1000, 3))
+    return kh.key, r
+
+
+def _search_keys(keys: list[KeyHistory], mode: str, deadline: float | None, t0, all_keys: bool,
+                 workers: int | None):
+    """Yield (key, result) from our search, the hard keys in parallel processes; stops after the
+    first illegal key unless all_keys (remaining workers are terminated, not left running)."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    hard = []
+    for kh in keys:
+        probe_end = time.monotonic() + PROBE_S
+        if workers >= 2 and len(keys) >= 2 and (deadline is None or probe_end < deadline):
+            key, r = _search_one((kh, mode, probe_end, t0))
+            if r["valid"] == "unknown":
+                hard.append(kh)
+                continue
+        else:
+            key, r = _search_one((kh, mode, deadline, t0))
+        yield key, r
+        if r["valid"] is False and not all_keys:
+            return
+    if not hard:
+        return
+    jobs = [(kh, mode, deadline, t0) for kh in hard]
+    if len(hard) == 1:
+        yield _search_one(jobs[0])
+        return
+    import multiprocessing
+    import threading
+    # fork is cheap, but unsafe when the caller runs threads (the controller does): spawn then.
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    pool = multiprocessing.get_context(method).Pool(min(workers, len(hard)))
+    try:
+        # time.monotonic is system-wide on Linux, so the deadline means the same in the workers.
+        for key, r in pool.imap_unordered(_search_one, jobs):
+            yield key, r
+            if r["valid"] is False and not all_keys:
+                return
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _reason(result: dict) -> str:
