@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import heapq
 import json
 import os
@@ -47,6 +48,8 @@ from .types import LEADER, Config, NotLeader
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 64 * 1024
+GC_FREEZE_INTERVAL_S = 1.0
+STALL_REPORT_S = 0.1
 KNOWN_BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit", "forget-vote")
 
 _WRITE_FIELDS = {
@@ -254,6 +257,7 @@ class RaftNode:
         self._http_server = None
         self._connections: set = set()
         self._last_tick = 0.0
+        self._last_gc_freeze = 0.0
         self._tick_handle = None
         self.started_mono = time.monotonic()
         # Ready objects handed out but not yet advanced: [rd, messages after fsync, bug acks, durable]
@@ -263,6 +267,10 @@ class RaftNode:
         self._storage_ops: list = []  # queued while a storage job runs; they form the next one
         self._storage_busy = False
         self._snapshot_pending = 0
+        self._driver_rng = random.Random(seed ^ 0x5EED)
+        self._snapshot_slack = self._driver_rng.randrange(max(1, opts.snapshot_every // 4)) if opts.snapshot_every > 0 else 0
+        self._snapshot_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-snapshot")
+                               if opts.storage_thread else None)
         self.stats = {"rounds": 0, "proposals": 0, "fsync_rounds": 0}
 
     # ------------------------------------------------------------------ core state accessors
@@ -335,6 +343,7 @@ class RaftNode:
                        last_applied=self.last_applied)
         if self._storage_pool is not None:
             self._storage_pool.shutdown(wait=True)  # let the write in flight finish
+            self._snapshot_pool.shutdown(wait=True)
         self.storage.close()
         self.log.close()
         self._stopped.set()
@@ -346,6 +355,10 @@ class RaftNode:
             return
         now = time.monotonic()
         tick_s = self.opts.tick_ms / 1000.0
+        if now - self._last_tick > STALL_REPORT_S:
+            # The event loop was blocked (GC, a big snapshot, a starved CPU, SIGSTOP): worth a
+            # line, because it explains elections that a timeline would otherwise not.
+            self.log.event("loop_stall", ms=round((now - self._last_tick) * 1000, 1))
         elapsed = int((now - self._last_tick) / tick_s)
         if elapsed > 0:
             self._ticks_due += elapsed
@@ -353,6 +366,13 @@ class RaftNode:
             self._wake.set()
         self._expire(now)
         self.log.flush_commit_if_due(now)
+        if now - self._last_gc_freeze >= GC_FREEZE_INTERVAL_S:
+            # The log, the KV map and the sessions are long-lived and free of reference cycles:
+            # moving them to the permanent generation keeps full collections (which otherwise scan
+            # every entry: 200+ ms at 100k entries, enough to miss heartbeats) short. Frozen
+            # objects are still freed by reference counting when compaction drops them.
+            gc.freeze()
+            self._last_gc_freeze = now
         self._tick_handle = asyncio.get_running_loop().call_at(
             asyncio.get_running_loop().time() + tick_s - (now - self._last_tick), self._on_tick)
 
@@ -649,30 +669,71 @@ class RaftNode:
         self.log.event("snapshot_installed", index=snap.index, term=snap.term, bytes=len(snap.data))
 
     def _maybe_snapshot(self) -> None:
-        """Log compaction: snapshot the state machine every `snapshot_every` applied entries."""
+        """Log compaction: snapshot the state machine every `snapshot_every` applied entries.
+
+        A forked child serializes the state as of now and writes the file; the snapshot thread
+        waits for it and moves the file into place (so neither the event loop nor the log's
+        fsyncs, and with them the acknowledgements, wait for a big state); then the core drops
+        the covered entries and the log segments they were in are deleted, in order with the log
+        writes. Each node adds its own random slack to the interval so that the replicas do not
+        all snapshot at the same moment.
+        """
         every = self.opts.snapshot_every
-        if every <= 0:
+        if every <= 0 or self._snapshot_pending:
             return
-        # A snapshot costs time proportional to the state, so with many keys it is taken at
-        # most every 2 x (number of keys) entries: the cost per applied entry stays constant,
-        # and memory and disk stay bounded by a constant times the state size.
-        threshold = max(every, 2 * len(self.kv.data))
-        if self.last_applied - max(self.storage.snapshot_index, self._snapshot_pending) < threshold:
+        if self.last_applied - self.storage.snapshot_index < every + self._snapshot_slack:
             return
         index = self.last_applied
         term = self.core.term_at(index)
         if term is None:
             return
-        data = self.kv.snapshot()
-        self.core.compact(index, data)
         self._snapshot_pending = index
-        self._submit_storage(self._save_snapshot_and_compact, index, term, data)
-        self.log.event("snapshot", index=index, term=term, bytes=len(data))
-
-    def _save_snapshot_and_compact(self, index: int, term: int, data: bytes) -> None:
-        # On the storage thread, after every log write before it.
+        self._snapshot_slack = self._driver_rng.randrange(max(1, every // 4))
+        if self._snapshot_pool is not None and hasattr(os, "fork"):
+            # Serialize in a forked child (copy-on-write: the parent's state is frozen for it at
+            # this instant), like Redis's BGSAVE: the event loop does not stall for a big state.
+            path = self.storage.snapshot_temp_path(index)
+            sync = self.storage.sync_enabled
+            pid = os.fork()
+            if pid == 0:  # child: no asyncio, no logging, no flushing of inherited buffers
+                try:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    Storage.write_snapshot_file(path, index, term, self.kv.snapshot(), sync)
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            loop = asyncio.get_running_loop()
+            future = self._snapshot_pool.submit(self._collect_forked_snapshot, pid, path, index, term)
+            future.add_done_callback(lambda f: loop.call_soon_threadsafe(
+                self._snapshot_saved, index, f.exception(), None if f.exception() else f.result()))
+            return
+        data = self.kv.snapshot()
         self.storage.save_snapshot(index, term, data)
-        self.storage.compact(index)
+        self._snapshot_saved(index, None, data)
+
+    def _collect_forked_snapshot(self, pid: int, path: str, index: int, term: int) -> bytes | None:
+        """On the snapshot thread: wait for the child, then put its file in place."""
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            if os.path.exists(path):
+                os.unlink(path)
+            raise RuntimeError(f"snapshot process {pid} exited with {code}")
+        return self.storage.adopt_snapshot_file(path, index, term)
+
+    def _snapshot_saved(self, index: int, exc, data: bytes | None) -> None:
+        self._snapshot_pending = 0
+        if exc is not None:
+            self.log.event("fatal", error=f"snapshot: {type(exc).__name__}: {exc}")
+            self.stop(f"snapshot failure: {exc}")
+            return
+        if data is None or self._stopping:
+            return  # superseded by a newer (installed) snapshot
+        self.core.compact(index, data)  # the leader sends `data` to followers that fall behind it
+        self.log.event("snapshot", index=index, term=self.storage.snapshot_term, bytes=len(data))
+        self._submit_storage(self.storage.compact, min(index, self.storage.snapshot_index))
 
     def _apply(self, committed) -> None:
         kv = self.kv

@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 import zlib
 
 from .codec import _ENTRY_HEAD, _ENTRY_KIND_CODES, _ENTRY_KIND_NAMES, _entry_data_bytes
@@ -198,6 +199,7 @@ class Storage:
         self._last_index = 0
         self.snapshot_index = 0
         self.snapshot_term = 0
+        self._snapshot_lock = threading.Lock()
         self.fsyncs = 0
         os.makedirs(data_dir, exist_ok=True)
 
@@ -211,6 +213,9 @@ class Storage:
             self.snapshot_index, self.snapshot_term = snap[0], snap[1]
             state.snapshot_data = snap[2]
         state.snapshot_index, state.snapshot_term = self.snapshot_index, self.snapshot_term
+        for name in os.listdir(self.data_dir):
+            if name.startswith(SNAPSHOT_FILE + ".") and name.endswith(".part"):
+                os.unlink(os.path.join(self.data_dir, name))  # a snapshot that never made it
         entries: list[Entry] = []
         names = sorted(n for n in os.listdir(self.data_dir) if n.startswith("log-") and n.endswith(".seg"))
         for i, name in enumerate(names):
@@ -412,13 +417,59 @@ class Storage:
 
     # ---------------------------------------------------------------- snapshots and compaction
 
-    def save_snapshot(self, index: int, term: int, data: bytes) -> None:
-        """Atomically store a snapshot of the state machine through `index` (part 2)."""
-        if index < self.snapshot_index:
-            raise ValueError(f"snapshot at {index} is older than the stored one at {self.snapshot_index}")
+    def save_snapshot(self, index: int, term: int, data: bytes) -> bool:
+        """Atomically store a snapshot of the state machine through `index`.
+
+        May run on its own thread, concurrently with log appends (the snapshot file is separate
+        from the log). Returns False, storing nothing, when a newer snapshot is already stored
+        (e.g. one installed from the leader while this one was being written)."""
+        with self._snapshot_lock:
+            if index <= self.snapshot_index:
+                return False
+            blob = _SNAPSHOT_HEAD.pack(SNAPSHOT_MAGIC, index, term, zlib.crc32(data)) + data
+            atomic_write(os.path.join(self.data_dir, SNAPSHOT_FILE), blob, self.sync_enabled)
+            self.snapshot_index, self.snapshot_term = index, term
+            return True
+
+    def snapshot_temp_path(self, index: int) -> str:
+        return os.path.join(self.data_dir, f"{SNAPSHOT_FILE}.{index}.part")
+
+    @staticmethod
+    def write_snapshot_file(path: str, index: int, term: int, data: bytes, sync: bool = True) -> None:
+        """Write a complete snapshot file at `path` (not yet in place; see adopt_snapshot_file).
+        Used by a forked child that serializes the state while the node keeps running."""
         blob = _SNAPSHOT_HEAD.pack(SNAPSHOT_MAGIC, index, term, zlib.crc32(data)) + data
-        atomic_write(os.path.join(self.data_dir, SNAPSHOT_FILE), blob, self.sync_enabled)
-        self.snapshot_index, self.snapshot_term = index, term
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def adopt_snapshot_file(self, path: str, index: int, term: int) -> bytes | None:
+        """Check a snapshot written by write_snapshot_file and move it into place atomically.
+        Returns its state-machine bytes, or None if a newer snapshot is already stored."""
+        with self._snapshot_lock:
+            try:
+                if index <= self.snapshot_index:
+                    return None
+                with open(path, "rb") as f:
+                    blob = f.read()
+                magic, got_index, got_term, crc = _SNAPSHOT_HEAD.unpack_from(blob, 0)
+                data = blob[_SNAPSHOT_HEAD.size:]
+                if magic != SNAPSHOT_MAGIC or (got_index, got_term) != (index, term) or zlib.crc32(data) != crc:
+                    raise StorageCorruption(path, 0, "snapshot written by the snapshot process does not verify")
+                os.replace(path, os.path.join(self.data_dir, SNAPSHOT_FILE))
+                if self.sync_enabled:
+                    _fsync_dir(self.data_dir)
+                self.snapshot_index, self.snapshot_term = index, term
+                return data
+            finally:
+                if os.path.exists(path):
+                    os.unlink(path)
 
     def load_snapshot(self) -> tuple[int, int, bytes] | None:
         path = os.path.join(self.data_dir, SNAPSHOT_FILE)
