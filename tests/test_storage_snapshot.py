@@ -59,3 +59,39 @@ def test_reset_log_after_an_installed_snapshot_drops_every_entry(tmp_path):
     storage.close()
     state = Storage(str(tmp_path)).load()
     assert state.snapshot_index == 50 and [e.index for e in state.entries] == [51]
+
+
+def test_a_snapshot_written_elsewhere_is_verified_and_moved_into_place(tmp_path):
+    storage = Storage(str(tmp_path))
+    storage.load()
+    part = storage.snapshot_temp_path(10)
+    Storage.write_snapshot_file(part, 10, 2, b"state-at-10")
+    assert storage.adopt_snapshot_file(part, 10, 2) == b"state-at-10"
+    assert not (tmp_path / "snapshot.bin.10.part").exists()
+    assert storage.load_snapshot() == (10, 2, b"state-at-10")
+    # an older one arriving late is discarded, not installed over the newer one
+    old = storage.snapshot_temp_path(5)
+    Storage.write_snapshot_file(old, 5, 1, b"state-at-5")
+    assert storage.adopt_snapshot_file(old, 5, 1) is None
+    assert storage.load_snapshot()[0] == 10 and not (tmp_path / "snapshot.bin.5.part").exists()
+    storage.close()
+
+
+def test_a_damaged_snapshot_from_the_snapshot_process_is_refused(tmp_path):
+    storage = Storage(str(tmp_path))
+    storage.load()
+    part = storage.snapshot_temp_path(10)
+    Storage.write_snapshot_file(part, 10, 2, b"state")
+    with open(part, "r+b") as f:
+        f.seek(-1, 2)
+        f.write(b"X")
+    with pytest.raises(StorageCorruption):
+        storage.adopt_snapshot_file(part, 10, 2)
+    assert storage.load_snapshot() is None and storage.snapshot_index == 0
+    storage.close()
+
+
+def test_leftover_partial_snapshots_are_removed_at_start_up(tmp_path):
+    (tmp_path / "snapshot.bin.77.part").write_bytes(b"half")
+    Storage(str(tmp_path)).load()
+    assert not (tmp_path / "snapshot.bin.77.part").exists()
