@@ -86,7 +86,7 @@ class RaftTimeline:
     unplaced_events: int = 0
     leader_changes: int = 0
     terms_seen: int = 0
-    extra: dict = field(default_factory=dict)
+    clock_offsets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def _state(p: StatusPoll) -> tuple[str, Any, Any]:
@@ -230,6 +230,29 @@ def convergence_after_heals(faults: list[Fault], stable: list[StableInterval],
     return result
 
 
+def clock_offsets(polls: list[StatusPoll], t0: int) -> dict[str, list[tuple[float, float]]]:
+    """Each node's wall clock relative to the cluster's, over controller time.
+
+    A poll gives (controller monotonic time, node wall_time); their difference drifts only if
+    the node's clock moves. The baseline is the median difference over every node's first
+    answered poll (most clocks are right at the start), so an unskewed node stays near 0 and a
+    clock bumped by +10 s shows +10 s. The answer's network delay adds a few ms of noise.
+    """
+    raw: dict[str, list[tuple[float, float]]] = {}
+    for p in polls:
+        if p.status is None:
+            continue
+        wall = p.status.get("wall_time")
+        if not isinstance(wall, (int, float)) or isinstance(wall, bool):
+            continue
+        t = seconds(p.time, t0)
+        raw.setdefault(p.node, []).append((t, float(wall) - t))
+    if not raw:
+        return {}
+    baseline = _median([pts[0][1] for pts in raw.values()]) or 0.0
+    return {n: [(t, d - baseline) for t, d in pts] for n, pts in raw.items()}
+
+
 def build_timeline(config: dict, polls: list[StatusPoll], logs: dict[str, NodeLog], t0: int,
                    end: float, faults: list[Fault]) -> RaftTimeline:
     nodes = cluster_nodes(config, polls, logs)
@@ -250,4 +273,5 @@ def build_timeline(config: dict, polls: list[StatusPoll], logs: dict[str, NodeLo
     return RaftTimeline(nodes=nodes, segments=segments, events=events, stable=stable,
                         convergence=conv, poll_count=len(polls), poll_interval=_median(gaps),
                         unplaced_events=sum(1 for e in events if e.time is None),
-                        leader_changes=changes, terms_seen=len(terms - {None}))
+                        leader_changes=changes, terms_seen=len(terms - {None}),
+                        clock_offsets=clock_offsets(polls, t0))

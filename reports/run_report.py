@@ -427,6 +427,7 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
                    + svg.raft_timeline(axis, tl, an.faults, axis.t_max)
                    + '<p class="note">Ordered by the controller\'s clock. Term numbers label the segments; '
                      "the cluster lane shows when one stable leader existed (definition below).</p></div>")
+    out.append(_clock_plot(tl, an, axis))
     out.append("<h3>Time to one stable leader after each heal</h3>")
     out.append(f'<p class="note">{esc(STABILITY_DEFINITION.format(w=STABLE_WINDOW))}</p>')
     if tl.convergence:
@@ -484,6 +485,28 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
         out.append(f'<p class="note">First {cap:,} shown; the node logs below have all of them.</p>')
     out.append("</section>")
     return "".join(out)
+
+
+CLOCK_PLOT_THRESHOLD = 0.05  # seconds of spread between node clocks worth a plot
+
+
+def _clock_plot(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis) -> str:
+    """Node clocks as the polls saw them: a plot when some clock moved (clock faults), else a line."""
+    offsets = tl.clock_offsets
+    if not offsets:
+        return ""
+    spread = max(abs(d) for pts in offsets.values() for _, d in pts)
+    if spread < CLOCK_PLOT_THRESHOLD:
+        return (f'<p class="note" id="clocks">Node clocks (wall_time in status polls) agreed within '
+                f"{spread * 1000:.0f} ms throughout.</p>")
+    legend = '<div class="legend">' + "".join(
+        f'<span><span class="sw" style="background:{svg.node_color(tl.nodes, n)}"></span>{esc(n)}</span>'
+        for n in tl.nodes if n in offsets) + _legend_faults(an) + "</div>"
+    return (f'<div class="plotbox" id="plot-clocks"><h3>Node clocks: offset of each node\'s wall clock from the '
+            f"cluster's (largest {spread:.3g} s)</h3>{legend}"
+            + svg.offset_plot(axis, tl.nodes, offsets, an.faults, axis.t_max)
+            + '<p class="note">From the wall_time each node reports in its status polls, against the controller\'s '
+              "clock; the clock nemesis moves these lines. Nothing in the report is ordered by them.</p></div>")
 
 
 def _plural(n: int, word: str) -> str:

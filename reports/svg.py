@@ -330,6 +330,31 @@ def raft_timeline(axis: TimeAxis, timeline: Any, faults: Sequence[Any], end: flo
     return "".join(parts)
 
 
+def offset_plot(axis: TimeAxis, nodes: Sequence[str], offsets: dict[str, list[tuple[float, float]]],
+                faults: Sequence[Any], end: float, height: int = 200) -> str:
+    """A line per node: its wall clock's offset from the cluster's (seconds) over time."""
+    top, bottom = 10, height - 28
+    values = [d for pts in offsets.values() for _, d in pts]
+    lo, hi = min(values + [0.0]), max(values + [0.0])
+    pad = max((hi - lo) * 0.08, 0.05)
+    ys = YScale(lo - pad, hi + pad, top + 4, bottom)
+    parts = [svg_open(axis, height, "node clock offsets"), fault_bands(axis, faults, top, bottom, end),
+             time_ticks(axis, top, bottom), y_axis(axis, ys, lambda v: f"{v:+.3g} s" if v else "0", "clock offset")]
+    for node in sorted(offsets, key=lambda n: list(nodes).index(n) if n in nodes else len(nodes)):
+        d: list[str] = []
+        last = None
+        for t, off in offsets[node]:
+            x, y = axis.x(t), ys.y(off)
+            if last is not None and abs(x - last[0]) < 1 and abs(y - last[1]) < 1:
+                continue  # same pixel: keep the path small on long runs
+            d.append(f'{"L" if d else "M"}{x:.1f} {y:.1f}')
+            last = (x, y)
+        parts.append(f'<path class="line" data-node="{esc(node)}" fill="none" stroke="{node_color(nodes, node)}" '
+                     f'stroke-width="1.6" d="{"".join(d)}"><title>{esc(node)}</title></path>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def sparkline(values: Sequence[float | None], colors: Sequence[str], titles: Sequence[str],
               links: Sequence[str | None], width: int = 300, height: int = 44, unit: str = "ok/s") -> str:
     """A row of squares (one per run, oldest first, coloured by verdict, linked to the run) above

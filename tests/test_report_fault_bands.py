@@ -35,7 +35,7 @@ def test_every_time_plot_carries_a_band_per_fault(tmp_path):
     with open(render_run(run), encoding="utf-8") as f:
         page = f.read()
     plots = re.findall(r'<svg class="plot timeplot.*?</svg>', page, flags=re.S)
-    assert len(plots) == 4  # latency, quantiles, throughput, Raft timeline
+    assert len(plots) == 5  # latency, quantiles, throughput, Raft timeline, node clocks (skewed here)
     for svg in plots:
         titles = re.findall(r'<rect class="band"[^>]*><title>([^<]*)</title>', svg)
         assert [t.split()[0] for t in titles] == ["partition", "kill", "pause", "clock-skew"]
