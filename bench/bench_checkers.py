@@ -55,8 +55,7 @@ def worker(checker: str, suite: str, data: str, n_ops: int, budget: float) -> di
         batch = [(name, keys, {}) for name, keys, _ in prepared]
         answers = porcupine.check_batch(batch, model=model, append_mode=prepared[0][2],
                                         init="" if prepared[0][2] == "concat" else "null",
-                                        timeout_s=budget * max(1, len(prepared[0][1])) if all_keys else budget,
-                                        all_keys=all_keys)
+                                        key_timeout_s=budget, all_keys=all_keys)
         elapsed = time.perf_counter() - start
         for per_key in answers:
             rs = [a["result"] for a in per_key.values()]
@@ -67,7 +66,7 @@ def worker(checker: str, suite: str, data: str, n_ops: int, budget: float) -> di
         start = time.perf_counter()
         undecided = 0
         for name, ops in histories:
-            r = check_linearizable(ops, model=model, checker="python", time_budget_s=budget * 10,
+            r = check_linearizable(ops, model=model, checker="python", time_budget_s=budget,
                                    all_keys=all_keys)
             verdicts.append(r["valid"])
             undecided += sum(k["valid"] == "unknown" and not k.get("skipped") for k in r["keys"].values())

@@ -116,7 +116,7 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
             if a["result"] == "skipped":
                 r.update(skipped=True, reason="not checked: an earlier key is already illegal")
             elif a["result"] == "unknown":
-                r["reason"] = "porcupine ran out of the time budget"
+                r["reason"] = f"porcupine: {a.get('error') or 'time budget exhausted'}"
             if a.get("visualization"):
                 r["visualization"] = a["visualization"]
             if verdict is False:

@@ -22,6 +22,7 @@ from ..prepare import INF, KeyHistory
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("main.go", "go.mod", "go.sum")
 GO_FALLBACKS = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
+DEFAULT_MEMORY_LIMIT_MB = 2048
 
 
 class PorcupineUnavailable(RuntimeError):
@@ -123,16 +124,21 @@ def encode_key(kh: KeyHistory) -> list[dict]:
 
 def check_batch(histories: list[tuple[str, list[KeyHistory], dict[Any, str]]], *, model: str,
                 append_mode: str = "list", init: str = "null", timeout_s: float | None = None,
-                all_keys: bool = False, memory_limit_mb: int | None = 4096) -> list[dict]:
+                key_timeout_s: float | None = None, all_keys: bool = False,
+                memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> list[dict]:
     """Check many histories in one helper process.
 
     histories: (name, keys, {key: visualization path}) per history. Returns, per history, a dict
-    {key: {"result": "ok"|"illegal"|"unknown"|"skipped", "ms": float, "visualization": path?}}.
+    {key: {"result": "ok"|"illegal"|"unknown"|"skipped", "ms": float, "visualization": path?,
+    "error": why unknown?}}. timeout_s bounds the whole batch, key_timeout_s each key; past
+    memory_limit_mb of heap the helper answers at once (unfinished keys unknown).
     """
     binary = ensure_binary()
     request = {
         "model": model, "append": append_mode, "init": init,
         "timeout_ms": int(timeout_s * 1000) if timeout_s else 0, "all_keys": all_keys,
+        "key_timeout_ms": int(key_timeout_s * 1000) if key_timeout_s else 0,
+        "memory_limit_mb": memory_limit_mb or 0,
         "histories": [
             {"name": name, "keys": [{"key": str(kh.key), "visualization": vis.get(kh.key, ""),
                                      "ops": encode_key(kh)} for kh in keys]}
@@ -140,7 +146,7 @@ def check_batch(histories: list[tuple[str, list[KeyHistory], dict[Any, str]]], *
     }
     env = dict(os.environ)
     if memory_limit_mb:
-        # A soft limit: the Go runtime collects harder instead of growing past it.
+        # The collector works harder as the heap nears the bound; the helper's watchdog enforces it.
         env["GOMEMLIMIT"] = f"{memory_limit_mb}MiB"
     wall = None if not timeout_s else timeout_s + 30
     try:

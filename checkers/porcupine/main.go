@@ -8,7 +8,7 @@
 // Request:
 //
 //	{"model": "register"|"kv", "append": "concat"|"list", "init": "null",
-//	 "timeout_ms": 20000, "all_keys": false,
+//	 "timeout_ms": 20000, "key_timeout_ms": 0, "memory_limit_mb": 2048, "all_keys": false,
 //	 "histories": [{"name": "h", "keys": [{"key": "r0", "visualization": "/path/r0.html",
 //	   "ops": [{"c": 0, "call": 1, "ret": 5, "f": "write", "in": "3", "info": false}, ...]}]}]}
 //
@@ -16,6 +16,10 @@
 //
 //	{"histories": [{"name": "h", "keys": [{"key": "r0", "result": "ok"|"illegal"|"unknown"|"skipped",
 //	   "ms": 1.5, "visualization": "/path/r0.html"}]}]}
+//
+// timeout_ms bounds the whole batch, key_timeout_ms each key. Porcupine's cache can grow without
+// bound, so a watchdog answers at once when the heap passes memory_limit_mb: finished keys keep
+// their verdicts, the others are "unknown" with the reason.
 package main
 
 import (
@@ -64,6 +68,8 @@ type request struct {
 	Append    string           `json:"append"`
 	Init      string           `json:"init"`
 	TimeoutMs int64            `json:"timeout_ms"`
+	KeyMs     int64            `json:"key_timeout_ms"`
+	MemoryMB  int64            `json:"memory_limit_mb"`
 	AllKeys   bool             `json:"all_keys"`
 	Histories []historyRequest `json:"histories"`
 }
@@ -191,13 +197,28 @@ func main() {
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
 
 	resp := response{Histories: make([]historyResult, len(req.Histories))}
+	var mu sync.Mutex // guards resp and done while the memory watchdog may answer early
+	done := make(map[job]bool)
 	stopped := make([]int32, len(req.Histories)) // set once a history has an illegal key
 	var jobs []job
 	for h, hist := range req.Histories {
 		resp.Histories[h] = historyResult{Name: hist.Name, Keys: make([]keyResult, len(hist.Keys))}
-		for k := range hist.Keys {
+		for k, kr := range hist.Keys {
 			jobs = append(jobs, job{h, k})
+			resp.Histories[h].Keys[k] = keyResult{Key: kr.Key, Result: "unknown", Error: "not finished"}
 		}
+	}
+	if req.MemoryMB > 0 {
+		go watchMemory(uint64(req.MemoryMB)<<20, func() {
+			mu.Lock()
+			for _, j := range jobs {
+				if !done[j] {
+					resp.Histories[j.hist].Keys[j.key].Error = fmt.Sprintf("memory bound of %d MB reached", req.MemoryMB)
+				}
+			}
+			writeResponse(resp)
+			os.Exit(0)
+		})
 	}
 
 	work := make(chan job)
@@ -211,12 +232,15 @@ func main() {
 				kr := req.Histories[j.hist].Keys[j.key]
 				res := keyResult{Key: kr.Key, Result: "skipped"}
 				if req.AllKeys || atomic.LoadInt32(&stopped[j.hist]) == 0 {
-					res = checkKey(model, kr, timeout, start)
+					res = checkKey(model, kr, timeout, time.Duration(req.KeyMs)*time.Millisecond, start)
 					if res.Result == "illegal" {
 						atomic.StoreInt32(&stopped[j.hist], 1)
 					}
 				}
+				mu.Lock()
 				resp.Histories[j.hist].Keys[j.key] = res
+				done[j] = true
+				mu.Unlock()
 			}
 		}()
 	}
@@ -225,7 +249,20 @@ func main() {
 	}
 	close(work)
 	wg.Wait()
+	mu.Lock()
 	writeResponse(resp)
+}
+
+func watchMemory(limit uint64, onExceeded func()) {
+	var stats runtime.MemStats
+	for {
+		time.Sleep(50 * time.Millisecond)
+		runtime.ReadMemStats(&stats)
+		if stats.HeapAlloc > limit {
+			onExceeded()
+			return
+		}
+	}
 }
 
 func remaining(timeout time.Duration, start time.Time) (time.Duration, bool) {
@@ -236,7 +273,7 @@ func remaining(timeout time.Duration, start time.Time) (time.Duration, bool) {
 	return left, left > 0
 }
 
-func checkKey(model porcupine.Model, kr keyRequest, timeout time.Duration, start time.Time) keyResult {
+func checkKey(model porcupine.Model, kr keyRequest, timeout, keyTimeout time.Duration, start time.Time) keyResult {
 	res := keyResult{Key: kr.Key}
 	history := make([]porcupine.Operation, len(kr.Ops))
 	for i := range kr.Ops {
@@ -246,7 +283,11 @@ func checkKey(model porcupine.Model, kr keyRequest, timeout time.Duration, start
 	left, ok := remaining(timeout, start)
 	if !ok {
 		res.Result = "unknown"
+		res.Error = "time budget exhausted before this key"
 		return res
+	}
+	if keyTimeout > 0 && (left == 0 || keyTimeout < left) {
+		left = keyTimeout
 	}
 	began := time.Now()
 	// The fast, non-verbose check first; the verbose one (slower) only to draw an illegal key.
@@ -269,6 +310,7 @@ func checkKey(model porcupine.Model, kr keyRequest, timeout time.Duration, start
 		}
 	default:
 		res.Result = "unknown"
+		res.Error = "time budget exhausted"
 	}
 	return res
 }
