@@ -230,7 +230,12 @@ class RaftNode:
             from .core import RaftCore
             core_factory = RaftCore
         self.core = core_factory(self.config, state, random.Random(seed))
-        self.recovered = state
+        # What start-up recovered, for the start line (not the entries: the core has those).
+        self._recovered_summary = {
+            "term": state.hard_state.term, "voted_for": state.hard_state.voted_for,
+            "last_log_index": state.entries[-1].index if state.entries else state.snapshot_index,
+            "snapshot_index": state.snapshot_index}
+        del state
         self.transport = PeerTransport(
             self.id, {m.id: (m.peer_host, m.peer_port) for m in opts.cluster.values()},
             self._on_peer_message, self._on_peer_garbage)
@@ -275,12 +280,6 @@ class RaftNode:
 
     # ------------------------------------------------------------------ core state accessors
 
-    def _role(self) -> str:
-        return self.core.role
-
-    def _leader(self):
-        return self.core.leader
-
     def _status(self) -> dict:
         core = self.core
         leader = core.leader
@@ -309,10 +308,7 @@ class RaftNode:
         self._stopped = asyncio.Event()
         for note in self.storage.recovery_notes:
             self.log.event("recovery", detail=note)
-        self.log.event("start", term=self.recovered.hard_state.term, voted_for=self.recovered.hard_state.voted_for,
-                       last_log_index=(self.recovered.entries[-1].index if self.recovered.entries
-                                       else self.recovered.snapshot_index),
-                       snapshot_index=self.recovered.snapshot_index, pid=os.getpid(),
+        self.log.event("start", **self._recovered_summary, pid=os.getpid(),
                        bugs=sorted(self.opts.bugs), cluster=list(self.opts.cluster))
         await self.transport.start(*self.opts.peer_listen)
         self._http_server = await loop.create_server(
