@@ -23,6 +23,7 @@ process started is killed by its pid; temporary directories are removed.
     python bench/bench_raft.py                      # full run (about 4 minutes)
     python bench/bench_raft.py --duration 3 --sizes 3 --clients 1,64 --election-trials 10
     python bench/bench_raft.py --json results.json --profile /tmp/prof   # cProfile every node
+    python bench/bench_raft.py --soak 3600 --soak-interval 60  # memory and disk over an hour
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ sys.path.insert(0, os.path.join(ROOT, "node_image"))
 from raftnode.localcluster import LocalCluster, free_ports  # noqa: E402
 
 WRK_SCRIPT = os.path.join(HERE, "wrk", "put_unique.lua")
+WRK_BOUNDED_SCRIPT = os.path.join(HERE, "wrk", "put_bounded_keys.lua")
 
 
 def log(msg: str) -> None:
@@ -55,10 +57,11 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------------------------ raftnode writes
 
-def run_wrk(url: str, clients: int, duration: float, prefix: str) -> dict:
+def run_wrk(url: str, clients: int, duration: float, prefix: str, script: str = WRK_SCRIPT,
+            script_args: tuple = ()) -> dict:
     threads = min(clients, 2)
     cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{max(1, round(duration))}s", "--timeout", "5s",
-           "-s", WRK_SCRIPT, url, "--", prefix]
+           "-s", script, url, "--", prefix, *script_args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -94,6 +97,43 @@ def bench_writes(size: int, clients_list: list[int], duration: float, profile_di
             for node in cluster.ids:
                 cluster.kill(node, signal.SIGTERM)  # cProfile writes its file on a clean exit
     return rows
+
+
+# ------------------------------------------------------------------------------------ soak
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_soak(seconds: float, clients: int, keys: int, snapshot_every: int, interval: float) -> dict:
+    """Memory and disk over a long write load on a bounded key space (issue 3): with log
+    compaction both must level off instead of growing with the number of writes."""
+    samples = []
+    with LocalCluster(3, extra_args=("--snapshot-every", str(snapshot_every))) as cluster:
+        started = time.monotonic()
+        total_ok = 0
+        chunk = 0
+        while time.monotonic() - started < seconds:
+            leader = cluster.wait_for_leader(timeout=20)
+            result = run_wrk(cluster.url(leader), clients, min(interval, seconds), f"soak{chunk}",
+                             WRK_BOUNDED_SCRIPT, (str(keys),))
+            total_ok += result["ok"]
+            chunk += 1
+            statuses = {n: cluster.status(n) for n in cluster.ids}
+            sample = {"t_s": round(time.monotonic() - started, 1), "acked_writes": total_ok,
+                      "commit_index": max(s["commit_index"] for s in statuses.values() if s),
+                      "rss_mib": {n: round(_rss_kib(cluster.procs[n].pid) / 1024, 1) for n in cluster.ids},
+                      "disk_mib": {n: round(s["disk_bytes"] / 2**20, 2) for n, s in statuses.items() if s},
+                      "snapshot_index": {n: s["snapshot_index"] for n, s in statuses.items() if s}}
+            samples.append(sample)
+            log(f"  {sample['t_s']:>7.1f} s  writes {total_ok:>9}  rss MiB {sample['rss_mib']}  "
+                f"disk MiB {sample['disk_mib']}")
+    return {"seconds": seconds, "clients": clients, "keys": keys, "snapshot_every": snapshot_every,
+            "samples": samples}
 
 
 # ------------------------------------------------------------------------------------ elections
@@ -270,9 +310,26 @@ def main(argv=None) -> int:
     p.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj comparison")
     p.add_argument("--json", help="also write all results to this JSON file")
     p.add_argument("--profile", metavar="DIR", help="run the write benchmark's nodes under cProfile, files in DIR")
+    p.add_argument("--soak", type=float, default=0, metavar="SECONDS",
+                   help="instead of the rest: write for SECONDS over a bounded key space and sample memory "
+                        "and disk of every node (issue 3: both must stay bounded)")
+    p.add_argument("--soak-keys", type=int, default=1000, help="key space of --soak (default 1000)")
+    p.add_argument("--soak-interval", type=float, default=30, help="seconds between --soak samples (default 30)")
+    p.add_argument("--snapshot-every", type=int, default=10000, help="--snapshot-every of the --soak nodes")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         p.error("wrk is not installed (Debian: apt-get install wrk)")
+    if args.soak:
+        log(f"== soak: {args.soak:.0f} s of writes over {args.soak_keys} keys, 3 nodes, 16 clients")
+        soak = bench_soak(args.soak, 16, args.soak_keys, args.snapshot_every, args.soak_interval)
+        first, last = soak["samples"][0], soak["samples"][-1]
+        print(f"soak: {last['acked_writes']} acknowledged writes in {last['t_s']} s; "
+              f"RSS MiB first {first['rss_mib']} last {last['rss_mib']}; "
+              f"disk MiB first {first['disk_mib']} last {last['disk_mib']}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"soak": soak}, f, indent=2)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "writes": []}
