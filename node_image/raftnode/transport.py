@@ -18,6 +18,7 @@ from .types import Message
 RECONNECT_MIN_S = 0.02
 RECONNECT_MAX_S = 0.25
 CONNECT_TIMEOUT_S = 1.0
+USER_TIMEOUT_MS = 2000
 
 
 class _OutgoingProtocol(asyncio.Protocol):
@@ -29,6 +30,11 @@ class _OutgoingProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                # A partition that drops packets would otherwise leave the connection "up" for
+                # minutes while TCP backs off: give up on unacknowledged data after a while and
+                # reconnect, so messages flow again soon after the partition heals.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
     def data_received(self, data):
         pass  # peers never answer on our outgoing connection
@@ -97,6 +103,7 @@ class _IncomingProtocol(asyncio.Protocol):
         self.decoder = FrameDecoder(transport_owner.max_frame)
         self.transport = None
         self.peer = "?"
+        self.src = None  # the node on the other end, known from its first message
 
     def connection_made(self, transport):
         self.transport = transport
@@ -116,6 +123,9 @@ class _IncomingProtocol(asyncio.Protocol):
             if problem is not None:
                 self._garbage(problem)
                 return
+            if self.src is None:
+                self.src = msg.src
+                self.owner._adopt_incoming(msg.src, self)
             deliver(msg)
 
     def eof_received(self):
@@ -131,6 +141,8 @@ class _IncomingProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.owner._incoming.discard(self.transport)
+        if self.src is not None and self.owner._incoming_by_src.get(self.src) is self:
+            del self.owner._incoming_by_src[self.src]
 
 
 class PeerTransport:
@@ -146,13 +158,21 @@ class PeerTransport:
         self.links = {pid: PeerLink(pid, host, port) for pid, (host, port) in peers.items() if pid != node_id}
         self._server: asyncio.base_events.Server | None = None
         self._incoming: set = set()
-        self.encode_errors = 0
+        self._incoming_by_src: dict = {}
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _IncomingProtocol(self), host, port, reuse_address=True)
         for link in self.links.values():
             link.start()
+
+    def _adopt_incoming(self, src: str, protocol) -> None:
+        # A peer has one outgoing connection to us: a new one means the old one is dead (a
+        # partition or a restart left it half-open), so close it instead of keeping it forever.
+        old = self._incoming_by_src.get(src)
+        self._incoming_by_src[src] = protocol
+        if old is not None and old is not protocol and old.transport is not None:
+            old.transport.abort()
 
     def check_addressing(self, msg: Message) -> str | None:
         if msg.dst != self.node_id:
