@@ -45,13 +45,28 @@ def test_mkbase_without_arguments_prints_its_usage():
 
 
 @pytest.mark.docker
-def test_an_up_to_date_image_is_not_rebuilt(node_image):
+def test_an_up_to_date_image_is_not_rebuilt_and_a_change_rebuilds_it(node_image, tmp_path):
+    # A frozen copy of the context, so that edits to the node elsewhere cannot interfere.
+    context = tmp_path / "node_image"
+    shutil.copytree(image.CONTEXT_DIR, context, ignore=shutil.ignore_patterns("__pycache__", "base"))
     client = docker_client()
-    before = client.images.get(node_image).id
-    assert image.build_image() == node_image
-    assert client.images.get(node_image).id == before
-    assert client.images.get(node_image).labels[image.CONTEXT_LABEL] == image.context_hash(
-        client.images.get(image.resolve_base(client)).id)
+    tag = f"splitbrain-node:test-{os.getpid()}"
+    try:
+        assert image.build_image(tag=tag, context_dir=str(context)) == tag
+        first = client.images.get(tag)
+        assert first.labels[image.CONTEXT_LABEL] == image.context_hash(
+            client.images.get(image.resolve_base(client)).id, str(context))
+        image.build_image(tag=tag, context_dir=str(context))
+        assert client.images.get(tag).id == first.id
+        with open(context / "raftnode" / "__init__.py", "a") as f:
+            f.write("\n# a change\n")
+        image.build_image(tag=tag, context_dir=str(context))
+        assert client.images.get(tag).id != first.id
+    finally:
+        try:
+            client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - not built
+            pass
 
 
 @pytest.mark.docker

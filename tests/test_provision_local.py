@@ -192,3 +192,8 @@ def test_local_partition_support_is_claimed_only_when_it_really_cuts_the_leader_
         assert wait_for_leader(others, timeout=5) != old
     finally:
         cluster.heal_partition()
+
+
+def test_get_db_names_an_option_the_provisioner_does_not_have():
+    with pytest.raises(ValueError, match=r"the local provisioner has no option 'subnet' \(its options: .*base_address"):
+        get_db("local", "x", 3, NodeOptions(), subnet="10.77.0.0/24")

@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from chaos.interfaces import Node
 from chaos.provision.base import (ALL_FAULTS, LABEL, LABEL_RUN, NodeOptions, ProvisionError, Provisioner,
                                   docker_client, node_argv, node_ids, run_labels)
-from chaos.provision.image import NODE_TAG
 
 CHAIN = "SPLITBRAIN"
 DATA_DIR = "/var/lib/raftnode"
@@ -115,14 +114,14 @@ class DockerDB(Provisioner):
     supported_faults = ALL_FAULTS
 
     def __init__(self, run_id: str, options: NodeOptions | None = None, nodes: int = 5,
-                 subnet: str = "10.77.0.0/24", image: str = NODE_TAG, leader_timeout: float = 30.0,
+                 subnet: str = "10.77.0.0/24", image: str | None = None, leader_timeout: float = 30.0,
                  wait_leader: bool = True, client=None, detached: bool = False):
         super().__init__(run_id, options, detached=detached)
         self.count = nodes
         node_ids(nodes)  # validates the count early
         self.subnet = subnet
         node_addresses(subnet, nodes)
-        self.image = image
+        self.image = image  # None: build_image() at setup (a no-op when the image is up to date)
         self.leader_timeout = leader_timeout
         self.wait_leader = wait_leader
         self._client = client
@@ -167,6 +166,9 @@ class DockerDB(Provisioner):
         ids = node_ids(count)
         addresses = node_addresses(self.subnet, count)
         self.count = count
+        if self.image is None:
+            from chaos.provision.image import build_image
+            self.image = build_image()
         try:
             self._create_network()
             self.nodes = [Node(id=nid, client_url=f"http://{addr}:{CLIENT_PORT}", address=addr,

@@ -21,7 +21,8 @@ from chaos.provision.apt_sources import host_mirror
 from chaos.provision.base import ProvisionError, docker_client
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONTEXT_DIR = os.path.join(REPO_ROOT, "node_image")
+# The build context: node_image/ of the checkout (SPLITBRAIN_NODE_IMAGE_DIR overrides it).
+CONTEXT_DIR = os.environ.get("SPLITBRAIN_NODE_IMAGE_DIR") or os.path.join(REPO_ROOT, "node_image")
 MKBASE = os.path.join(CONTEXT_DIR, "base", "mkbase.sh")
 
 NODE_TAG = "splitbrain-node:latest"
@@ -121,6 +122,9 @@ def build_image(force: bool = False, tag: str = NODE_TAG, base: str | None = Non
     """Build the node image (and its base when needed); return the tag. Skips when up to date."""
     import docker.errors
 
+    if not os.path.isfile(os.path.join(context_dir, "Dockerfile")):
+        raise ProvisionError(f"no node image build context at {context_dir} (run from a checkout installed "
+                             "with `pip install -e .`, or set SPLITBRAIN_NODE_IMAGE_DIR to its node_image/)")
     client = docker_client()
     with _build_lock():
         base = base or resolve_base(client, force=force)
