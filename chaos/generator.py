@@ -211,9 +211,10 @@ def heal_steps(active_kinds) -> list[dict]:
             for k in ("partition", "pause", "kill", "clock") if k in active_kinds]
 
 
-def replayable_step(entry: dict) -> dict:
+def replayable_step(entry: dict) -> dict | None:
     """An executed schedule entry -> a step naming the nodes it actually hit, so that a
-    reproduction cuts off / kills / pauses / skews the same nodes (not "the leader" again)."""
+    reproduction cuts off / kills / pauses / skews the same nodes (not "the leader" again).
+    None for a fault that hit no node."""
     f, value, result = entry["f"], entry.get("value"), entry.get("result")
     step = {"at": entry["at"], "f": f, "value": value}
     if not isinstance(result, dict):
@@ -223,8 +224,9 @@ def replayable_step(entry: dict) -> dict:
     elif f in ("kill", "pause", "clock-skew"):
         nodes = result.get("nodes")
         names = sorted(nodes) if isinstance(nodes, (dict, list)) else []
-        if names:
-            step["value"] = {**(value or {}), "target": names}
+        if not names:
+            return None  # it hit no node (all targets already down): replaying it must not either
+        step["value"] = {**(value or {}), "target": names}
     return step
 
 

@@ -562,8 +562,9 @@ class Runner:
         doc = cfg.to_dict()
         doc["schedule"] = self.executed
         doc["planned_schedule"] = self.planned_schedule
-        doc["replay_schedule"] = [replayable_step(e) for e in self.executed
-                                  if not e.get("error") and not e.get("final") and e["at"] < cfg.time_limit]
+        replay = [replayable_step(e) for e in self.executed
+                  if not e.get("error") and not e.get("final") and e["at"] < cfg.time_limit]
+        doc["replay_schedule"] = [step for step in replay if step is not None]
         doc["explicit_schedule"] = cfg.schedule
         # The exact reproduction replays this run's executed schedule (the same nodes hit);
         # run_command re-runs the same flags and seed (faults re-aimed at the then leader, etc.).

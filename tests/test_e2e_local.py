@@ -83,6 +83,7 @@ def test_reproduce_replays_the_same_faults_on_the_same_nodes(first_run):
 
     def hits(config):
         return [(e["f"], sorted((e.get("result") or {}).get("nodes") or []))
-                for e in config["schedule"] if not e.get("final") and e["f"] in ("kill", "pause")]
+                for e in config["schedule"] if not e.get("final") and e["f"] in ("kill", "pause")
+                and (e.get("result") or {}).get("nodes")]
 
     assert hits(second) == hits(first)

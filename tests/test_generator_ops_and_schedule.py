@@ -160,3 +160,8 @@ def test_executed_steps_replay_with_the_nodes_they_hit():
     assert replay[3]["value"] == {"target": ["n1", "n4"], "mode": "bump", "delta": 5}
     assert len(validate_steps(replay, cfg)) == 4
     assert active_after(replay) == {"kill", "clock"}
+
+
+def test_a_fault_that_hit_no_node_is_not_replayed():
+    entry = {"at": 3.0, "f": "pause", "value": {"target": "majority"}, "result": {"nodes": []}}
+    assert replayable_step(entry) is None
