@@ -170,13 +170,16 @@ def _register_external(sub, module: str, names: list[str]) -> None:
     try:
         mod = __import__(module, fromlist=["register"])
         register = getattr(mod, "register")
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # noqa: BLE001 - a broken part must not take the whole CLI down
         for name in names:
             p = sub.add_parser(name, help=f"(unavailable: {module} is missing)")
             p.add_argument("rest", nargs=argparse.REMAINDER)
             p.set_defaults(func=_missing(name, module, e))
         return
-    register(sub)
+    try:
+        register(sub)
+    except Exception as e:  # noqa: BLE001
+        print(f"splitbrain: warning: {module}.register failed: {e}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

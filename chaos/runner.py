@@ -152,6 +152,7 @@ class Runner:
         self.timings: dict[str, float] = {}
         self.run_token = f"{os.getpid():x}{random.getrandbits(24):06x}"
         self._cleaning_up = False
+        self._torn_down = False
         self.started = ""
         self._old_handlers: dict[int, Any] = {}
 
@@ -188,7 +189,11 @@ class Runner:
             log.error("run crashed: %s\n%s", crashed, traceback.format_exc())
         finally:
             self._cleaning_up = True
-            self._cleanup()
+            try:
+                self._cleanup()
+            finally:
+                self._cleaning_up = False
+                self._torn_down = True
         if self.abort_error is not None and crashed is None:
             crashed = str(self.abort_error)
         try:
@@ -606,6 +611,9 @@ class Runner:
         self._old_handlers = {}
 
     def _on_signal(self, signum, frame) -> None:
+        if self._torn_down and not self._cleaning_up:
+            # Checking or reporting: nothing left to clean up, so a signal simply stops.
+            raise Interrupted(signum)
         if self._cleaning_up or self.interrupted is not None:
             # A second Ctrl-C must not leave containers behind: clean-up goes on.
             print(f"\n{signal.Signals(signum).name}: still cleaning up, please wait", file=sys.stderr, flush=True)

@@ -27,25 +27,30 @@ SCRIPT = textwrap.dedent("""
             super().teardown()
             open({marker!r}, "w").write("torn down")
 
-    cfg = RunConfig(test_name="sig", nodes=3, nemesis=["kill"], nemesis_interval=1, time_limit=60,
+    def checker(ops, **kw):
+        time.sleep({check_sleep})
+        return {{"valid": True}}
+
+    cfg = RunConfig(test_name="sig", nodes=3, nemesis=["kill"], nemesis_interval=1, time_limit={time_limit},
                     concurrency=3, seed=1, provisioner="local", store={store!r})
     db = SlowTeardownDB()
     code = Runner(cfg, db_factory=lambda c, r: db, nemesis_factory=fake_nemesis_factory,
-                  checker=lambda ops, **kw: {{"valid": True}}, render=lambda p: None).execute()
+                  checker=checker, render=lambda p: None).execute()
     sys.exit(code)
 """)
 
 
-def start(tmp_path):
+def start(tmp_path, time_limit=60, check_sleep=0, wait_for="load:"):
     marker = str(tmp_path / "marker")
     store = str(tmp_path / "store")
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(root=ROOT, marker=marker, store=store))
+    script.write_text(SCRIPT.format(root=ROOT, marker=marker, store=store, time_limit=time_limit,
+                                    check_sleep=check_sleep))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = os.path.join(store, "latest", "controller.log")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if os.path.exists(log) and "load:" in open(log).read():
+        if os.path.exists(log) and wait_for in open(log).read():
             break
         time.sleep(0.05)
     else:
@@ -83,3 +88,13 @@ def test_a_second_ctrl_c_during_cleanup_does_not_stop_the_cleanup(tmp_path):
     assert proc.returncode == 255
     assert "still cleaning up" in err
     assert open(marker).read() == "torn down"
+
+
+def test_ctrl_c_while_checking_stops_at_once_after_the_teardown(tmp_path):
+    proc, marker, store = start(tmp_path, time_limit=1, check_sleep=60, wait_for="teardown done")
+    assert open(marker).read() == "torn down"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 255
+    assert time.monotonic() - started < 10
