@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.join(ROOT, "node_image"))
 from raftnode.localcluster import LocalCluster, free_ports  # noqa: E402
 
 WRK_SCRIPT = os.path.join(HERE, "wrk", "put_unique.lua")
+NODE_DEFAULT_ELECTION_TIMEOUT = "150-300"  # the node's own default, as users run it
 WRK_BOUNDED_SCRIPT = os.path.join(HERE, "wrk", "put_bounded_keys.lua")
 
 
@@ -71,7 +72,8 @@ def run_wrk(url: str, clients: int, duration: float, prefix: str, script: str = 
 
 def bench_writes(size: int, clients_list: list[int], duration: float, profile_dir: str | None) -> list[dict]:
     rows = []
-    with LocalCluster(size, profile_dir=profile_dir and os.path.join(profile_dir, f"{size}nodes")) as cluster:
+    with LocalCluster(size, election_timeout=NODE_DEFAULT_ELECTION_TIMEOUT,
+                      profile_dir=profile_dir and os.path.join(profile_dir, f"{size}nodes")) as cluster:
         leader = cluster.wait_for_leader()
         run_wrk(cluster.url(leader), 16, 1, f"warmup{size}")  # JIT-free, but warms caches and connections
         for clients in clients_list:
@@ -113,7 +115,8 @@ def bench_soak(seconds: float, clients: int, keys: int, snapshot_every: int, int
     """Memory and disk over a long write load on a bounded key space (issue 3): with log
     compaction both must level off instead of growing with the number of writes."""
     samples = []
-    with LocalCluster(3, extra_args=("--snapshot-every", str(snapshot_every))) as cluster:
+    with LocalCluster(3, election_timeout=NODE_DEFAULT_ELECTION_TIMEOUT,
+                      extra_args=("--snapshot-every", str(snapshot_every))) as cluster:
         started = time.monotonic()
         total_ok = 0
         chunk = 0
