@@ -127,3 +127,12 @@ def test_chunked_bodies_are_refused_with_411(cluster, leader):
     with socket.create_connection(("127.0.0.1", cluster.client_ports[leader]), timeout=5) as s:
         s.sendall(b"PUT /kv/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 411 ")
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(cluster, leader):
+    body = b'{"value": "' + b"y" * 2000 + b'"}'
+    with socket.create_connection(("127.0.0.1", cluster.client_ports[leader]), timeout=5) as s:
+        s.sendall(b"PUT /kv/big HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")

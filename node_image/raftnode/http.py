@@ -82,6 +82,7 @@ class HttpConnection(asyncio.Protocol):
         self.keep_alive = True
         self.closed = False
         self._parsing = False
+        self._continue_sent = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -167,7 +168,12 @@ class HttpConnection(asyncio.Protocol):
             raise HttpError(413, "body_too_large", f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
         start = end + 4
         if len(buf) - start < length:
+            if (not self._continue_sent and line_end < end
+                    and _header(fields, b"\r\nexpect:") == b"100-continue"):
+                self._continue_sent = True  # curl waits for this before sending a large body
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return None
+        self._continue_sent = False
         body = bytes(buf[start:start + length])
         del buf[:start + length]
         try:
