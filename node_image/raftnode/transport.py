@@ -50,6 +50,7 @@ class PeerLink:
         self.host = host
         self.port = port
         self.max_buffer = max_buffer
+        self.local_host: str | None = None  # source address for the connection (see PeerTransport.start)
         self.transport: asyncio.Transport | None = None
         self.dropped = 0
         self.sent = 0
@@ -64,8 +65,10 @@ class PeerLink:
         backoff = RECONNECT_MIN_S
         while not self._stopping:
             try:
+                local = (self.local_host, 0) if self.local_host else None
                 transport, protocol = await asyncio.wait_for(
-                    loop.create_connection(lambda: _OutgoingProtocol(self), self.host, self.port),
+                    loop.create_connection(lambda: _OutgoingProtocol(self), self.host, self.port,
+                                           local_addr=local),
                     CONNECT_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError):
                 await asyncio.sleep(backoff)
@@ -164,6 +167,10 @@ class PeerTransport:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _IncomingProtocol(self), host, port, reuse_address=True)
         for link in self.links.values():
+            if host not in ("", "0.0.0.0", "::"):
+                # Leave from the address we listen on: nodes sharing one host (127.0.0.x on
+                # loopback) are then told apart by source address, so partitions by address work.
+                link.local_host = host
             link.start()
 
     def _adopt_incoming(self, src: str, protocol) -> None:
