@@ -1,22 +1,27 @@
 """The asyncio driver: all I/O around the pure RaftCore (ticks, disk, peers, HTTP clients).
 
-One event loop, one thread. The driver loop repeatedly
+One event loop thread, plus a storage thread (log writes and fdatasync, which release the GIL)
+and a snapshot thread. The driver loop repeatedly
 
-  1. feeds the core everything that arrived since the last round: elapsed ticks, peer messages,
-     client proposals (many per round) and read requests;
+  1. feeds the core everything that arrived since the last round: peer messages first, then the
+     elapsed ticks (a stall counts as at most one heartbeat interval), client proposals (many per
+     round) and read requests;
   2. takes `core.ready()` and handles it in the order Raft requires:
-       - messages that do not depend on this Ready's state (the leader's AppendEntries) go out
-         first, so followers write to their disks while the leader writes to its own;
-       - hard state, a truncation and the new entries are persisted with ONE fdatasync
-         (group commit: every proposal of the round shares it);
-       - then the messages that depend on it (vote grants, append acks) are sent;
+       - messages that do not depend on this Ready's state (the leader's AppendEntries,
+         heartbeats) go out at once, so followers write to their disks while the leader writes
+         to its own, and heartbeats never wait for a disk;
+       - hard state, a truncation and the new entries are encoded here and queued for the
+         storage thread: one job (one fdatasync) carries every Ready queued while the previous
+         job ran (group commit across rounds and across client requests);
        - committed entries are applied to the KV state machine in order; the client waiting on
          an entry is answered from that entry only if its (index, term) is the one it proposed;
        - reads whose ReadIndex is applied are served;
-  3. calls `core.advance(rd)`.
+  3. when a Ready's fsync and every earlier one are complete: sends the messages that depend on
+     them (vote grants, append acks) and calls `core.advance(rd)`, strictly in order.
 
-The core is never touched between ready() and advance(): inputs that arrive in the meantime wait in
-queues, which is exactly what batches them into the next round.
+Applying at hand-out, before the Ready's own fsync, is safe: a follower's committed entries are
+already durable on a majority, and the leader commits only entries it has persisted itself
+(advance), so no client hears of an entry that is not on the leader's disk.
 
 Answers (issue 2): 307 not_leader / 503 no_leader mean nothing was appended; once an entry is
 appended the client gets 200 (its entry applied) or 504 timeout (deadline, a different entry at
