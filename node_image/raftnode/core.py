@@ -209,24 +209,29 @@ class RaftCore:
         return self.log[first - base:last - base + 1]
 
     # -- inputs ----------------------------------------------------------------------------------
-    def tick(self) -> None:
+    def tick(self) -> bool:
+        """One logical clock tick. Returns True if it did something (a Ready may be waiting);
+        most ticks do nothing, and a driver may skip ready() after those."""
         self._ticks += 1
+        self.election_elapsed += 1
         if self.role == LEADER:
             self.heartbeat_elapsed += 1
-            self.election_elapsed += 1
+            acted = False
             if self.election_elapsed >= self.election_ticks_min:
                 self.election_elapsed = 0
                 if self.config.check_quorum and not self._quorum_active():
                     self._event("step_down", reason="check_quorum", term=self.term)
                     self._become_follower(self.term, None)
-                    return
+                    return True
             if self.heartbeat_elapsed >= self.heartbeat_ticks:
                 self.heartbeat_elapsed = 0
                 self._broadcast_heartbeat()
-        else:
-            self.election_elapsed += 1
-            if self.election_elapsed >= self.randomized_timeout:
-                self._start_election(pre=self.config.pre_vote)
+                acted = True
+            return acted
+        if self.election_elapsed >= self.randomized_timeout:
+            self._start_election(pre=self.config.pre_vote)
+            return True
+        return False
 
     def propose(self, command) -> tuple[int, int]:
         """Append a client command to the leader's log; returns its (index, term)."""

@@ -138,9 +138,7 @@ class Cluster:
                 if kind == TICK:
                     node = nodes[a]
                     if node.up and node.incarnation == b:
-                        core = node.core
-                        core.tick()
-                        if core.has_ready():
+                        if node.core.tick():
                             self._process(node)
                         self._seq += 1
                         heapq.heappush(queue, (t + int(node.clock_rate * tick_us), self._seq, TICK, a, b))
