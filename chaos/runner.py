@@ -143,6 +143,7 @@ class Runner:
         self.max_process = config.concurrency - 1
         self.process_lock = threading.Lock()
         self.load_start = 0.0
+        self.load_start_ns: int | None = None
         self.planned_schedule: list[dict] = []
         self.executed: list[dict] = []
         self.active_faults: dict[str, str] = {}  # fault kind -> short description
@@ -259,6 +260,7 @@ class Runner:
                             self.view.leader if self.view else (lambda: None),
                             stream=self.progress_stream, tty=self.progress_tty)
         self.load_start = time.monotonic()
+        self.load_start_ns = time.monotonic_ns()
         workers = [threading.Thread(target=self._worker, args=(w, limiter), name=f"worker-{w}", daemon=True)
                    for w in range(cfg.concurrency)]
         nemesis_thread = None
@@ -582,6 +584,9 @@ class Runner:
         doc["nodes_detail"] = [{"id": n.id, "url": n.client_url, "address": n.address} for n in self.nodes]
         doc["node_names"] = cfg.node_names
         doc["timings"] = self.timings
+        # The controller's monotonic clock (history "time") when the load began; schedule
+        # "at" values are seconds after it.
+        doc["load_start_ns"] = self.load_start_ns
         doc["interrupted"] = str(self.interrupted) if self.interrupted else None
         self.run.write_json("config.json", doc)
 
