@@ -182,6 +182,8 @@ class LocalDB(Provisioner):
         for node in self.nodes:
             for port in (node.client_port, node.peer_port):
                 with socket.socket() as s:
+                    # as the node binds: connections in TIME_WAIT from a previous run do not count
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     try:
                         s.bind((node.address, port))
                     except OSError as e:
