@@ -20,8 +20,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="run this many consecutive seeds from --seed")
     parser.add_argument("--quiet", action="store_true", help="print only the summary, not the trace")
     args = parser.parse_args(argv)
-    if args.nodes is not None and not 1 <= args.nodes <= 9:
-        parser.error(f"--nodes must be between 1 and 9, got {args.nodes}")
+    if args.nodes is not None and not 3 <= args.nodes <= 9:
+        parser.error(f"--nodes must be between 3 and 9, got {args.nodes}")
+    if args.seconds < 5:
+        parser.error(f"--seconds must be at least 5 (simulated), got {args.seconds:g}")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
         started = time.perf_counter()

@@ -66,6 +66,8 @@ def run_seed(seed: int, nodes: int | None = None, seconds: float = 30.0, bug: st
              trace: bool = False) -> SimResult:
     if bug is not None and bug not in KNOWN_BUGS:
         raise ValueError(f"unknown bug {bug!r}; known: {', '.join(sorted(KNOWN_BUGS))}")
+    if nodes is not None and not 3 <= nodes <= 9:
+        raise ValueError(f"a randomized run needs 3 to 9 nodes, got {nodes}")
     if seconds < 5:
         raise ValueError(f"a run needs at least 5 simulated seconds, got {seconds}")
     nodes = nodes or default_nodes(seed)
