@@ -27,8 +27,10 @@ def build_nemesis(faults, db, nodes, view, rng) -> CompositeNemesis:
     supported = getattr(db, "supported_faults", frozenset())
     missing = [f for f in faults if f not in supported]
     if missing:
+        note = getattr(db, "partition_note", None) if "partition" in missing else None
         raise ValueError(f"{type(db).__name__} cannot inject {', '.join(missing)} "
-                         f"(it supports: {', '.join(sorted(supported)) or 'none'})")
+                         f"(it supports: {', '.join(sorted(supported)) or 'none'})"
+                         + (f": {note}" if note else ""))
     processes = ProcessFaults()
     parts = []
     for fault in faults:

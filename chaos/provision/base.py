@@ -140,10 +140,15 @@ def run_labels(run_id: str, detached: bool = False) -> dict:
             LABEL_OWNER_START: (process_start_ticks(pid) or "") if pid else ""}
 
 
+# Nodes are on loopback or our own internal networks: never through an HTTP proxy from the
+# environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def get_status(url: str, timeout: float = 1.0) -> dict | None:
     """GET <url>/status; None when the node does not answer."""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
+        with _DIRECT.open(url.rstrip("/") + "/status", timeout=timeout) as resp:
             return json.loads(resp.read().decode("utf-8"))
     except (OSError, ValueError, urllib.error.URLError):
         return None

@@ -215,6 +215,11 @@ class DockerDB(Provisioner):
                                            networking_config=networking, detach=True)
         except docker.errors.ImageNotFound:
             raise ProvisionError(f"image {self.image} is missing: run `splitbrain image build`") from None
+        except docker.errors.APIError as e:
+            if e.status_code == 409:
+                raise ProvisionError(f"container {self.container_name(node.id)} already exists (a crashed run "
+                                     "with the same id? `splitbrain clean` removes it)") from None
+            raise
         node.meta["container_id"] = created["Id"]
         api.start(created["Id"])
         self._prepare_container(node)
