@@ -38,6 +38,7 @@ log = logging.getLogger("splitbrain")
 LOGGERS = ("splitbrain", "chaos", "workloads", "checkers", "reports")
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_CRASHED = 0, 1, 2, 255
+LEADER_WAIT_S = 5.0  # how long a fault aimed at the leader waits for one to be known
 
 
 def exit_code_for(valid: Any) -> int:
@@ -382,6 +383,13 @@ class Runner:
             self._nemesis_op(step["f"], step.get("value"), planned_at=step["at"])
 
     def _nemesis_op(self, f: str, value: Any, planned_at: float | None = None, final: bool = False) -> Op:
+        if _wants_leader(value) and self.view is not None and self.view.leader() is None:
+            # Aimed at the leader while an election is under way: give it a moment (bounded)
+            # rather than recording a fault that hit nothing.
+            deadline = time.monotonic() + LEADER_WAIT_S
+            while self.view.leader() is None and time.monotonic() < deadline:
+                if self.stop_load.wait(0.05) and not final:
+                    break
         at = round(time.monotonic() - self.load_start, 3)
         invoke = Op(process=NEMESIS, type=INVOKE, f=f, value=value, time=time.monotonic_ns())
         with self.history_lock:
@@ -627,6 +635,10 @@ class Runner:
         self.stop_load.set()
         print(f"\n{signal.Signals(signum).name}: stopping the run and cleaning up", file=sys.stderr, flush=True)
         raise self.interrupted
+
+
+def _wants_leader(value: Any) -> bool:
+    return isinstance(value, dict) and (value.get("target") == "leader" or value.get("topology") == "isolate-leader")
 
 
 def _unavailable(error: str | None) -> bool:
