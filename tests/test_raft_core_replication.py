@@ -193,3 +193,21 @@ def _reject(src, term, prev, conflict_index, conflict_term):
     from raftnode.types import Message
     return Message(APPEND_RESP, src, "n1", term, success=False, prev_log_index=prev,
                    conflict_index=conflict_index, conflict_term=conflict_term)
+
+
+def test_a_silent_follower_falls_back_to_one_probe_per_heartbeat():
+    core = make_leader(make_core(pre_vote=False, check_quorum=False))
+    for follower in ("n2", "n3"):
+        core.step(ack(follower, "n1", core.term, core.last_log_index))
+    drain(core)
+    for _ in range(15):                     # n3 answers, n2 goes silent for an election timeout
+        core.tick()
+        core.step(ack("n3", "n1", core.term, core.last_log_index))
+        drain(core)
+    sent_to_n2 = []
+    for i in range(10):
+        core.propose({"op": "put", "key": "k", "value": i})
+        core.tick()
+        sent_to_n2 += [m for m in messages(drain(core), APPEND) if m.dst == "n2"]
+    assert len(sent_to_n2) <= 2, "only heartbeat probes go to a silent follower"
+    assert core.progress["n2"].probing

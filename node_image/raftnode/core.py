@@ -219,7 +219,7 @@ class RaftCore:
             acted = False
             if self.election_elapsed >= self.election_ticks_min:
                 self.election_elapsed = 0
-                if self.config.check_quorum and not self._quorum_active():
+                if not self._quorum_active() and self.config.check_quorum:
                     self._event("step_down", reason="check_quorum", term=self.term)
                     self._become_follower(self.term, None)
                     return True
@@ -580,10 +580,16 @@ class RaftCore:
                 self._queue_read(ctx, n)
 
     def _quorum_active(self) -> bool:
+        """Whether a majority answered since the last call (once per minimum election timeout).
+        A follower that did not answer goes back to probing: one append per heartbeat instead of
+        one per proposal, so an unreachable node does not pile up messages."""
         active = 1
         for pr in self.progress.values():
             if pr.active:
                 active += 1
+            elif not pr.probing:
+                pr.probing = True
+                pr.paused = True
             pr.active = False
         return active >= self.quorum
 
