@@ -81,6 +81,10 @@ def test_a_partitioned_node_cannot_reach_its_peers_and_heals(db):
     assert not can_connect(db, n2, n1.address, n1.peer_port)   # both directions
     assert can_connect(db, n2, n3.address, n3.peer_port)       # the majority still talks
     assert len(db.chain_rules_of(n1)) == 4                     # DROP -s and -d per peer
+    db.kill(n1)                                                # a process restart keeps the netns
+    db.start(n1)
+    assert len(db.chain_rules_of(n1)) == 4
+    assert not can_connect(db, n1, n2.address, n2.peer_port)
     db.heal_partition()
     assert db.chain_rules_of(n1) == []
     assert can_connect(db, n1, n2.address, n2.peer_port)

@@ -62,3 +62,24 @@ def test_cluster_up_status_down_with_the_local_provisioner(state_dir, capsys):
 def test_cluster_names_are_checked(state_dir, capsys):
     with pytest.raises(ValueError, match="cluster name"):
         run(["cluster", "down", "--name", "../etc"], capsys)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(300)
+def test_cluster_up_status_down_with_docker(state_dir, capsys, node_image):
+    from chaos.provision.base import docker_client
+    from chaos.provision.cleanup import run_resources
+
+    name = f"t{os.getpid()}"
+    code, out, err = run(["cluster", "up", "--provisioner", "docker", "--nodes", "3", "--name", name,
+                          "--subnet", "10.77.231.0/24", "--json"], capsys)
+    try:
+        assert code == 0, err
+        assert json.loads(out) == {"nodes": [{"id": f"n{i}", "url": f"http://10.77.231.{10 + i}:8000"}
+                                             for i in (1, 2, 3)]}
+        code, out, _ = run(["cluster", "status", "--name", name], capsys)
+        assert code == 0 and out.count("term") == 3
+    finally:
+        code, _, _ = run(["cluster", "down", "--name", name], capsys)
+    assert code == 0
+    assert run_resources(f"cluster-{name}", docker_client()) == []
