@@ -180,16 +180,16 @@ class RunConfig:
             for key, value in sorted(self.provisioner_options.items()):
                 argv += ["--provisioner-option", f"{key}={value}"]
             return shlex.join(argv)
+        argv = ["splitbrain", "run"]
         if self.scenario:
-            argv = ["splitbrain", "run", "--scenario", self.scenario, "--seed", str(self.seed),
-                    "--provisioner", self.provisioner, "--store", self.store]
-            return shlex.join(argv)
-        argv = ["splitbrain", "run", "--test-name", self.test_name, "--nodes", str(self.nodes),
-                "--workload", self.workload,
-                "--nemesis", ",".join(self.nemesis) if self.nemesis else "none",
-                "--nemesis-interval", _num(self.nemesis_interval),
-                "--time-limit", _num(self.time_limit), "--concurrency", str(self.concurrency),
-                "--seed", str(self.seed), "--provisioner", self.provisioner, "--store", self.store]
+            # Every setting as a flag too: flags given with --scenario override the file.
+            argv += ["--scenario", self.scenario]
+        argv += ["--test-name", self.test_name, "--nodes", str(self.nodes), "--workload", self.workload]
+        if not self.scenario:
+            argv += ["--nemesis", ",".join(self.nemesis) if self.nemesis else "none",
+                     "--nemesis-interval", _num(self.nemesis_interval)]
+        argv += ["--time-limit", _num(self.time_limit), "--concurrency", str(self.concurrency),
+                 "--seed", str(self.seed), "--provisioner", self.provisioner, "--store", self.store]
         if self.rate is not None:
             argv += ["--rate", _num(self.rate)]
         if self.bug:

@@ -141,3 +141,13 @@ def test_every_subcommand_exists_even_before_its_package_is_installed():
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) >= {"run", "check", "report", "reproduce", "nightly", "serve", "image",
                                 "cluster", "clean"}
+
+
+def test_scenario_command_line_keeps_the_overrides():
+    path = os.path.join(ROOT, "scenarios", "everything-mixed.yaml")
+    cfg = config_for("--scenario", path, "--nodes", "3", "--time-limit", "20", "--seed", "4",
+                     "--provisioner", "local", "--provisioner-option", "base_address=127.0.10.11")
+    line = cfg.command_line()
+    assert "--nodes 3" in line and "--time-limit 20" in line and "base_address=127.0.10.11" in line
+    args = cli.build_parser().parse_args(__import__("shlex").split(line)[1:])
+    assert cli.config_from_args(args).to_dict() == cfg.to_dict()
