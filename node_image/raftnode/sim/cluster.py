@@ -320,20 +320,26 @@ class Cluster:
             first = rd.entries[0].index
             checker.entries_persisted(node.id, rd.entries, core.term_at(first - 1))
         marker = node.disk.write(rd) if rd.must_sync else 0
-        if self.no_fsync:  # SEEDED BUG no-fsync (driver): act as if the write were durable
-            self._finish(node, rd, 0)
+        no_wait = self.no_fsync or (not node.fifo and not rd.must_sync)
+        # Like the asyncio driver: the leader's AppendEntries go out before its own fsync,
+        # committed entries are applied at once (they are durable on a majority already), and
+        # only messages that depend on this node's persisted state wait for the fsync.
+        if no_wait:  # (with SEEDED BUG no-fsync every write is treated as durable at once)
+            later = rd.messages
+        else:
+            later = []
+            for msg in rd.messages:
+                if msg.needs_persist:
+                    later.append(msg)
+                else:
+                    self._send(node, msg)
+        self._apply_ready(node, rd)
+        if not node.up:
             return
-        if not node.fifo and not rd.must_sync:
-            self._finish(node, rd, 0)
-            return
-        # The leader's AppendEntries may go out before its own fsync; everything else waits.
-        later = []
-        for msg in rd.messages:
-            if msg.needs_persist:
-                later.append(msg)
-            else:
-                self._send(node, msg)
         rd.messages = later
+        if no_wait:
+            self._finish(node, rd, 0)
+            return
         net = self.net
         delay = (net.fsync_min_us + int(self.rng.random() * (net.fsync_max_us - net.fsync_min_us))
                  if rd.must_sync else 0)
@@ -348,11 +354,7 @@ class Cluster:
         if node.up:
             self._process(node)
 
-    def _finish(self, node: SimNode, rd: Ready, marker: int) -> None:
-        if marker:
-            node.disk.sync_through(marker)
-        for msg in rd.messages:
-            self._send(node, msg)
+    def _apply_ready(self, node: SimNode, rd: Ready) -> None:
         kv = node.kv
         if rd.snapshot is not None:
             kv.restore(rd.snapshot.data)
@@ -372,6 +374,13 @@ class Cluster:
                 self._reply(request, ("redirect", node.core.leader_id))
         if node.pending_reads:
             self._serve_reads(node)
+
+    def _finish(self, node: SimNode, rd: Ready, marker: int) -> None:
+        """The Ready's fsync completed: send what waited for it and tell the core."""
+        if marker:
+            node.disk.sync_through(marker)
+        for msg in rd.messages:
+            self._send(node, msg)
         node.core.advance(rd)
         if node.core.role == LEADER and self.checker is not None:
             self.checker.leader_committed(node.id, node.core)
