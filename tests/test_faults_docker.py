@@ -136,11 +136,16 @@ def test_a_killed_node_restarts_with_its_data(db):
 
 
 def _skew_seen(node) -> tuple[float, float]:
-    before = time.time()
+    """(how far the node's wall clock is ahead of real time, its monotonic time).
+
+    The node reads wall_time and monotonic_time together, and its CLOCK_MONOTONIC is the host's
+    (libfaketime leaves it real; containers share the kernel's clock), so the real wall time at
+    that instant is monotonic_time + (host wall - host monotonic): no HTTP latency in the figure.
+    """
     status = get_status(node.client_url, timeout=2.0)
-    after = time.time()
     assert status is not None
-    return status["wall_time"] - (before + after) / 2, status["monotonic_time"]
+    real_minus_mono = time.time() - time.monotonic()
+    return status["wall_time"] - (status["monotonic_time"] + real_minus_mono), status["monotonic_time"]
 
 
 def test_a_skewed_clock_really_moves_while_the_node_runs(db):
@@ -148,11 +153,11 @@ def test_a_skewed_clock_really_moves_while_the_node_runs(db):
     pid = get_status(node.client_url)["pid"]
     assert abs(_skew_seen(node)[0]) < 1.0
     db.set_skew(node, 120.0)
-    assert 119.0 < _skew_seen(node)[0] < 121.0
+    assert 119.5 < _skew_seen(node)[0] < 120.5
     db.set_skew(node, -45.0)
-    assert -46.0 < _skew_seen(node)[0] < -44.0
+    assert -45.5 < _skew_seen(node)[0] < -44.5
     db.set_skew(node, 0.0)
-    assert abs(_skew_seen(node)[0]) < 1.0
+    assert abs(_skew_seen(node)[0]) < 0.5
     assert get_status(node.client_url)["pid"] == pid  # the same process saw every change
 
 
@@ -161,11 +166,11 @@ def test_a_clock_rate_change_is_continuous_and_runs_fast(db):
     time.sleep(1.0)  # some process age, which an uncompensated rate would turn into a jump
     db.set_skew(node, 0.0, 3.0)
     skew0, mono0 = _skew_seen(node)
-    assert abs(skew0) < 1.0
+    assert abs(skew0) < 0.5                # no jump when the rate changes
     time.sleep(1.5)
     skew1, mono1 = _skew_seen(node)
-    assert 2.0 < skew1 - skew0 < 4.0       # 1.5 s real at 3x gains about 3 s
-    assert 1.0 < mono1 - mono0 < 2.5       # the monotonic clock stays real
+    gained = skew1 - skew0
+    assert 1.7 < gained / (mono1 - mono0) < 2.3  # at 3x the clock gains 2 s per real second
 
 
 def test_the_nemesis_isolates_the_leader_and_a_new_one_is_elected(db):
