@@ -1,0 +1,381 @@
+"""Which fault exposes which seeded bug, measured in real runs: `splitbrain run` per cell and seed.
+
+Each cell is a run configuration (provisioner, workload, faults or a schedule) and a node: the
+correct one or one with `--bug NAME`. A cell says what we expect: "invalid" (the checker must
+catch the bug) or "valid" (the bug is present but this fault cannot show it, or the node is
+correct). The script runs every selected cell for every seed, one cluster at a time, and prints
+a table: how often the checker said invalid, the seeds, and evidence from the node logs (two
+leaders elected in one term = election safety broken; a node that stopped on a safety
+violation).
+
+    python bench/bug_matrix.py --list
+    python bench/bug_matrix.py --cells stale-read --seeds 1,2,3 --time-limit 30
+    python bench/bug_matrix.py --cells all --seeds 1 --json /tmp/matrix.json
+
+Runs are bounded: each has --time-limit seconds of load plus set-up, recovery (<= 30 s), final
+reads (<= 30 s) and checking; a run still going after --run-timeout is stopped (SIGTERM, so the
+controller tears its cluster down). Local runs rotate over loopback addresses because the
+previous run's TIME_WAIT sockets keep its client port busy for a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Schedules the shipped scenarios do not have; written to a temporary folder at run time.
+EXTRA_SCENARIOS = {
+    # A follower (never the leader) cut off for 6 s, every 8 s: with stale-read it keeps
+    # answering reads from the state it had when it was cut off.
+    "isolate-follower": """
+name: isolate-follower
+nodes: 5
+workload: register
+schedule:
+  start: 2
+  period: 8
+  steps:
+    - {at: 0, f: partition, topology: isolate-one}
+    - {at: 6, f: heal}
+""",
+    # The leader's clock slowed to a quarter, then the leader cut off: the lease-read bug's
+    # textbook trigger (a lease measured by a slow clock outlives the real lease).
+    "slow-leader-isolated": """
+name: slow-leader-isolated
+nodes: 5
+workload: register
+schedule:
+  start: 2
+  period: 9
+  steps:
+    - {at: 0, f: clock-skew, target: leader, mode: rate, rate: 0.25}
+    - {at: 0.5, f: partition, topology: isolate-leader}
+    - {at: 6, f: heal}
+    - {at: 6.5, f: clock-reset}
+""",
+    # The leader paused (SIGSTOP) long enough for the others to elect a new one, then resumed:
+    # its own timers did not run while it was stopped, so it still believes in its lease.
+    "pause-leader": """
+name: pause-leader
+nodes: 5
+workload: register
+schedule:
+  start: 2
+  period: 6
+  steps:
+    - {at: 0, f: pause, target: leader}
+    - {at: 3, f: resume}
+""",
+    # Kill the whole cluster and restart it, repeatedly: every node restarts inside the first
+    # elections, the situation in which a forgotten vote can be cast twice in one term.
+    "kill-all-loop": """
+name: kill-all-loop
+nodes: 5
+workload: register
+schedule:
+  start: 2
+  period: 5
+  steps:
+    - {at: 0, f: kill, target: all}
+    - {at: 0.5, f: start}
+""",
+    # Kill a majority, restart, kill the new leader, restart: leaders come and go while parts of
+    # the log are on a minority only (the Figure 8 ingredients).
+    "kill-leader-and-majority": """
+name: kill-leader-and-majority
+nodes: 5
+workload: register
+schedule:
+  start: 2
+  period: 6
+  steps:
+    - {at: 0, f: kill, target: leader}
+    - {at: 1.5, f: start}
+    - {at: 3, f: kill, target: majority}
+    - {at: 4, f: start}
+""",
+}
+
+
+@dataclass
+class Cell:
+    name: str
+    bug: str | None
+    expect: str                  # "invalid" or "valid"
+    provisioner: str             # "local" or "docker"
+    args: list[str]              # extra `splitbrain run` arguments (nemesis, scenario, workload)
+    why: str
+    workload: str = "register"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fault(self) -> str:
+        a = self.args
+        if "--scenario" in a:
+            return os.path.splitext(os.path.basename(a[a.index("--scenario") + 1].lstrip("@")))[0]
+        if "--nemesis" in a:
+            return "nemesis " + a[a.index("--nemesis") + 1]
+        return "?"
+
+
+def _sc(name: str) -> list[str]:
+    shipped = os.path.join(REPO_ROOT, "scenarios", f"{name}.yaml")
+    return ["--scenario", shipped if os.path.exists(shipped) else f"@{name}"]
+
+
+CELLS: list[Cell] = [
+    # -- the correct node: every run must be valid -----------------------------------------------
+    Cell("ok-local-kill", None, "valid", "local", ["--nemesis", "kill"], "correct node, kills"),
+    Cell("ok-local-pause", None, "valid", "local", ["--nemesis", "pause"], "correct node, pauses"),
+    Cell("ok-local-clock", None, "valid", "local", ["--nemesis", "clock"], "correct node, clock skew"),
+    Cell("ok-local-set-kill-pause", None, "valid", "local", ["--nemesis", "kill,pause", "--workload", "set"],
+         "correct node, set workload", workload="set"),
+    Cell("ok-docker-partition", None, "valid", "docker", ["--nemesis", "partition"], "correct node, partitions"),
+    Cell("ok-docker-all", None, "valid", "docker", ["--nemesis", "all"], "correct node, every fault"),
+    Cell("ok-docker-set-all", None, "valid", "docker", ["--nemesis", "all", "--workload", "set"],
+         "correct node, set workload, every fault", workload="set"),
+    # -- stale-read: any node answers reads from its own applied state ----------------------------
+    Cell("stale-read", "stale-read", "invalid", "docker", _sc("isolate-follower"),
+         "an isolated follower keeps answering reads while the majority writes"),
+    Cell("stale-read-local-pause", "stale-read", "invalid", "local", ["--nemesis", "pause"],
+         "a paused follower answers reads from its old state when it resumes"),
+    Cell("stale-read-set", "stale-read", "valid", "docker", ["--nemesis", "partition", "--workload", "set"],
+         "the set workload reads only at the end, through the leader", workload="set"),
+    # -- lease-read: the leader answers reads on a lease counted in its own ticks ------------------
+    Cell("lease-read", "lease-read", "invalid", "docker", _sc("slow-leader-isolated"),
+         "leader's clock slowed, then the leader isolated"),
+    Cell("lease-read-pause", "lease-read", "invalid", "local", _sc("pause-leader"),
+         "a paused leader resumes believing its lease"),
+    Cell("lease-read-clock-only", "lease-read", "valid", "local", ["--nemesis", "clock"],
+         "clock skew alone: no other leader exists to make a lease read stale"),
+    # -- ack-before-commit: a write is answered once the leader's own log has it ------------------
+    Cell("ack-before-commit", "ack-before-commit", "invalid", "docker", _sc("leader-isolation"),
+         "the isolated leader acknowledges writes that the majority never sees"),
+    Cell("ack-before-commit-kill", "ack-before-commit", "invalid", "local", _sc("leader-kill-loop"),
+         "the killed leader acknowledged writes only it had"),
+    Cell("ack-before-commit-set", "ack-before-commit", "invalid", "docker",
+         _sc("leader-isolation") + ["--workload", "set"], "acknowledged adds lost", workload="set"),
+    Cell("ack-before-commit-clock", "ack-before-commit", "valid", "local", ["--nemesis", "clock"],
+         "no leader change: every acknowledged write commits later"),
+    # -- commit-old-term (Figure 8) --------------------------------------------------------------
+    Cell("commit-old-term", "commit-old-term", "invalid", "local", _sc("kill-leader-and-majority"),
+         "leaders killed while earlier terms' entries sit on a minority"),
+    Cell("commit-old-term-docker", "commit-old-term", "invalid", "docker", ["--nemesis", "partition,kill"],
+         "partitions and kills mixed"),
+    # -- forget-vote ---------------------------------------------------------------------------
+    Cell("forget-vote", "forget-vote", "invalid", "local", _sc("kill-all-loop") + ["--no-pre-vote"],
+         "whole cluster killed and restarted during elections"),
+    Cell("forget-vote-leader-kill", "forget-vote", "invalid", "local", _sc("leader-kill-loop"),
+         "leader killed and restarted"),
+    # -- no-fsync: no fault of a real process loses the page cache --------------------------------
+    Cell("no-fsync", "no-fsync", "valid", "local", _sc("kill-all-loop"),
+         "SIGKILL keeps unsynced writes in the page cache: not exposable by a real process fault"),
+]
+
+
+def resolve_args(args: list[str], scenario_dir: str) -> list[str]:
+    out = []
+    for a in args:
+        if a.startswith("@"):
+            name = a[1:]
+            path = os.path.join(scenario_dir, f"{name}.yaml")
+            if not os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write(EXTRA_SCENARIOS[name].lstrip())
+            out.append(path)
+        else:
+            out.append(a)
+    return out
+
+
+def node_log_evidence(run_dir: str) -> dict:
+    """What the node logs say, independent of the client history."""
+    leaders_by_term: dict[int, set] = collections.defaultdict(set)
+    fatal = []
+    for path in glob.glob(os.path.join(run_dir, "nodes", "*", "node.log")):
+        with open(path, errors="replace") as f:
+            for line in f:
+                if '"election_won"' not in line and '"fatal"' not in line:
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("event") == "election_won":
+                    leaders_by_term[int(ev.get("term", -1))].add(ev.get("node"))
+                elif ev.get("event") == "fatal":
+                    fatal.append(f"{ev.get('node')}: {ev.get('error')}")
+    double = {t: sorted(n) for t, n in leaders_by_term.items() if len(n) > 1}
+    return {"terms_with_two_leaders": double, "fatal": fatal,
+            "elections": sum(len(n) for n in leaders_by_term.values())}
+
+
+class AddressPool:
+    """Loopback bases for local runs, and subnets for docker runs, used in turn."""
+
+    def __init__(self, first_local: int, first_subnet: int):
+        self.local = [f"127.0.{b}.{first_local}" for b in range(10, 250, 10)]
+        self.subnet = f"10.77.{first_subnet}.0/24"
+        self.i = 0
+
+    def local_base(self) -> str:
+        self.i += 1
+        return self.local[self.i % len(self.local)]
+
+
+def run_cell(cell: Cell, seed: int, opts, pool: AddressPool, scenario_dir: str) -> dict:
+    cmd = [sys.executable, "-m", "chaos.cli", "run", *resolve_args(cell.args, scenario_dir),
+           "--provisioner", cell.provisioner, "--nodes", str(opts.nodes),
+           "--time-limit", str(opts.time_limit), "--seed", str(seed), "--store", opts.store,
+           "--test-name", f"qa-{cell.name}"]
+    if cell.bug:
+        cmd += ["--bug", cell.bug]
+    if opts.election_timeout != "default":
+        cmd += ["--election-timeout", opts.election_timeout]
+    if opts.concurrency:
+        cmd += ["--concurrency", str(opts.concurrency)]
+    if cell.provisioner == "local":
+        cmd += ["--provisioner-option", f"base_address={pool.local_base()}"]
+    else:
+        cmd += ["--subnet", pool.subnet]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=opts.run_timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)   # the controller tears its cluster down on SIGTERM
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    seconds = time.monotonic() - started
+    match = re.search(r"^\S+ run (\S+) \(seed", out or "", re.M)
+    run_dir = match.group(1) if match else None
+    row = {"cell": cell.name, "bug": cell.bug, "expect": cell.expect, "seed": seed, "exit": proc.returncode,
+           "seconds": round(seconds, 1), "run_dir": run_dir, "command": " ".join(cmd[2:])}
+    results = {}
+    if run_dir and os.path.exists(os.path.join(run_dir, "results.json")):
+        with open(os.path.join(run_dir, "results.json")) as f:
+            results = json.load(f)
+    row["valid"] = results.get("valid", "crashed")
+    row["reason"] = results.get("reason", (out or "").strip().splitlines()[-1:] or "")
+    lin = results.get("checkers", {}).get("linearizable", {}) or {}
+    row["illegal_key"] = lin.get("first_illegal_key")
+    set_res = results.get("checkers", {}).get("set", {}) or {}
+    row["lost"] = len(set_res.get("lost", []) or [])
+    counts = collections.Counter()
+    if run_dir and os.path.exists(os.path.join(run_dir, "history.jsonl")):
+        with open(os.path.join(run_dir, "history.jsonl")) as f:
+            for line in f:
+                try:
+                    op = json.loads(line)
+                except ValueError:
+                    continue
+                if op.get("process") != "nemesis" and op.get("type") != "invoke":
+                    counts[op.get("type")] += 1
+    row["ops"] = dict(counts)
+    row.update(node_log_evidence(run_dir) if run_dir else {})
+    return row
+
+
+def verdict_word(v) -> str:
+    return {True: "valid", False: "INVALID"}.get(v, str(v))
+
+
+def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> None:
+    by_cell: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        by_cell[r["cell"]].append(r)
+    head = f"{'cell':26} {'bug':18} {'fault':28} {'expect':8} {'caught':7} {'2-ldr':5} verdict per seed"
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for name, rs in by_cell.items():
+        cell = cells[name]
+        caught = sum(1 for r in rs if r["valid"] is False)
+        double = sum(1 for r in rs if r.get("terms_with_two_leaders"))
+        per_seed = ", ".join(f"s{r['seed']}={verdict_word(r['valid'])}"
+                             f"({r['ops'].get('ok', 0)} ok)" for r in rs)
+        print(f"{name:26} {cell.bug or '-':18} {cell.fault:28} {cell.expect:8} {caught}/{len(rs):<5} "
+              f"{double:<5} {per_seed}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", default="all",
+                   help="comma list of cell names or bug names (a bug selects all its cells), 'ok' for the "
+                        "correct node's cells, or 'all'")
+    p.add_argument("--seeds", default="1,2,3", help="comma list of seeds (default 1,2,3)")
+    p.add_argument("--time-limit", type=int, default=30, help="seconds of load per run (default 30)")
+    p.add_argument("--nodes", type=int, default=5, choices=(3, 5, 7))
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--election-timeout", default="500-1000",
+                   help="node election timeout MIN-MAX ms, or 'default' for the node's own (150-300). "
+                        "The default 500-1000 keeps a loaded 2-core machine from electing forever")
+    p.add_argument("--provisioner", choices=("local", "docker"), default=None,
+                   help="run every selected cell with this provisioner (docker cells need partitions)")
+    p.add_argument("--store", default=os.path.join(tempfile.gettempdir(), "qa-store"))
+    p.add_argument("--run-timeout", type=int, default=None, help="stop a run after this many seconds "
+                   "(default: time limit + 240)")
+    p.add_argument("--json", help="also write every row here")
+    p.add_argument("--list", action="store_true", help="list the cells and exit")
+    opts = p.parse_args(argv)
+    if opts.list:
+        for c in CELLS:
+            print(f"{c.name:26} {c.bug or '-':18} {c.provisioner:7} {c.expect:8} {c.fault:28} {c.why}")
+        return 0
+    try:
+        seeds = [int(s) for s in opts.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds must be a comma list of integers, got {opts.seeds!r}")
+    if not seeds:
+        p.error("--seeds is empty")
+    wanted = [w.strip() for w in opts.cells.split(",") if w.strip()]
+    known = {c.name for c in CELLS} | {c.bug for c in CELLS if c.bug} | {"all", "ok"}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        p.error(f"unknown cell(s) {unknown}; valid: {', '.join(sorted(known))}")
+    cells = [c for c in CELLS if "all" in wanted or c.name in wanted or (c.bug and c.bug in wanted)
+             or ("ok" in wanted and c.bug is None)]
+    if opts.provisioner:
+        for c in cells:
+            c.provisioner = opts.provisioner
+    opts.run_timeout = opts.run_timeout or opts.time_limit + 240
+    pool = AddressPool(first_local=141, first_subnet=141)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bug-matrix-") as scenario_dir:
+        for cell in cells:
+            for seed in seeds:
+                row = run_cell(cell, seed, opts, pool, scenario_dir)
+                rows.append(row)
+                print(f"# {cell.name} seed {seed}: {verdict_word(row['valid'])} exit {row['exit']} "
+                      f"{row['seconds']} s ops {row['ops']} two-leader terms {row.get('terms_with_two_leaders')} "
+                      f"{row['run_dir']}", flush=True)
+                if opts.json:
+                    with open(opts.json, "w") as f:
+                        json.dump(rows, f, indent=1)
+    print()
+    print_table(rows, {c.name: c for c in cells})
+    # Exit 1 when a cell went against its expectation on every seed, for scripted use.
+    surprises = [c.name for c in cells
+                 if all((r["valid"] is False) != (c.expect == "invalid") for r in rows if r["cell"] == c.name)]
+    if surprises:
+        print(f"\nagainst expectation on every seed: {', '.join(surprises)}")
+    return 1 if surprises else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
