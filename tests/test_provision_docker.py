@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -34,9 +35,15 @@ def test_a_five_node_cluster_comes_up_elects_a_leader_and_tears_down_to_nothing(
         nodes = db.setup()
         assert [n.id for n in nodes] == ["n1", "n2", "n3", "n4", "n5"]
         assert [n.address for n in nodes] == [f"10.77.221.{i}" for i in range(11, 16)]
-        statuses = [get_status(n.client_url) for n in nodes]
-        leaders = {s["leader"] for s in statuses}
-        assert len(leaders) == 1 and None not in leaders
+        # setup returned once a majority agreed; the rest learn the leader from its heartbeats
+        deadline = time.monotonic() + 15
+        while True:
+            statuses = [get_status(n.client_url) for n in nodes]
+            leaders = {s["leader"] if s else "no answer" for s in statuses}
+            if (len(leaders) == 1 and None not in leaders) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(leaders) == 1 and None not in leaders, statuses
 
         network = client.networks.get(db.network_name)
         assert network.attrs["Internal"] is True
@@ -54,6 +61,7 @@ def test_a_five_node_cluster_comes_up_elects_a_leader_and_tears_down_to_nothing(
         node_log = [p for p in logs if p.endswith("node.log")][0]
         events = [json.loads(line)["event"] for line in open(node_log)]
         assert events[0] == "start" and "role" in events
+        db.pause(nodes[1])  # a stopped process must not hold teardown up
     finally:
         db.teardown()
     assert run_resources(db.run_id, client) == []
@@ -78,6 +86,16 @@ def test_a_missing_image_says_how_to_build_it(docker_engine):
     db = DockerDB(run_id("noimage"), nodes=3, subnet="10.77.223.0/24", image="splitbrain-node:does-not-exist")
     with pytest.raises(ProvisionError, match="splitbrain image build"):
         db.setup()
+    assert run_resources(db.run_id, docker_client()) == []
+
+
+def test_a_cluster_that_elects_no_leader_fails_with_the_nodes_stderr_and_leaves_nothing(node_image):
+    # an option the node rejects: every process exits at once, so no leader can ever appear
+    db = DockerDB(run_id("noleader"), NodeOptions(extra_args=("--no-such-flag",)), nodes=3,
+                  subnet="10.77.228.0/24", image=node_image, leader_timeout=3)
+    with pytest.raises(ProvisionError) as err:
+        db.setup()
+    assert "--no-such-flag" in str(err.value)
     assert run_resources(db.run_id, docker_client()) == []
 
 

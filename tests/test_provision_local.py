@@ -48,7 +48,13 @@ def get(url, key):
 def test_local_nodes_run_on_their_own_loopback_addresses_and_elect_a_leader(cluster):
     assert [n.address for n in cluster.nodes] == [base_address(1)[:-2] + str(i) for i in (11, 12, 13)]
     leader = wait_for_leader(cluster.nodes)
-    assert {get_status(n.client_url)["leader"] for n in cluster.nodes} == {leader}
+    deadline = time.monotonic() + 15  # a majority agreed; the last node learns from heartbeats
+    while True:
+        seen = {(get_status(n.client_url) or {}).get("leader") for n in cluster.nodes}
+        if seen == {leader} or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert seen == {leader}
     assert {"kill", "pause"} <= cluster.supported_faults
     assert os.path.exists(cluster.state_file)
 

@@ -178,11 +178,25 @@ class DockerDB(Provisioner):
             self._parallel(self._create_container, self.nodes)
             self._parallel(self._start_process, self.nodes)
             if self.wait_leader:
-                self.wait_for_leader(self.leader_timeout)
+                try:
+                    self.wait_for_leader(self.leader_timeout)
+                except ProvisionError as e:
+                    raise ProvisionError(f"{e}\n{self._stderr_tails()}") from None
         except BaseException:
             self.teardown()
             raise
         return self.nodes
+
+    def _stderr_tails(self, lines: int = 5) -> str:
+        """The last lines each node wrote to stderr: why a cluster did not come up."""
+        parts = []
+        for node in self.nodes:
+            try:
+                tail = self._sh(node, f"tail -n {lines} {STDERR_FILE} 2>/dev/null", check=False)[1].rstrip()
+            except Exception as e:  # noqa: BLE001 - diagnostics only
+                tail = f"(cannot read: {e})"
+            parts.append(f"--- {node.id} stderr ---\n{tail or '(empty)'}")
+        return "\n".join(parts)
 
     def _create_network(self):
         import docker.errors
