@@ -39,3 +39,16 @@ def test_a_whole_cluster_killed_at_once_restarts_with_every_acknowledged_write()
         for i in range(20):
             assert cluster.request(leader, "GET", f"/kv/w{i}")[:2] == (200, {"value": i})
         assert cluster.request(leader, "GET", "/kv/list")[:2] == (200, {"value": ["x"]})
+
+
+def test_the_same_holds_with_fsync_on_the_event_loop_instead_of_the_storage_thread():
+    with LocalCluster(3, extra_args=("--no-storage-thread", "--snapshot-every", "25")) as cluster:
+        for i in range(60):
+            cluster.write(f"/kv/k{i % 9}", {"value": i})
+        old = cluster.wait_for_leader()
+        cluster.kill(old)
+        new = cluster.wait_for_leader(among=[n for n in cluster.ids if n != old])
+        for k in range(9):
+            last = max(i for i in range(60) if i % 9 == k)
+            assert cluster.request(new, "GET", f"/kv/k{k}")[:2] == (200, {"value": last})
+        assert cluster.status(new)["snapshot_index"] > 0
