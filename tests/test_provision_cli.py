@@ -83,3 +83,9 @@ def test_cluster_up_status_down_with_docker(state_dir, capsys, node_image):
         code, _, _ = run(["cluster", "down", "--name", name], capsys)
     assert code == 0
     assert run_resources(f"cluster-{name}", docker_client()) == []
+
+
+@pytest.mark.docker
+def test_image_build_prints_the_ready_tag(capsys, node_image):
+    code, out, _ = run(["image", "build"], capsys)
+    assert code == 0 and out.startswith(f"{node_image} ready in ")

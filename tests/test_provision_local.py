@@ -105,7 +105,7 @@ def test_a_local_nodes_clock_moves_while_it_runs(cluster):
 
 
 def test_teardown_leaves_no_process_state_file_or_data():
-    db = LocalDB(f"tlocal-td-{os.getpid()}", nodes=3, base_address=base_address(2))
+    db = LocalDB(f"tlocal-td-{os.getpid()}", nodes=3, base_address=base_address(2), wait_leader=False)
     db.setup()
     pids = [p.pid for p in db.procs.values()]
     data_root, state_file = db.data_root, db.state_file
