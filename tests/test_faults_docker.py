@@ -115,8 +115,16 @@ def test_a_paused_node_really_stops_answering_and_resumes(db):
 
 
 def test_a_killed_node_restarts_with_its_data(db):
-    leader = leader_node(db)
-    http_json("PUT", f"{leader.client_url}/kv/durable", {"value": 41})
+    deadline = time.monotonic() + 20
+    while True:  # a leader change between asking and writing answers 307/503: ask again
+        leader = leader_node(db)
+        try:
+            http_json("PUT", f"{leader.client_url}/kv/durable", {"value": 41})
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     for node in db.nodes:                 # the whole cluster loses its memory, not its disks
         db.kill(node)
     assert all(get_status(n.client_url, timeout=0.5) is None for n in db.nodes)

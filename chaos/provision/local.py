@@ -3,11 +3,14 @@
 Fast, for development and tests. Faults:
 - kill, pause: signals to the node's pid (always);
 - clock: libfaketime preloaded into each node, as in the containers (when the host has it);
-- partition: only as root, with iptables DROP rules between the nodes' loopback addresses in a
-  chain of our own (SB<owner pid>-<run>), jumped to from OUTPUT (every loopback packet passes
-  it). Rules match source and destination address, so they cut two nodes apart only when the
-  node binds its outgoing peer connections to its own address; setup() checks that on the
-  live sockets and drops "partition" from supported_faults (with a reason) when it does not.
+- partition: only as root, with iptables DROP rules in a chain of our own (SB<owner pid>-<run>),
+  jumped to from OUTPUT (every loopback packet passes it). On loopback a node's outgoing
+  connections leave from 127.0.0.1 unless it binds its own address, so addresses alone cannot
+  tell nodes apart. Each node therefore runs in its own cgroup (v2) and a cut between A and B
+  drops what A's sockets send to B's address and what B's send to A's (`-m cgroup --path`).
+  Without a cgroup v2 hierarchy the rules match source and destination addresses instead, and
+  setup() checks on the live sockets that the nodes bind their own address, withdrawing
+  "partition" from supported_faults (with the reason) when they do not.
 
 Each run leaves a state file (STATE_DIR/<run>.json: owner, pids, chain, data dir) so that
 `splitbrain clean` can remove what a crashed controller left behind.
@@ -68,6 +71,30 @@ def remove_chain(chain: str) -> None:
     iptables("-X", chain, check=False)
 
 
+def cgroup2_root() -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (pure v2 or the hybrid "unified"), or None."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "cgroup2":
+                    return fields[1]
+    except OSError:
+        pass
+    return None
+
+
+def remove_cgroups(path: str) -> None:
+    """rmdir a tree of (empty) cgroups, leaves first; cgroup files cannot be deleted, only dirs."""
+    if not path or not os.path.isdir(path):
+        return
+    for dirpath, dirnames, _ in sorted(os.walk(path), key=lambda t: -t[0].count(os.sep)):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
 def _hex_ip(address: str) -> str:
     """An IPv4 address as /proc/net/tcp writes it (little-endian hex)."""
     return "".join(f"{b:02X}" for b in reversed(ipaddress.ip_address(address).packed))
@@ -100,11 +127,16 @@ class LocalDB(Provisioner):
         self.procs: dict[str, subprocess.Popen] = {}
         self.cut: list[tuple[str, str]] = []
         self.partition_note: str | None = None
+        self.cgroup_root: str | None = None   # our run's cgroup dir (one child per node)
         faults = {"kill", "pause"}
         if self.faketime:
             faults.add("clock")
         if os.geteuid() == 0 and shutil.which("iptables"):
             faults.add("partition")
+            mount = cgroup2_root()
+            if mount:
+                self.cgroup_mount = mount
+                self.cgroup_root = os.path.join(mount, "splitbrain", self.chain)
         else:
             self.partition_note = "partitions need root and iptables"
         self.supported_faults = frozenset(faults)
@@ -129,6 +161,7 @@ class LocalDB(Provisioner):
         state = {"run": self.run_id, LABEL_OWNER: owner, "owner_start": process_start_ticks(owner) if owner else None,
                  "data_root": self.data_root, "own_data_root": self._own_data_root,
                  "chain": self.chain if "partition" in self.supported_faults else None,
+                 "cgroup": self.cgroup_root,
                  "nodes": [{"id": n.id, "url": n.client_url, "pid": p.pid, "start": process_start_ticks(p.pid)}
                            for n in self.nodes for p in [self.procs.get(n.id)] if p is not None]}
         tmp = self.state_file + ".tmp"
@@ -160,6 +193,9 @@ class LocalDB(Provisioner):
             self._save_state()
             if "partition" in self.supported_faults:
                 self.install_chain()
+                if self.cgroup_root:
+                    for node in self.nodes:
+                        os.makedirs(os.path.join(self.cgroup_root, node.id), exist_ok=True)
             for node in self.nodes:
                 self._start_process(node)
             self._save_state()
@@ -202,6 +238,11 @@ class LocalDB(Provisioner):
             spec = self._clock_before_start(node)
             if spec is not None:
                 self.set_clock(node, spec)
+        if self.cgroup_root and "partition" in self.supported_faults:
+            # The shell moves itself into the node's cgroup, then becomes the node: every
+            # socket the node creates belongs to that cgroup.
+            procs = os.path.join(self.cgroup_root, node.id, "cgroup.procs")
+            argv = ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh"] + argv
         stderr = open(os.path.join(self._node_dir(node), "stderr.log"), "ab")
         try:
             # Own session: a Ctrl-C to the controller's terminal does not reach the nodes; the
@@ -215,8 +256,9 @@ class LocalDB(Provisioner):
         self._process_started_now(node)
 
     def _check_source_binding(self) -> None:
-        """Drop partition support if a node's peer connections do not leave from its own address."""
-        if "partition" not in self.supported_faults:
+        """Drop partition support if a node's peer connections do not leave from its own address
+        (only matters without cgroups: cgroup rules do not depend on source addresses)."""
+        if "partition" not in self.supported_faults or self.cgroup_root:
             return
         peers = {(_hex_ip(n.address), f"{n.peer_port:04X}") for n in self.nodes}
         for node in self.nodes:
@@ -277,6 +319,8 @@ class LocalDB(Provisioner):
         self.procs.clear()
         if os.geteuid() == 0 and shutil.which("iptables"):
             remove_chain(self.chain)  # ours by name; absent when partitions were never supported
+        if self.cgroup_root:
+            remove_cgroups(self.cgroup_root)
         self.cut = []
         if self._own_data_root and self.data_root and os.path.isdir(self.data_root):
             shutil.rmtree(self.data_root, ignore_errors=True)
@@ -297,7 +341,11 @@ class LocalDB(Provisioner):
                 raise ValueError(f"partition names unknown node {a if a not in address else b!r}")
             pairs.append(tuple(sorted((a, b))))
             for src, dst in ((a, b), (b, a)):
-                lines.append(f"-A {self.chain} -s {address[src]}/32 -d {address[dst]}/32 -j DROP")
+                if self.cgroup_root:
+                    path = os.path.relpath(os.path.join(self.cgroup_root, src), self.cgroup_mount)
+                    lines.append(f"-A {self.chain} -m cgroup --path {path} -d {address[dst]}/32 -j DROP")
+                else:
+                    lines.append(f"-A {self.chain} -s {address[src]}/32 -d {address[dst]}/32 -j DROP")
         lines.append("COMMIT")
         proc = subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(lines) + "\n",
                               capture_output=True, text=True)
@@ -358,6 +406,14 @@ def read_states() -> list[dict]:
     return states
 
 
+def _alive_not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def state_owner_alive(state: dict) -> bool:
     return owner_alive(state.get(LABEL_OWNER), state.get("owner_start"))
 
@@ -366,19 +422,28 @@ def destroy_state(state: dict) -> list[str]:
     """Remove what a local run's state file names: its node processes (checked by start time, so
     a recycled pid is never signalled), its iptables chain, its data dir and the file itself."""
     removed = []
+    killed = []
     for node in state.get("nodes", []):
         pid, start = node.get("pid"), node.get("start")
         if pid and start and process_start_ticks(pid) == start:
             try:
                 os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
                 removed.append(f"process {pid} ({node.get('id')})")
             except ProcessLookupError:
                 pass
+    deadline = time.monotonic() + 5
+    while killed and time.monotonic() < deadline:  # exited (zombies have left their cgroup)
+        killed = [pid for pid in killed if _alive_not_zombie(pid)]
+        if killed:
+            time.sleep(0.02)
     chain = state.get("chain")
     if chain and os.geteuid() == 0 and shutil.which("iptables"):
         if iptables("-S", chain, check=False).returncode == 0:
             remove_chain(chain)
             removed.append(f"chain {chain}")
+    if state.get("cgroup"):
+        remove_cgroups(state["cgroup"])
     if state.get("own_data_root") and state.get("data_root") and os.path.isdir(state["data_root"]):
         shutil.rmtree(state["data_root"], ignore_errors=True)
         removed.append(f"dir {state['data_root']}")
