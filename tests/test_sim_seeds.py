@@ -9,6 +9,8 @@ reported with the one command that replays it exactly.
 import multiprocessing
 import os
 
+import pytest
+
 from raftnode.sim.runner import run_seed
 
 SECONDS = 30.0
@@ -30,6 +32,7 @@ def _run(seed):
     return seed, problems, result.command(), s.writes_acked
 
 
+@pytest.mark.timeout(1800)
 def test_every_seed_keeps_the_raft_invariants(request):
     count = request.config.getoption("--sim-seeds")
     first = request.config.getoption("--sim-first-seed")
