@@ -79,12 +79,32 @@ def worker(checker: str, suite: str, data: str, n_ops: int, budget: float) -> di
             "unknown_histories": sum(v == "unknown" for v in verdicts), "undecided_keys": undecided}
 
 
+def porcupine_in_process_baseline(pattern: str) -> float | None:
+    """Seconds porcupine's own Go tests take for the same data in process (summed per test), as
+    the reference our subprocess path is compared with; None when the module source is missing."""
+    from checkers import porcupine
+    go = porcupine.find_go()
+    if go is None:
+        return None
+    env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=mod")
+    modcache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, env=env).stdout.strip()
+    src = os.path.join(modcache, "github.com", "anishathalye", "porcupine@v1.3.1")
+    if not os.path.isdir(src):
+        return None
+    out = subprocess.run([go, "test", "-count=1", "-v", "-run", pattern, "."], cwd=src, env=env,
+                         capture_output=True, text=True, timeout=900).stdout
+    import re
+    times = [float(t) for t in re.findall(r"--- PASS: \S+ \(([0-9.]+)s\)", out)]
+    return sum(times) if times else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("SPLITBRAIN_PORCUPINE_DATA", "/work/shared/data/porcupine"))
     ap.add_argument("--ops", type=int, default=10000, help="operations in the generated register history")
     ap.add_argument("--budget", type=float, default=20.0, help="seconds per key for porcupine on kv")
     ap.add_argument("--suites", default="etcd,kv/c01-ok,kv/c01-bad,kv/c10-ok,kv/c10-bad,kv/c50-ok,kv/c50-bad,generated")
+    ap.add_argument("--no-baseline", action="store_true", help="skip running porcupine's own Go tests")
     ap.add_argument("--worker", nargs=2, metavar=("CHECKER", "SUITE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -92,6 +112,12 @@ def main() -> int:
         return 0
     from checkers import porcupine
     porcupine.ensure_binary()
+    if not args.no_baseline:
+        etcd = porcupine_in_process_baseline("TestEtcdJepsen")
+        c50 = porcupine_in_process_baseline("TestKv50ClientsOk$")
+        print(f"porcupine in process (its own Go tests, same machine now): 102 etcd histories "
+              f"{etcd if etcd is not None else float('nan'):.2f} s, kv c50-ok "
+              f"{c50 if c50 is not None else float('nan'):.2f} s")
     print(f"{'suite':<12} {'checker':<10} {'hist':>4} {'ops':>6} {'info':>5} {'seconds':>9} {'peak MB':>8} "
           f"{'invalid':>7} {'undecided keys':>14}")
     for suite in args.suites.split(","):

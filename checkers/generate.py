@@ -95,6 +95,72 @@ def register_history(seed: int, n_ops: int = 200, processes: int = 5, keys: int 
     return ops
 
 
+def kv_history(seed: int, n_ops: int = 200, processes: int = 5, keys: int = 1, p_put: float = 0.1,
+               p_get: float = 0.45, p_info: float = 0.0, p_reuse: float = 0.0,
+               step_ns: int = 1_000_000) -> list[Op]:
+    """A linearizable history of Jepsen's kv test: get/put/append of strings "x P N y" on keys.
+
+    p_reuse: chance that a worker reuses its previous string (Jepsen's kv data has a few).
+    """
+    rng = random.Random(seed)
+    ops: list[Op] = []
+    state: dict[str, str] = {}
+    inflight: dict[int, list] = {}
+    process_of = {w: w for w in range(processes)}
+    counter = {w: 0 for w in range(processes)}
+    now = 0
+    started = 0
+    key_names = [str(i) for i in range(keys)]
+
+    def emit(op: Op) -> Op:
+        op.index, op.time = len(ops), now
+        ops.append(op)
+        return op
+
+    while started < n_ops or inflight:
+        now += rng.randint(1, step_ns)
+        w = rng.randrange(processes)
+        slot = inflight.get(w)
+        if slot is None:
+            if started >= n_ops:
+                continue
+            key = rng.choice(key_names)
+            r = rng.random()
+            if r < p_get:
+                f, value = "get", None
+            else:
+                f = "put" if r < p_get + p_put else "append"
+                if not (p_reuse and counter[w] and rng.random() < p_reuse):
+                    counter[w] += 1
+                value = f"x {w} {counter[w]} y"
+            inflight[w] = ["invoked", emit(Op(process=process_of[w], type="invoke", f=f, key=key, value=value)), None]
+            started += 1
+        elif slot[0] == "invoked":
+            inv = slot[1]
+            if inv.f != "get" and rng.random() < p_info:
+                slot[0] = "crashed"
+                if rng.random() < 0.5:
+                    continue  # crashed before taking effect
+            else:
+                slot[0] = "applied"
+            if inv.f == "get":
+                slot[2] = state.get(inv.key, "")
+            elif inv.f == "put":
+                state[inv.key] = inv.value
+            else:
+                state[inv.key] = state.get(inv.key, "") + inv.value
+        else:
+            phase, inv, result = slot
+            del inflight[w]
+            if phase == "crashed":
+                emit(Op(process=inv.process, type="info", f=inv.f, key=inv.key, value=inv.value))
+                process_of[w] += processes
+            else:
+                emit(Op(process=inv.process, type="ok", f=inv.f, key=inv.key,
+                        value=result if inv.f == "get" else inv.value))
+    return ops
+
+
 def _fresh(counter: dict, key: str, rng: random.Random, unique: bool, domain: int) -> int:
     if not unique:
         return rng.randrange(domain)

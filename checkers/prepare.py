@@ -68,19 +68,26 @@ def canonical(value: Any) -> str:
 
 
 def choose_append_mode(ops: list[Op]) -> str:
-    """'concat' when appends add strings and no read returns a list (Jepsen's kv data), else 'list'."""
-    saw_append = False
+    """'concat' for Jepsen's kv histories, 'list' for our node.
+
+    Jepsen's kv test writes strings and reads strings ("" for a missing key); our node reads null
+    for a missing key and a list after an append. So: concat when every put/append value and every
+    ok read value is a string, else list.
+    """
+    saw_string = False
     for op in ops:
         if op.is_nemesis:
             continue
         f = _F_ALIASES.get(op.f)
-        if f == APPEND and op.type == "invoke":
-            saw_append = True
+        if f in (APPEND, WRITE) and op.type == "invoke":
             if not isinstance(op.value, str):
                 return "list"
-        if f == READ and op.type == OK and isinstance(op.value, list):
-            return "list"
-    return "concat" if saw_append else "list"
+            saw_string = True
+        elif f == READ and op.type == OK:
+            if not isinstance(op.value, str):
+                return "list"
+            saw_string = True
+    return "concat" if saw_string else "list"
 
 
 def _line(op: Op) -> int | None:
