@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -85,3 +86,33 @@ def test_clean_removes_stray_chains_of_dead_owners_only():
         from chaos.provision.local import remove_chain
         remove_chain(dead)
         remove_chain(live)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+def test_clean_empties_and_removes_node_cgroups_of_dead_runs_only():
+    from chaos.provision.local import cgroup2_root
+
+    mount = cgroup2_root()
+    if mount is None:
+        pytest.skip("no cgroup v2 hierarchy on this host")
+    dead, live = chain_name("tclean-cg", _dead_pid()), chain_name(f"tclean-cg-{os.getpid()}")
+    dirs = {name: os.path.join(mount, "splitbrain", name, "n1") for name in (dead, live)}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    # a leftover node of the dead run, still inside its cgroup
+    orphan = subprocess.Popen(["sh", "-c", f'echo $$ > "{dirs[dead]}/cgroup.procs" && exec sleep 60'])
+    try:
+        deadline = time.monotonic() + 5
+        while not open(f"{dirs[dead]}/cgroup.procs").read().strip():
+            assert time.monotonic() < deadline
+        removed = clean_local()
+        assert dead in removed["cgroups"] and live not in removed["cgroups"]
+        assert orphan.wait(timeout=5) == -9
+        assert not os.path.exists(os.path.dirname(dirs[dead])) and os.path.isdir(dirs[live])
+    finally:
+        orphan.kill()
+        orphan.wait()
+        from chaos.provision.local import remove_cgroups
+        for d in dirs.values():
+            remove_cgroups(os.path.dirname(d))

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 
 from chaos.provision.base import LABEL, LABEL_OWNER, LABEL_OWNER_START, LABEL_RUN, ProvisionError, owner_alive
 
@@ -87,6 +89,42 @@ def clean_local(all: bool = False) -> dict:
             if all or (pid != 0 and not owner_alive(pid)):
                 remove_chain(chain)
                 removed["chains"].append(chain)
+    removed["cgroups"] = _clean_cgroups(all, live_chains)
+    return removed
+
+
+def _clean_cgroups(all: bool, live: set) -> list[str]:
+    """Node cgroups of dead runs (named like their chains): kill what is left inside, rmdir."""
+    from chaos.provision.local import cgroup2_root, remove_cgroups
+
+    mount = cgroup2_root()
+    parent = os.path.join(mount, "splitbrain") if mount else None
+    if os.geteuid() != 0 or not parent or not os.path.isdir(parent):
+        return []
+    removed = []
+    for name in sorted(os.listdir(parent)):
+        match = STRAY_CHAIN.match(name)
+        run_dir = os.path.join(parent, name)
+        if not match or name in live or not os.path.isdir(run_dir):
+            continue
+        pid = int(match.group(1))
+        if not (all or (pid != 0 and not owner_alive(pid))):
+            continue
+        for node_dir in [os.path.join(run_dir, d) for d in os.listdir(run_dir)]:
+            procs = os.path.join(node_dir, "cgroup.procs")
+            if os.path.isfile(procs):
+                for line in open(procs).read().split():
+                    try:
+                        os.kill(int(line), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            remove_cgroups(run_dir)
+            if not os.path.exists(run_dir):
+                removed.append(name)
+                break
+            time.sleep(0.05)
     return removed
 
 
