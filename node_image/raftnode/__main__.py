@@ -98,6 +98,8 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 cannot start (address in use...), 2 bad flags or a
+    corrupt data directory, 3 stopped itself on an internal failure (disk error, broken invariant)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     opts = options_from_args(args, parser)

@@ -263,6 +263,7 @@ class RaftNode:
         self._next_ctx = 1
         self._was_leader = False
         self._stopping = False
+        self.exit_code = 0  # 3 when the node stopped itself on an internal failure
         self._stopped = asyncio.Event()
         self._http_server = None
         self._connections: set = set()
@@ -491,8 +492,8 @@ class RaftNode:
             self.log.event("fatal", error=f"{type(exc).__name__}: {exc}")
             import traceback
             traceback.print_exc()
+            self.exit_code = 3
             self.stop("driver crashed")
-            raise
 
     def _feed_core(self) -> None:
         core = self.core
@@ -636,6 +637,7 @@ class RaftNode:
             # The disk refused a write we were about to acknowledge: continuing could lose
             # acknowledged data, so the node stops (a restart recovers from what is on disk).
             self.log.event("fatal", error=f"storage: {type(exc).__name__}: {exc}")
+            self.exit_code = 3
             self.stop(f"storage failure: {exc}")
             return
         for op in ops:
@@ -728,6 +730,7 @@ class RaftNode:
         self._snapshot_pending = 0
         if exc is not None:
             self.log.event("fatal", error=f"snapshot: {type(exc).__name__}: {exc}")
+            self.exit_code = 3
             self.stop(f"snapshot failure: {exc}")
             return
         if data is None or self._stopping:
@@ -816,4 +819,4 @@ async def run_node(opts: NodeOptions) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     await node.serve_forever()
-    return 0
+    return node.exit_code
