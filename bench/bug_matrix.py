@@ -91,6 +91,18 @@ schedule:
     - {at: 0, f: kill, target: all}
     - {at: 0.5, f: start}
 """,
+    # A random node killed every 1.5 s and restarted 0.3 s later: elections (when it was the
+    # leader) overlap restarts of voters that have just granted a vote.
+    "kill-one-fast": """
+name: kill-one-fast
+workload: register
+schedule:
+  start: 1
+  period: 1.5
+  steps:
+    - {at: 0, f: kill, target: one}
+    - {at: 0.3, f: start}
+""",
     # Kill a majority, restart, kill the new leader, restart: leaders come and go while parts of
     # the log are on a minority only (the Figure 8 ingredients).
     "kill-leader-and-majority": """
@@ -177,6 +189,9 @@ CELLS: list[Cell] = [
     # -- forget-vote ---------------------------------------------------------------------------
     Cell("forget-vote", "forget-vote", "invalid", "local", _sc("kill-all-loop") + ["--no-pre-vote"],
          "whole cluster killed and restarted during elections"),
+    Cell("forget-vote-3", "forget-vote", "invalid", "local",
+         _sc("kill-one-fast") + ["--nodes", "3", "--no-pre-vote"],
+         "3 nodes: one voter's grant decides an election; kill/restart it every second"),
     Cell("forget-vote-leader-kill", "forget-vote", "invalid", "local", _sc("leader-kill-loop"),
          "leader killed and restarted"),
     # -- no-fsync: no fault of a real process loses the page cache --------------------------------
@@ -236,7 +251,7 @@ class AddressPool:
 
 
 def run_cell(cell: Cell, seed: int, opts, pool: AddressPool, scenario_dir: str) -> dict:
-    cmd = [sys.executable, "-m", "chaos.cli", "run", *resolve_args(cell.args, scenario_dir),
+    cmd = [sys.executable, "-m", "chaos.cli", "run",
            "--provisioner", cell.provisioner, "--nodes", str(opts.nodes),
            "--time-limit", str(opts.time_limit), "--seed", str(seed), "--store", opts.store,
            "--test-name", f"qa-{cell.name}"]
@@ -246,6 +261,7 @@ def run_cell(cell: Cell, seed: int, opts, pool: AddressPool, scenario_dir: str) 
         cmd += ["--election-timeout", opts.election_timeout]
     if opts.concurrency:
         cmd += ["--concurrency", str(opts.concurrency)]
+    cmd += resolve_args(cell.args, scenario_dir)   # last: a cell's own --nodes etc. win
     if cell.provisioner == "local":
         cmd += ["--provisioner-option", f"base_address={pool.local_base()}"]
     else:
@@ -292,6 +308,37 @@ def run_cell(cell: Cell, seed: int, opts, pool: AddressPool, scenario_dir: str) 
     return row
 
 
+def trim_history(run_dir: str, out_path: str, keys: list[str] | None = None) -> dict:
+    """Keep what a regression test needs of a run: the ops of the keys the checker flagged (the
+    first illegal register key, or the set keys with lost/unexpected elements) and the nemesis
+    ops, renumbered. Returns a summary of what was kept."""
+    with open(os.path.join(run_dir, "results.json")) as f:
+        results = json.load(f)
+    checkers = results.get("checkers", {})
+    if not keys:
+        lin = checkers.get("linearizable") or {}
+        # The first illegal key is enough to keep a verdict; more keys only make the file bigger.
+        keys = [lin["first_illegal_key"]] if lin.get("first_illegal_key") else \
+            [k for k, r in (lin.get("keys") or {}).items() if r.get("valid") is False][:1]
+        set_res = checkers.get("set") or {}
+        for kind in ("lost", "unexpected", "duplicated"):
+            keys += [str(e["key"]) for e in set_res.get(kind) or [] if str(e["key"]) not in keys]
+        keys = keys[:1]
+    if not keys:
+        raise SystemExit(f"{run_dir}: no key was found invalid ({results.get('reason')}); name keys with --keys")
+    kept = []
+    with open(os.path.join(run_dir, "history.jsonl")) as f:
+        for line in f:
+            op = json.loads(line)
+            if op.get("process") == "nemesis" or op.get("key") in keys:
+                op["index"] = len(kept)
+                kept.append(op)
+    with open(out_path, "w") as f:
+        for op in kept:
+            f.write(json.dumps(op, separators=(",", ":")) + "\n")
+    return {"keys": keys, "ops": len(kept), "valid": results.get("valid"), "reason": results.get("reason")}
+
+
 def verdict_word(v) -> str:
     return {True: "valid", False: "INVALID"}.get(v, str(v))
 
@@ -332,7 +379,14 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: time limit + 240)")
     p.add_argument("--json", help="also write every row here")
     p.add_argument("--list", action="store_true", help="list the cells and exit")
+    p.add_argument("--trim", nargs=2, metavar=("RUN_DIR", "OUT_JSONL"),
+                   help="write the flagged keys' ops and the nemesis ops of a run to OUT_JSONL and exit")
+    p.add_argument("--keys", help="with --trim: comma list of keys to keep instead of the flagged ones")
     opts = p.parse_args(argv)
+    if opts.trim:
+        keys = [k for k in (opts.keys or "").split(",") if k]
+        print(json.dumps(trim_history(opts.trim[0], opts.trim[1], keys or None)))
+        return 0
     if opts.list:
         for c in CELLS:
             print(f"{c.name:26} {c.bug or '-':18} {c.provisioner:7} {c.expect:8} {c.fault:28} {c.why}")
