@@ -176,8 +176,10 @@ def check_unique(kh: KeyHistory, append_mode: str = "list", t0: int = 0) -> dict
             p = ops_b[i]
             if p.op is not None:
                 if max_call > p.ret:
-                    return fail("order", f"{d(p)} completed before {d(max_op)} began, yet its value "
-                                f"{p.value!r} could only be written after that one", [max_op, p])
+                    return fail("stale-read" if max_op.kind == "r" else "order",
+                                f"{_head(max_op)}{d(max_op)} began after {d(p)} had completed, yet "
+                                f"{_v(max_op.value)} comes before {_v(p.value)} in the chain of values "
+                                "that cas operations wrote", [max_op, p])
             if p.call > max_call:
                 max_call, max_op = p.call, p
             j = i + 1
@@ -185,10 +187,12 @@ def check_unique(kh: KeyHistory, append_mode: str = "list", t0: int = 0) -> dict
             while j < len(ops_b) and ops_b[j].kind == "r":
                 r = ops_b[j]
                 if max_call > r.ret:
-                    what = "the write of the value it returned" if max_op is p else d(max_op)
-                    return fail("future-read", f"{d(r)} completed before {what} began"
-                                + ("" if max_op is p else f" (whose value precedes {r.value!r})"),
-                                [max_op, r])
+                    if max_op is p:
+                        text = f"{d(r)} completed before {d(p)}, which wrote that value, began"
+                    else:
+                        text = (f"{d(r)} completed before {d(max_op)} began, yet {_v(max_op.value)} "
+                                f"comes before {_v(r.value)} in the chain of values that cas operations wrote")
+                    return fail("future-read", text, [max_op, r])
                 if r.call > seg_max:
                     seg_max, seg_op = r.call, r
                 j += 1
@@ -211,10 +215,10 @@ def check_unique(kh: KeyHistory, append_mode: str = "list", t0: int = 0) -> dict
         if widest is not None and b.min_ret < widest.max_call:
             a = widest
             y_a, x_b, y_b, x_a = a.max_call_op, b.min_ret_op, b.max_call_op, a.min_ret_op
-            head = _stale(y_a, x_b, d)
             return fail("stale-read" if y_a.kind == "r" else "order-cycle",
-                        f"{head}: {d(y_a)} began after {d(x_b)} completed, so {x_b.value!r} came "
-                        f"first, but {d(y_b)} began after {d(x_a)} completed, so {x_a.value!r} came first",
+                        f"{_head(y_a)}{d(y_a)} began after {d(x_b)} had completed, so {_v(x_b.value)} "
+                        f"came before {_v(y_a.value)}; but {d(y_b)} began after {d(x_a)} had completed, "
+                        f"so {_v(x_a.value)} came before {_v(y_b.value)}: the two values cannot both hold their place",
                         [y_a, x_b, y_b, x_a])
         if widest is None or b.max_call > widest.max_call:
             widest = b
@@ -228,17 +232,26 @@ def check_unique(kh: KeyHistory, append_mode: str = "list", t0: int = 0) -> dict
             a = forward[k]
             if a is not b and b.min_ret < a.max_call:
                 y_a, x_b, x_a, y_b = a.max_call_op, b.min_ret_op, a.min_ret_op, b.max_call_op
-                head = _stale(y_a, x_b, d)
+                if x_b is y_b:
+                    when = f"{d(x_b)} ran entirely"
+                else:
+                    when = f"{d(y_b)} began and {d(x_b)} completed"
                 return fail("stale-read" if y_a.kind == "r" else "lost-write",
-                            f"{head}: {x_b.value!r} ({d(x_b)}) was written while "
-                            f"{x_a.value!r} had to hold, between {d(x_a)} and {d(y_a)}",
-                            [y_a, x_b, x_a, y_b])
+                            f"{_head(y_a)}{when} after {d(x_a)} had completed and before {d(y_a)} "
+                            f"began, so {_v(x_b.value)} replaced {_v(x_a.value)} in a stretch where "
+                            f"{_v(x_a.value)} had to stay", [y_a, x_b, x_a, y_b])
     result["blocks"] = len(blocks)
     return result
 
 
-def _stale(reader: _Abs, overwriter: _Abs, d) -> str:
-    if reader.kind == "r" and reader.op is not None and overwriter.op is not None:
-        return (f"{d(reader)} returned a value overwritten before it began: "
-                f"{d(overwriter)} had already completed")
-    return "no order of the values is possible"
+def _v(value: str) -> str:
+    if value.startswith("\x00unobserved append "):
+        return "an append nobody read"
+    return value if len(value) <= 40 else value[:37] + "..."
+
+
+def _head(reader: _Abs) -> str:
+    """The headline a report leads with when the op at fault is a read."""
+    if reader.kind == "r" and reader.op is not None:
+        return f"stale read ({_v(reader.value)} had already been overwritten): "
+    return ""
