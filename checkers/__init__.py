@@ -71,6 +71,10 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
     for_search: list[KeyHistory] = []
     # Cheap exact verdicts first, so an illegal key stops the expensive ones.
     for kh in keys:
+        if illegal_seen and not all_keys:
+            results[kh.key] = {"valid": "unknown", "skipped": True, "ops": len(kh.ops),
+                               "reason": "not checked: an earlier key is already illegal"}
+            continue
         if checker != "porcupine":
             t = time.perf_counter()
             r = check_unique(kh, mode, t0)
