@@ -160,3 +160,21 @@ def test_combined_verdict_has_a_reason_and_jepsen_precedence():
     r = check_history(ops, checker="python")
     assert r["valid"] is True and r["reason"].startswith("Valid")
     assert set(r["checkers"]) == {"linearizable", "stats", "availability"}
+
+
+def test_kv_delete_and_cas_for_our_node(checker):
+    ops = h((0, "invoke", "write", "a", 0), (0, "ok", "write", "a", 1),
+            (0, "invoke", "cas", ["a", "b"], 2), (0, "ok", "cas", ["a", "b"], 3),
+            (0, "invoke", "delete", None, 4), (0, "ok", "delete", None, 5),
+            (1, "invoke", "read", None, 6), (1, "ok", "read", None, 7))
+    assert lin(ops, checker, model="kv")["valid"] is True
+    ops[7].value = "b"  # read after the delete completed still sees the value
+    assert lin(ops, checker, model="kv")["valid"] is False
+
+
+def test_checker_interface_for_the_runner(tmp_path):
+    from checkers import HistoryChecker
+    ops = h((0, "invoke", "write", 1, 0), (0, "ok", "write", 1, 1),
+            (1, "invoke", "read", None, 2), (1, "ok", "read", 2, 3))
+    r = HistoryChecker(checker="python").check(ops, {"out_dir": str(tmp_path / "report")})
+    assert r["valid"] is False and r["checkers"]["linearizable"]["first_illegal_key"] == "r0"
