@@ -42,7 +42,8 @@ def first_run(tmp_path_factory):
     proc = splitbrain("run", "--provisioner", "local", "--nodes", "3", "--workload", "set", "--nemesis", "kill,pause",
                       "--nemesis-interval", "1.5", "--time-limit", "8", "--concurrency", "6", "--seed", "11",
                       "--store", store, "--provisioner-option", f"base_address={base}",
-                      "--request-timeout", "2")
+                      "--request-timeout", "2", "--election-timeout", "300-600",
+                      "--provisioner-option", "leader_timeout=90")
     return proc, store, base
 
 
