@@ -26,6 +26,11 @@ class FakeDB(Provisioner):
     def process_elapsed(self, node):
         return self.elapsed
 
+    def node_status(self, node):
+        return self.status
+
+    status = None  # no node answers: the clock arithmetic alone is under test
+
     def setup(self, nodes=None):
         return self.nodes
 
@@ -217,3 +222,26 @@ def test_heal_all_undoes_every_kind_of_fault(db):
                                                 (-0.0001, 1, "+0 x1"), (1e6, 2, "+1000000 x2")])
 def test_clock_specs_are_what_libfaketime_reads(offset, rate, spec):
     assert clock_spec(offset, rate) == spec
+
+
+def test_the_first_rate_change_measures_when_libfaketime_started_in_the_process(db):
+    # The process's libfaketime started 0.4 s after our estimate: a rate of 3 would turn that
+    # into a 0.8 s jump. One /status sample (wall and real monotonic time together) reveals it.
+    node = db.node("n1")
+    real_start = time.monotonic() - 10.0
+    db._process_started["n1"] = real_start - 0.4
+    written = {}
+
+    def set_clock(node, spec):
+        written["spec"] = spec
+        offset, rate = (float(x.lstrip("x")) for x in spec.split())
+        mono = time.monotonic()
+        db.status = {"monotonic_time": mono,
+                     "wall_time": (mono + time.time() - time.monotonic()) + offset + (mono - real_start) * (rate - 1)}
+    db.set_clock = set_clock
+    db.process_elapsed = lambda node: time.monotonic() - db._process_started[node.id]
+    db.set_skew(node, 0.0, 3.0)
+    assert abs(db._process_started["n1"] - real_start) < 0.01
+    offset, rate = (float(x.lstrip("x")) for x in written["spec"].split())
+    skew_now = offset + (time.monotonic() - real_start) * (rate - 1)
+    assert abs(skew_now) < 0.05

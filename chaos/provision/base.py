@@ -194,6 +194,7 @@ class Provisioner(DB):
         self._start_hooks: list[Callable[[Node], None]] = []
         self._process_started: dict[str, float] = {}   # node id -> monotonic start of its process
         self._clock_state: dict[str, tuple[float, float]] = {}  # node id -> (spec offset, rate)
+        self._clock_calibrated: set[str] = set()  # nodes whose process start was measured
 
     def add_start_hook(self, hook: Callable[[Node], None]) -> None:
         self._start_hooks.append(hook)
@@ -224,11 +225,47 @@ class Provisioner(DB):
         `rate`; return the libfaketime spec written."""
         if not rate > 0:
             raise ValueError(f"clock rate must be positive, got {rate!r}")
+        spec = self._write_skew(node, skew, rate)
+        if rate != 1.0 and node.id not in self._clock_calibrated:
+            written = time.monotonic()
+            if self._calibrate_start(node):
+                # again with the measured start, continuing the skew the first write meant
+                spec = self._write_skew(node, skew + (time.monotonic() - written) * (rate - 1.0), rate)
+        return spec
+
+    def _write_skew(self, node: Node, skew: float, rate: float) -> str:
         offset = skew - self.process_elapsed(node) * (rate - 1.0)
         spec = clock_spec(offset, rate)
         self.set_clock(node, spec)
         self._clock_state[node.id] = (offset, rate)
         return spec
+
+    def node_status(self, node: Node) -> dict | None:
+        """The node's /status (None when it does not answer)."""
+        return get_status(node.client_url, timeout=1.0)
+
+    def _calibrate_start(self, node: Node) -> bool:
+        """Measure when libfaketime started in the node process (our estimate is the exec call;
+        the library starts a little later, when python3 loads, by up to a second on a loaded
+        machine, and a rate multiplies that error).
+
+        With spec offset o and rate r, the node's clock reads S + o + (t - S) * r at real time
+        t, so one /status sample (wall_time and the real monotonic_time, read together) gives S.
+        Returns True when the estimate changed.
+        """
+        offset, rate = self._clock_state[node.id]
+        status = self.node_status(node)
+        if not status or not isinstance(status.get("wall_time"), (int, float)) \
+                or not isinstance(status.get("monotonic_time"), (int, float)):
+            return False  # paused or not our node: keep the estimate
+        mono = status["monotonic_time"]
+        actual_skew = status["wall_time"] - (mono + time.time() - time.monotonic())
+        start = mono - (actual_skew - offset) / (rate - 1.0)
+        self._clock_calibrated.add(node.id)
+        if abs(start - self._process_started.get(node.id, start)) < 0.01 or not 0 <= mono - start < 86400 * 365:
+            return False
+        self._process_started[node.id] = start
+        return True
 
     def _clock_before_start(self, node: Node) -> str | None:
         """Before (re)starting a node's process: keep its current skew and rate for the new
@@ -241,6 +278,7 @@ class Provisioner(DB):
 
     def _process_started_now(self, node: Node) -> None:
         self._process_started[node.id] = time.monotonic()
+        self._clock_calibrated.discard(node.id)
 
     def node(self, node_id: str) -> Node:
         for n in self.nodes:
