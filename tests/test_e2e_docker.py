@@ -63,7 +63,7 @@ def wait_for_log(store, text, timeout, proc):
 def test_a_short_docker_run_with_partitions_and_kills_is_valid_and_reported(node_image, tmp_path):
     store = str(tmp_path / "store")
     proc = subprocess.run([sys.executable, "-m", "chaos.cli", "run", "--provisioner", "docker", "--nodes", "5",
-                           "--nemesis", "partition,kill", "--nemesis-interval", "4", "--time-limit", "25",
+                           "--nemesis", "partition,kill", "--nemesis-interval", "5", "--time-limit", "30",
                            "--seed", "2", "--store", store, "--subnet", subnet(), *SLACK],
                           capture_output=True, text=True, timeout=600, env=env(), cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-5000:]
