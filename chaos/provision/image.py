@@ -147,9 +147,11 @@ def build_image(force: bool = False, tag: str = NODE_TAG, base: str | None = Non
             raise ProvisionError(f"building {tag} failed: {e.msg}\n{tail}") from None
         _log(f"built {tag} in {time.monotonic() - started:.1f} s")
         if current is not None and _image(client, tag).id != current.id:
-            # The previous build is now untagged; drop it unless a container still uses it.
+            # The previous build lost this tag; drop it if no other tag names it (removing by id
+            # would delete a tagged image too) and no container uses it.
             try:
-                client.images.remove(current.id, noprune=False)
+                if not client.images.get(current.id).tags:
+                    client.images.remove(current.id, noprune=False)
             except docker.errors.APIError:
                 pass
     return tag
