@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(GET/PUT/DELETE /kv/<key>, POST /kv/<key>/cas, POST /kv/<key>/append, GET /status).",
         epilog="Example: python -m raftnode --id n1 --cluster "
                "n1=127.0.0.1:9001/127.0.0.1:8001,n2=127.0.0.1:9002/127.0.0.1:8002,n3=127.0.0.1:9003/127.0.0.1:8003 "
-               "--client-listen 127.0.0.1:8001 --peer-listen 127.0.0.1:9001 --data-dir /tmp/n1")
+               "--client-listen 127.0.0.1:8001 --peer-listen 127.0.0.1:9001 --data-dir /tmp/n1. "
+               "Exit codes: 0 stopped by SIGTERM/SIGINT; 1 cannot start (e.g. address in use); 2 bad flags "
+               "or a corrupt data directory (the message names the file and byte offset); 3 the node "
+               "stopped itself on an internal failure (disk error, broken invariant).")
     p.add_argument("--id", required=True, help="this node's id; must appear in --cluster")
     p.add_argument("--cluster", required=True,
                    help="every voter as id=peer_host:peer_port/client_host:client_port, comma-separated; "
