@@ -373,6 +373,11 @@ class LocalDB(Provisioner):
 
     # -- commands and logs ---------------------------------------------------------------------
     def exec(self, node: Node, argv: list[str], check: bool = True) -> str:
+        """Run a command on the host; with cgroups, inside the node's cgroup, so that the
+        partition rules treat its traffic as the node's."""
+        if self.cgroup_root and os.path.isdir(os.path.join(self.cgroup_root, node.id)):
+            procs = os.path.join(self.cgroup_root, node.id, "cgroup.procs")
+            argv = ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh"] + list(argv)
         proc = subprocess.run(argv, capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise ProvisionError(f"{node.id}: {' '.join(argv)} failed (exit {proc.returncode}): {proc.stderr.strip()}")
