@@ -39,6 +39,10 @@ class Case:
 CASES = [
     Case("stale-read-paused-follower.jsonl", "stale-read", "r0", "stale-read", "reads"),
     Case("stale-read-isolated-follower.jsonl", "stale-read", "r1", "stale-read", "reads"),
+    # The isolated leader, paused while the others elected a new leader and wrote, resumes and
+    # answers reads on the lease it measured before the pause (its stalled ticks count as one
+    # heartbeat interval).
+    Case("lease-read-isolated-paused-leader.jsonl", "lease-read", "r4", "stale-read", "reads"),
     # The bug answers a cas against the applied state before the log's earlier writes apply: a
     # cas reported failed took effect, and a later cas found the value it wrote.
     Case("ack-before-commit-leader-kill.jsonl", "ack-before-commit", "r4", "cas-unwritten", "writes"),
