@@ -71,7 +71,8 @@ def default_db_factory(config: RunConfig, run_id: str) -> DB:
     except ImportError as e:
         raise RunAborted(f"the provisioners (chaos.provision.get_db) are not available: {e}") from e
     options = NodeOptions(election_timeout=config.election_timeout, heartbeat_ms=config.heartbeat_ms,
-                          bug=config.bug, pre_vote=config.pre_vote, check_quorum=config.check_quorum)
+                          bug=config.bug, pre_vote=config.pre_vote, check_quorum=config.check_quorum,
+                          clock="clock" in config.faults_in_use)
     kw = dict(config.provisioner_options)
     if config.subnet:
         kw["subnet"] = config.subnet

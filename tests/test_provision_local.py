@@ -241,3 +241,28 @@ def test_local_partition_support_is_claimed_only_when_it_really_cuts_the_leader_
 def test_get_db_names_an_option_the_provisioner_does_not_have():
     with pytest.raises(ValueError, match=r"the local provisioner has no option 'subnet' \(its options: .*base_address"):
         get_db("local", "x", 3, NodeOptions(), subnet="10.77.0.0/24")
+
+
+def test_without_clock_faults_nodes_run_without_libfaketime_and_clock_is_not_offered():
+    # libfaketime makes every clock read a file read; a run without clock faults must not pay it,
+    # and must not claim a clock fault it could not deliver.
+    db = LocalDB(f"tlocal-noclock-{os.getpid()}", NodeOptions(clock=False), nodes=3,
+                 base_address=base_address(5), wait_leader=False)
+    try:
+        db.setup()
+        assert "clock" not in db.supported_faults
+        for proc in db.procs.values():
+            with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            assert not any(item.startswith(b"LD_PRELOAD=") for item in env)
+    finally:
+        db.teardown()
+
+
+@pytest.mark.skipif(find_libfaketime() is None, reason="libfaketime is not installed")
+def test_nodes_under_libfaketime_avoid_its_slow_timed_wait_fix(cluster):
+    # FAKETIME_FORCE_MONOTONIC_FIX=0: with libfaketime's fix a thread hand-off took ~50 ms, not ~0.05 ms
+    proc = next(iter(cluster.procs.values()))
+    with open(f"/proc/{proc.pid}/environ", "rb") as f:
+        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    assert env[b"LD_PRELOAD"] and env[b"FAKETIME_FORCE_MONOTONIC_FIX"] == b"0"

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chaos.interfaces import Node
-from chaos.provision.base import (ALL_FAULTS, LABEL, LABEL_RUN, NodeOptions, ProvisionError, Provisioner,
+from chaos.provision.base import (ALL_FAULTS, LABEL, LABEL_RUN, NodeOptions, ProvisionError, Provisioner, faketime_env,
                                   docker_client, node_argv, node_ids, run_labels)
 
 CHAIN = "SPLITBRAIN"
@@ -129,6 +129,8 @@ class DockerDB(Provisioner):
         self.cut: list[tuple[str, str]] = []
         self.clock: dict[str, str] = {}
         self._lock = threading.Lock()
+        if not self.options.clock:
+            self.supported_faults = ALL_FAULTS - {"clock"}
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -256,8 +258,8 @@ class DockerDB(Provisioner):
 
     def _start_process(self, node: Node):
         argv = node_argv(node, self.nodes, self.options, DATA_DIR, LOG_FILE)
-        env = (f"LD_PRELOAD={FAKETIME_LIB} FAKETIME_TIMESTAMP_FILE={FAKETIME_FILE} "
-               "FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1")
+        env = " ".join(f"{k}={v}" for k, v in faketime_env(FAKETIME_LIB, FAKETIME_FILE).items()) \
+            if self.options.clock else ""
         script = (f"mkdir -p {DATA_DIR} {LOG_DIR} && echo $$ > {PID_FILE} && "
                   f"exec env {env} {' '.join(shlex.quote(a) for a in argv)} >> {STDERR_FILE} 2>&1")
         spec = self._clock_before_start(node)

@@ -30,8 +30,8 @@ import tempfile
 import time
 
 from chaos.interfaces import Node
-from chaos.provision.base import (LABEL_OWNER, NodeOptions, ProvisionError, Provisioner, node_argv, node_ids,
-                                  owner_alive, process_start_ticks)
+from chaos.provision.base import (LABEL_OWNER, NodeOptions, ProvisionError, Provisioner, faketime_env, node_argv,
+                                  node_ids, owner_alive, process_start_ticks)
 from chaos.provision.docker import check_clock_spec
 
 STATE_DIR = os.path.join(tempfile.gettempdir(), "splitbrain-local")
@@ -129,7 +129,7 @@ class LocalDB(Provisioner):
         self.partition_note: str | None = None
         self.cgroup_root: str | None = None   # our run's cgroup dir (one child per node)
         faults = {"kill", "pause"}
-        if self.faketime:
+        if self.faketime and self.options.clock:
             faults.add("clock")
         if os.geteuid() == 0 and shutil.which("iptables"):
             faults.add("partition")
@@ -232,9 +232,8 @@ class LocalDB(Provisioner):
         env = dict(os.environ)
         env["PYTHONPATH"] = NODE_PATH + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["PYTHONUNBUFFERED"] = "1"
-        if self.faketime:
-            env.update(LD_PRELOAD=self.faketime, FAKETIME_TIMESTAMP_FILE=self._clock_file(node),
-                       FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+        if self.faketime and self.options.clock:
+            env.update(faketime_env(self.faketime, self._clock_file(node)))
             spec = self._clock_before_start(node)
             if spec is not None:
                 self.set_clock(node, spec)
