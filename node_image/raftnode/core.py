@@ -764,11 +764,9 @@ class RaftCore:
             pr.paused = False
             self._maybe_commit()
             self._send_to.add(msg.src)
-        elif msg.success:
-            pr.snapshot_offset = msg.offset
-            pr.paused = False
-            self._send_to.add(msg.src)
         else:
+            # A chunk arrived (or the follower asks to resume elsewhere): continue from the
+            # offset the follower holds.
             pr.snapshot_offset = msg.offset
             pr.paused = False
             self._send_to.add(msg.src)
