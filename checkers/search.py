@@ -22,7 +22,7 @@ from typing import Any
 
 from .prepare import APPEND, CAS, DELETE, READ, WRITE, KeyHistory, LinOp, describe_op
 
-DEFAULT_CACHE_LIMIT = 1_000_000  # (bitset, state) pairs; ~ a few hundred MB at worst
+CACHE_MEMORY_BYTES = 256 << 20  # what the cache of one search may hold, roughly
 
 
 class Unknown(Exception):
@@ -99,10 +99,16 @@ def append_predecessors(ops: list[LinOp]) -> tuple[dict[str, str] | None, dict |
 
 
 def check_key(kh: KeyHistory, append_mode: str = "list", deadline: float | None = None,
-              cache_limit: int = DEFAULT_CACHE_LIMIT, t0: int = 0) -> dict:
-    """Search one key. Returns {"valid": True|False|"unknown", "method": "search", ...}."""
+              cache_limit: int | None = None, t0: int | None = 0) -> dict:
+    """Search one key. Returns {"valid": True|False|"unknown", "method": "search", ...}.
+
+    cache_limit: entries kept in Lowe's cache before it is cleared (default: what fits in
+    CACHE_MEMORY_BYTES, counting a tuple, a bitset of n bits and a shared state string each).
+    """
     ops = kh.ops
     n = len(ops)
+    if cache_limit is None:
+        cache_limit = max(10_000, CACHE_MEMORY_BYTES // (150 + n // 8))
     result: dict[str, Any] = {"valid": True, "method": "search", "ops": n}
     if n == 0:
         return result
