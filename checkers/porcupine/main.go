@@ -50,6 +50,10 @@ type op struct {
 	Out    *string `json:"out"`
 	Info   bool    `json:"info"`
 	Index  int     `json:"i"`
+	// stop, when set, is the history's "an illegal key was found" flag: once it is raised every
+	// step fails, so the search of a key that no longer matters ends at once (porcupine has no
+	// cancellation of its own). Such a key is reported "skipped", never with that verdict.
+	stop *int32
 }
 
 type keyRequest struct {
@@ -118,6 +122,9 @@ func makeModel(req *request) porcupine.Model {
 		Step: func(s, input, output interface{}) (bool, interface{}) {
 			state := s.(string)
 			o := input.(*op)
+			if o.stop != nil && atomic.LoadInt32(o.stop) != 0 {
+				return false, state
+			}
 			switch o.F {
 			case "read", "get":
 				if o.Info || o.Out == nil {
@@ -221,37 +228,39 @@ func main() {
 		})
 	}
 
-	work := make(chan job)
+	// Every key gets its own goroutine (at most maxConcurrent at once) so that a few hard keys
+	// run side by side instead of queueing behind each other; the Go scheduler shares the CPUs.
+	sem := make(chan struct{}, maxConcurrent)
 	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	for w := 0; w < workers; w++ {
+	keyTimeout := time.Duration(req.KeyMs) * time.Millisecond
+	for _, j := range jobs {
+		j := j
+		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range work {
-				kr := req.Histories[j.hist].Keys[j.key]
-				res := keyResult{Key: kr.Key, Result: "skipped"}
-				if req.AllKeys || atomic.LoadInt32(&stopped[j.hist]) == 0 {
-					res = checkKey(model, kr, timeout, time.Duration(req.KeyMs)*time.Millisecond, start)
-					if res.Result == "illegal" {
-						atomic.StoreInt32(&stopped[j.hist], 1)
-					}
+			defer func() { <-sem }()
+			kr := req.Histories[j.hist].Keys[j.key]
+			flag := &stopped[j.hist]
+			res := keyResult{Key: kr.Key, Result: "skipped"}
+			if req.AllKeys || atomic.LoadInt32(flag) == 0 {
+				if req.AllKeys {
+					flag = nil
 				}
-				mu.Lock()
-				resp.Histories[j.hist].Keys[j.key] = res
-				done[j] = true
-				mu.Unlock()
+				res = checkKey(model, kr, timeout, keyTimeout, start, flag)
 			}
+			mu.Lock()
+			resp.Histories[j.hist].Keys[j.key] = res
+			done[j] = true
+			mu.Unlock()
 		}()
 	}
-	for _, j := range jobs {
-		work <- j
-	}
-	close(work)
 	wg.Wait()
 	mu.Lock()
 	writeResponse(resp)
 }
+
+const maxConcurrent = 64
 
 func watchMemory(limit uint64, onExceeded func()) {
 	var stats runtime.MemStats
@@ -273,11 +282,14 @@ func remaining(timeout time.Duration, start time.Time) (time.Duration, bool) {
 	return left, left > 0
 }
 
-func checkKey(model porcupine.Model, kr keyRequest, timeout, keyTimeout time.Duration, start time.Time) keyResult {
+// checkKey decides one key. stop (nil when every key is wanted) is its history's flag: raised by
+// the first key found illegal, it ends the searches of the others, which then report "skipped".
+func checkKey(model porcupine.Model, kr keyRequest, timeout, keyTimeout time.Duration, start time.Time, stop *int32) keyResult {
 	res := keyResult{Key: kr.Key}
 	history := make([]porcupine.Operation, len(kr.Ops))
 	for i := range kr.Ops {
 		o := &kr.Ops[i]
+		o.stop = stop
 		history[i] = porcupine.Operation{ClientId: o.Client, Input: o, Call: o.Call, Output: o, Return: o.Ret}
 	}
 	left, ok := remaining(timeout, start)
@@ -293,6 +305,22 @@ func checkKey(model porcupine.Model, kr keyRequest, timeout, keyTimeout time.Dur
 	// The fast, non-verbose check first; the verbose one (slower) only to draw an illegal key.
 	verdict := porcupine.CheckOperationsTimeout(model, history, left)
 	res.Ms = float64(time.Since(began).Microseconds()) / 1000.0
+	if stop != nil {
+		// Trust the verdict only if no other key raised the flag while this one was searched;
+		// the first illegal key raises it itself.
+		if verdict == porcupine.Illegal {
+			if !atomic.CompareAndSwapInt32(stop, 0, 1) {
+				res.Result = "skipped"
+				return res
+			}
+		} else if atomic.LoadInt32(stop) != 0 {
+			res.Result = "skipped"
+			return res
+		}
+		for i := range kr.Ops {
+			kr.Ops[i].stop = nil // the drawing below must see the real model
+		}
+	}
 	switch verdict {
 	case porcupine.Ok:
 		res.Result = "ok"
