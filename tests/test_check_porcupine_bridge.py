@@ -85,3 +85,12 @@ def test_hard_key_over_its_time_or_memory_bound_is_unknown(helper):
     [a] = porcupine.check_batch([("h", keys, {})], model="kv", append_mode="concat", init="",
                                 key_timeout_s=60, all_keys=True, memory_limit_mb=30)
     assert a["0"]["result"] == "unknown" and "memory bound" in a["0"]["error"]
+
+
+def test_unwritable_cache_is_reported_not_crashed(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SPLITBRAIN_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(porcupine, "_built", None)
+    with pytest.raises(porcupine.PorcupineUnavailable, match="SPLITBRAIN_CACHE"):
+        porcupine.ensure_binary()

@@ -70,10 +70,14 @@ def ensure_binary() -> str:
     if go is None:
         raise PorcupineUnavailable("no Go toolchain found (looked for `go` on PATH and in "
                                    + ", ".join(GO_FALLBACKS) + ")")
-    os.makedirs(cache_dir(), exist_ok=True)
-    # Build into a temporary name and rename: concurrent first uses never see half a binary.
-    fd, tmp = tempfile.mkstemp(prefix=".porcupine-build-", dir=cache_dir())
-    os.close(fd)
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        # Build into a temporary name and rename: concurrent first uses never see half a binary.
+        fd, tmp = tempfile.mkstemp(prefix=".porcupine-build-", dir=cache_dir())
+        os.close(fd)
+    except OSError as e:
+        raise PorcupineUnavailable(f"cannot write the helper into {cache_dir()}: {e} "
+                                   "(set SPLITBRAIN_CACHE to a writable folder)") from None
     env = dict(os.environ)
     env.setdefault("GOTOOLCHAIN", "local")   # never download another toolchain
     env.setdefault("GOFLAGS", "-mod=mod")
