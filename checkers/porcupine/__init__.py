@@ -57,6 +57,7 @@ def binary_path() -> str:
 
 
 _built: str | None = None
+_failed: dict[str, str] = {}  # binary path -> why building it failed (not retried in this process)
 
 
 def ensure_binary() -> str:
@@ -66,6 +67,17 @@ def ensure_binary() -> str:
     if _built == path or os.access(path, os.X_OK):
         _built = path
         return path
+    if path in _failed:
+        raise PorcupineUnavailable(_failed[path])
+    try:
+        return _build(path)
+    except PorcupineUnavailable as e:
+        _failed[path] = str(e)
+        raise
+
+
+def _build(path: str) -> str:
+    global _built
     go = find_go()
     if go is None:
         raise PorcupineUnavailable("no Go toolchain found (looked for `go` on PATH and in "
