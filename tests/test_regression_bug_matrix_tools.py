@@ -89,7 +89,7 @@ def test_one_leader_per_term_and_single_votes_are_no_evidence(tmp_path):
         {"node": "n1", "event": "election_won", "term": 2},
         {"node": "n1", "event": "vote", "candidate": "n2", "term": 3, "granted": True},
         {"node": "n1", "event": "vote", "candidate": "n2", "term": 3, "granted": True},
-        '{"node": "n1", "event": "vote", "candidate": "n3", "term": 3, "gra
+        '{"node": "n1", "event": "vote", "candidate": "n3", "term": 3, "gra',
     ])
     ev = bug_matrix.node_log_evidence(str(tmp_path))
     assert ev["terms_with_two_leaders"] == {} and ev["double_votes"] == [] and ev["fatal"] == []
