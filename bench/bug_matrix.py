@@ -415,6 +415,8 @@ def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> Non
     print("-" * len(head), file=out)
     for name, rs in by_cell.items():
         cell = cells[name]
+        for r in rs:
+            r.setdefault("safety", r["valid"])
         caught = sum(1 for r in rs if r["safety"] is False)
         double = sum(1 for r in rs if r.get("terms_with_two_leaders"))
         votes = sum(1 for r in rs if r.get("double_votes"))
@@ -448,7 +450,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trim", nargs=2, metavar=("RUN_DIR", "OUT_JSONL"),
                    help="write the flagged keys' ops and the nemesis ops of a run to OUT_JSONL and exit")
     p.add_argument("--keys", help="with --trim: comma list of keys to keep instead of the flagged ones")
+    p.add_argument("--from-json", nargs="+", metavar="FILE",
+                   help="print the table of rows saved by earlier --json runs (merged) instead of running")
     opts = p.parse_args(argv)
+    if opts.from_json:
+        rows, seen = [], set()
+        for path in opts.from_json:
+            with open(path) as f:
+                for row in json.load(f):
+                    if row.get("run_dir") not in seen and row.get("cell") in {c.name for c in CELLS}:
+                        seen.add(row.get("run_dir"))
+                        rows.append(row)
+        order = {c.name: i for i, c in enumerate(CELLS)}
+        rows.sort(key=lambda r: (order[r["cell"]], r["seed"]))
+        print_table(rows, {c.name: c for c in CELLS})
+        return 0
     if opts.trim:
         keys = [k for k in (opts.keys or "").split(",") if k]
         print(json.dumps(trim_history(opts.trim[0], opts.trim[1], keys or None)))
