@@ -272,7 +272,7 @@ def node_log_evidence(run_dir: str) -> dict:
     for path in glob.glob(os.path.join(run_dir, "nodes", "*", "node.log")):
         with open(path, errors="replace") as f:
             for line in f:
-                if '"election_won"' not in line and '"fatal"' not in line and '"vote"' not in line:
+                if not any(word in line for word in ('"election_won"', '"fatal"', '"vote"', '"candidate"')):
                     continue
                 try:
                     ev = json.loads(line)
@@ -282,6 +282,9 @@ def node_log_evidence(run_dir: str) -> dict:
                     leaders_by_term[int(ev.get("term", -1))].add(ev.get("node"))
                 elif ev.get("event") == "vote" and ev.get("granted"):
                     granted[(ev.get("node"), int(ev.get("term", -1)))].add(ev.get("candidate"))
+                elif ev.get("event") == "role" and ev.get("role") == "candidate":
+                    # A candidate votes for itself in its new term (not logged as a "vote").
+                    granted[(ev.get("node"), int(ev.get("term", -1)))].add(ev.get("node"))
                 elif ev.get("event") == "fatal":
                     fatal.append(f"{ev.get('node')}: {ev.get('error')}")
     double = {t: sorted(n) for t, n in leaders_by_term.items() if len(n) > 1}

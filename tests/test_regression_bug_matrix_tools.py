@@ -77,9 +77,14 @@ def test_node_log_evidence_finds_two_leaders_in_a_term_and_a_double_vote(tmp_pat
         {"node": "n2", "event": "election_won", "term": 5},
         {"node": "n2", "event": "fatal", "error": "SafetyViolation: truncate committed"},
     ])
+    _log(tmp_path / "nodes" / "n3" / "node.log", [
+        {"node": "n3", "event": "role", "role": "candidate", "term": 9, "leader": None},
+        {"node": "n3", "event": "vote", "candidate": "n1", "term": 9, "granted": True},
+    ])
     ev = bug_matrix.node_log_evidence(str(tmp_path))
     assert ev["terms_with_two_leaders"] == {4: ["n1", "n2"]}
-    assert ev["double_votes"] == ["n1 t7: ['n2', 'n3']"]
+    # n1 granted two candidates in term 7; n3 voted for itself and then for n1 in term 9.
+    assert ev["double_votes"] == ["n1 t7: ['n2', 'n3']", "n3 t9: ['n1', 'n3']"]
     assert ev["fatal"] == ["n2: SafetyViolation: truncate committed"]
     assert ev["elections"] == 3
 
