@@ -94,6 +94,21 @@ schedule:
     - {at: 3, f: resume}
     - {at: 5, f: heal}
 """,
+    # The same with a 2 s pause, every 6 s: requests queued at the paused leader are still within
+    # the clients' 3 s timeout when it resumes, and there are four cycles in 25 s.
+    "isolate-then-pause-leader-2s": """
+name: isolate-then-pause-leader-2s
+nodes: 5
+workload: register
+schedule:
+  start: 2
+  period: 6
+  steps:
+    - {at: 0, f: partition, topology: isolate-leader}
+    - {at: 0.05, f: pause, target: leader}
+    - {at: 2, f: resume}
+    - {at: 4, f: heal}
+""",
     # Kill the whole cluster and restart it, repeatedly: every node restarts inside the first
     # elections, the situation in which a forgotten vote can be cast twice in one term.
     "kill-all-loop": """
@@ -209,6 +224,8 @@ CELLS: list[Cell] = [
          "a paused leader resumes, but the new leader's messages are read first and depose it"),
     Cell("lease-read-isolated-pause", "lease-read", "invalid", "docker", _sc("isolate-then-pause-leader"),
          "the isolated leader paused; resumed, its stalled ticks leave its lease valid"),
+    Cell("lease-read-isolated-pause-2s", "lease-read", "invalid", "docker", _sc("isolate-then-pause-leader-2s"),
+         "as above, pause 2 s every 6 s: the queued reads are answered on resume"),
     Cell("lease-read-clock-only", "lease-read", "valid", "local", ["--nemesis", "clock"],
          "clock skew alone: no other leader exists to make a lease read stale"),
     # -- ack-before-commit: a write is answered once the leader's own log has it ------------------
