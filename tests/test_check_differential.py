@@ -19,11 +19,8 @@ from checkers.unique import check_unique
 
 
 @pytest.fixture(scope="module")
-def helper():
-    try:
-        return porcupine.ensure_binary()
-    except porcupine.PorcupineUnavailable as e:
-        pytest.skip(f"porcupine helper unavailable: {e}")
+def helper(porcupine_helper):
+    return porcupine_helper
 
 
 def verdicts(ops):

@@ -15,11 +15,8 @@ DATA = "/work/shared/data/porcupine"
 
 
 @pytest.fixture(scope="module")
-def helper():
-    try:
-        return porcupine.ensure_binary()
-    except porcupine.PorcupineUnavailable as e:
-        pytest.skip(f"porcupine helper unavailable: {e}")
+def helper(porcupine_helper):
+    return porcupine_helper
 
 
 def test_binary_is_cached_under_a_name_keyed_by_the_source_hash(helper):

@@ -44,11 +44,8 @@ def test_our_python_checker_decides_every_key_of_c50_bad_where_porcupine_cannot(
 
 
 @pytest.fixture(scope="module")
-def helper():
-    try:
-        return porcupine.ensure_binary()
-    except porcupine.PorcupineUnavailable as e:
-        pytest.skip(f"porcupine helper unavailable: {e}")
+def helper(porcupine_helper):
+    return porcupine_helper
 
 
 def test_porcupine_in_one_batch_gives_every_etcd_history_its_known_verdict(helper):
