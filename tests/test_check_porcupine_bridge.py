@@ -11,7 +11,11 @@ from checkers import porcupine
 from checkers.generate import register_history
 from checkers.prepare import partition
 
-DATA = "/work/shared/data/porcupine"
+# The shared data sits beside the clone (../shared), or at its usual place in this workplace.
+DATA = os.environ.get("SPLITBRAIN_PORCUPINE_DATA",
+                      os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "porcupine"))
+if not os.path.isdir(DATA):
+    DATA = "/work/shared/data/porcupine"
 
 
 @pytest.fixture(scope="module")
