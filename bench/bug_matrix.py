@@ -429,7 +429,7 @@ def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> Non
     by_cell: dict[str, list[dict]] = collections.defaultdict(list)
     for r in rows:
         by_cell[r["cell"]].append(r)
-    head = (f"{'cell':26} {'bug':18} {'fault':26} {'expect':8} {'caught':7} {'2-ldr':5} {'2-vote':6} "
+    head = (f"{'cell':30} {'bug':18} {'fault':26} {'expect':8} {'caught':7} {'2-ldr':5} {'2-vote':6} "
             f"verdict per seed")
     print(head, file=out)
     print("-" * len(head), file=out)
@@ -443,7 +443,7 @@ def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> Non
         per_seed = ", ".join(f"s{r['seed']}={verdict_word(r['safety'])}"
                              f"{'' if r['valid'] == r['safety'] else '/stats:' + verdict_word(r['valid'])}"
                              f"({r['ops'].get('ok', 0)} ok)" for r in rs)
-        print(f"{name:26} {cell.bug or '-':18} {cell.fault:26} {cell.expect:8} {caught}/{len(rs):<5} "
+        print(f"{name:30} {cell.bug or '-':18} {cell.fault:26} {cell.expect:8} {caught}/{len(rs):<5} "
               f"{double:<5} {votes:<6} {per_seed}", file=out)
 
 
@@ -472,7 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keys", help="with --trim: comma list of keys to keep instead of the flagged ones")
     p.add_argument("--from-json", nargs="+", metavar="FILE",
                    help="print the table of rows saved by earlier --json runs (merged) instead of running")
+    p.add_argument("--write-scenarios", metavar="DIR",
+                   help="write the matrix's own scenario files (isolate-follower.yaml, ...) to DIR and exit")
     opts = p.parse_args(argv)
+    if opts.write_scenarios:
+        os.makedirs(opts.write_scenarios, exist_ok=True)
+        for name in EXTRA_SCENARIOS:
+            print(resolve_args([f"@{name}"], opts.write_scenarios)[0])
+        return 0
     if opts.from_json:
         rows, seen = [], set()
         for path in opts.from_json:
@@ -491,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if opts.list:
         for c in CELLS:
-            print(f"{c.name:26} {c.bug or '-':18} {c.provisioner:7} {c.expect:8} {c.fault:28} {c.why}")
+            print(f"{c.name:30} {c.bug or '-':18} {c.provisioner:7} {c.expect:8} {c.fault:28} {c.why}")
         return 0
     try:
         seeds = [int(s) for s in opts.seeds.split(",") if s.strip()]

@@ -104,3 +104,13 @@ def test_unknown_cells_are_refused_with_the_valid_names(capsys):
     with pytest.raises(SystemExit):
         bug_matrix.main(["--cells", "stale-reed"])
     assert "unknown cell(s) ['stale-reed']" in capsys.readouterr().err
+
+
+def test_the_matrix_scenarios_are_valid_scenario_files(tmp_path, capsys):
+    from chaos.scenario import load_scenario
+    assert bug_matrix.main(["--write-scenarios", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert sorted(os.path.basename(w) for w in written) == sorted(f"{n}.yaml" for n in bug_matrix.EXTRA_SCENARIOS)
+    for path in written:
+        config = load_scenario(path)
+        assert config.schedule or config.faults_in_use, path
