@@ -209,6 +209,8 @@ CELLS: list[Cell] = [
     Cell("ok-leader-kill-loop", None, "valid", "local", _sc("leader-kill-loop"), "correct node, shipped scenario"),
     Cell("ok-isolate-then-pause-leader", None, "valid", "docker", _sc("isolate-then-pause-leader"),
          "correct node, the lease-read trigger (the control of lease-read-isolated-pause)"),
+    Cell("ok-isolate-then-pause-leader-2s", None, "valid", "docker", _sc("isolate-then-pause-leader-2s"),
+         "correct node, the control of lease-read-isolated-pause-2s"),
     # -- stale-read: any node answers reads from its own applied state ----------------------------
     Cell("stale-read", "stale-read", "invalid", "docker", _sc("isolate-follower"),
          "an isolated follower keeps answering reads while the majority writes"),
