@@ -431,7 +431,7 @@ def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> Non
     by_cell: dict[str, list[dict]] = collections.defaultdict(list)
     for r in rows:
         by_cell[r["cell"]].append(r)
-    head = (f"{'cell':30} {'bug':18} {'fault':26} {'expect':8} {'caught':7} {'2-ldr':5} {'2-vote':6} "
+    head = (f"{'cell':30} {'bug':18} {'fault':28} {'expect':8} {'caught':7} {'2-ldr':5} {'2-vote':6} "
             f"verdict per seed")
     print(head, file=out)
     print("-" * len(head), file=out)
@@ -445,7 +445,7 @@ def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> Non
         per_seed = ", ".join(f"s{r['seed']}={verdict_word(r['safety'])}"
                              f"{'' if r['valid'] == r['safety'] else '/stats:' + verdict_word(r['valid'])}"
                              f"({r['ops'].get('ok', 0)} ok)" for r in rs)
-        print(f"{name:30} {cell.bug or '-':18} {cell.fault:26} {cell.expect:8} {caught}/{len(rs):<5} "
+        print(f"{name:30} {cell.bug or '-':18} {cell.fault:28} {cell.expect:8} {caught}/{len(rs):<5} "
               f"{double:<5} {votes:<6} {per_seed}", file=out)
 
 
