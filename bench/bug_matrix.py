@@ -364,15 +364,26 @@ def run_cell(cell: Cell, seed: int, opts, pool: AddressPool, scenario_dir: str) 
     if run_dir and os.path.exists(os.path.join(run_dir, "results.json")):
         with open(os.path.join(run_dir, "results.json")) as f:
             results = json.load(f)
-    row["valid"] = results.get("valid", "crashed")
+    row["reason"] = results.get("reason", (out or "").strip().splitlines()[-1:] or "")
+    return describe_run(row, results)
+
+
+def safety_verdict(results: dict):
+    """The verdict of the safety checkers only (see below); "crashed" without results."""
     # "Caught" means a safety checker said invalid. The stats checker also says invalid when some
     # kind of operation never succeeded (Jepsen's rule), which a kill-everything schedule can
     # cause on the correct node: that is unavailability, not a caught bug.
     safety = [c.get("valid") for name, c in (results.get("checkers") or {}).items()
               if name in ("linearizable", "set") and isinstance(c, dict)]
-    row["safety"] = (False if False in safety else "unknown" if "unknown" in safety or not safety
-                     else True) if results else "crashed"
-    row["reason"] = results.get("reason", (out or "").strip().splitlines()[-1:] or "")
+    return (False if False in safety else "unknown" if "unknown" in safety or not safety
+            else True) if results else "crashed"
+
+
+def describe_run(row: dict, results: dict) -> dict:
+    """Verdicts, op counts and node-log evidence of the run in row["run_dir"]."""
+    run_dir = row.get("run_dir")
+    row["valid"] = results.get("valid", "crashed")
+    row["safety"] = safety_verdict(results)
     lin = results.get("checkers", {}).get("linearizable", {}) or {}
     row["illegal_key"] = lin.get("first_illegal_key")
     set_res = results.get("checkers", {}).get("set", {}) or {}
@@ -438,7 +449,7 @@ def print_table(rows: list[dict], cells: dict[str, Cell], out=sys.stdout) -> Non
     for name, rs in by_cell.items():
         cell = cells[name]
         for r in rs:
-            r.setdefault("safety", r["valid"])
+            r.setdefault("safety", r["valid"])   # rows saved before the safety verdict existed
         caught = sum(1 for r in rs if r["safety"] is False)
         double = sum(1 for r in rs if r.get("terms_with_two_leaders"))
         votes = sum(1 for r in rs if r.get("double_votes"))
@@ -489,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
                 for row in json.load(f):
                     if row.get("run_dir") not in seen and row.get("cell") in {c.name for c in CELLS}:
                         seen.add(row.get("run_dir"))
+                        results_path = os.path.join(row.get("run_dir") or "", "results.json")
+                        if os.path.exists(results_path):   # re-read: older rows lack newer fields
+                            with open(results_path) as r:
+                                describe_run(row, json.load(r))
                         rows.append(row)
         order = {c.name: i for i, c in enumerate(CELLS)}
         rows.sort(key=lambda r: (order[r["cell"]], r["seed"]))
