@@ -539,7 +539,7 @@ class Runner:
         ops = read_jsonl(self.run.history_path)
         t0 = time.monotonic()
         results = self.checker(ops, workload=self.workload.checker_workload, checker=self.config.checker,
-                               out_dir=self.run.path, time_budget_s=self.config.check_time_budget)
+                               out_dir=self.run.report_dir, time_budget_s=self.config.check_time_budget)
         results = dict(results)
         results.setdefault("checkers", {})
         if self.workload.final_reads_required:

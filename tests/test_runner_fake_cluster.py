@@ -71,6 +71,8 @@ def test_a_run_records_a_paired_history_with_final_reads_and_exits_by_the_verdic
     assert status_lines and {json.loads(l)["node"] for l in status_lines} == {"n1", "n2", "n3"}
     kw = checker.calls[0][1]
     assert kw["workload"] == "register"
+    # the checker draws porcupine's visualizations into the report folder, where the report links them
+    assert kw["out_dir"] == os.path.join(run_dir, "report")
 
 
 @pytest.mark.parametrize("valid,code", [(True, 0), (False, 1), ("unknown", 2)])
