@@ -236,6 +236,8 @@ class Runner:
             raise RunAborted(f"the {cfg.provisioner} provisioner cannot inject {', '.join(unsupported)} "
                              f"(it supports: {', '.join(sorted(self.db.supported_faults)) or 'none'})")
         log.info("setting up %d nodes with the %s provisioner", cfg.nodes, cfg.provisioner)
+        if hasattr(self.db, "failed_setup_log_dir"):
+            self.db.failed_setup_log_dir = self.run.node_dir
         self.nodes = list(self.db.setup(cfg.nodes))
         self.timings["setup_s"] = round(time.monotonic() - t0, 3)
         log.info("cluster ready in %.1f s: %s", self.timings["setup_s"],

@@ -266,3 +266,19 @@ def test_nodes_under_libfaketime_avoid_its_slow_timed_wait_fix(cluster):
     with open(f"/proc/{proc.pid}/environ", "rb") as f:
         env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
     assert env[b"LD_PRELOAD"] and env[b"FAKETIME_FORCE_MONOTONIC_FIX"] == b"0"
+
+
+def test_a_setup_that_fails_leaves_the_node_logs_where_the_runner_asked(tmp_path):
+    # nodes that die at start never elect a leader: setup tears down, but the logs that say why
+    # are copied out first
+    from chaos.provision.base import ProvisionError
+
+    db = LocalDB(f"tlocal-salvage-{os.getpid()}", NodeOptions(extra_args=("--no-such-flag",)), nodes=3,
+                 base_address=base_address(6), leader_timeout=3.0)
+    db.failed_setup_log_dir = lambda node_id: str(tmp_path / node_id)
+    with pytest.raises(ProvisionError):
+        db.setup()
+    for node_id in ("n1", "n2", "n3"):
+        stderr = (tmp_path / node_id / "stderr.log").read_text()
+        assert "--no-such-flag" in stderr
+    assert not os.path.exists(db.state_file)

@@ -209,6 +209,19 @@ class Provisioner(DB):
         self._process_started: dict[str, float] = {}   # node id -> monotonic start of its process
         self._clock_state: dict[str, tuple[float, float]] = {}  # node id -> (spec offset, rate)
         self._clock_calibrated: set[str] = set()  # nodes whose process start was measured
+        # Where a failed setup leaves each node's logs before tearing down (the runner sets it):
+        # a cluster that never elected a leader is exactly when they are needed.
+        self.failed_setup_log_dir: Callable[[str], str] | None = None
+
+    def salvage_logs(self) -> None:
+        """Copy every node's logs to failed_setup_log_dir(node id), best effort."""
+        if self.failed_setup_log_dir is None:
+            return
+        for node in self.nodes:
+            try:
+                self.collect_logs(node, self.failed_setup_log_dir(node.id))
+            except Exception:  # noqa: BLE001 - diagnostics only; teardown must still run
+                pass
 
     def add_start_hook(self, hook: Callable[[Node], None]) -> None:
         self._start_hooks.append(hook)

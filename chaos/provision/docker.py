@@ -185,6 +185,7 @@ class DockerDB(Provisioner):
                 except ProvisionError as e:
                     raise ProvisionError(f"{e}\n{self._stderr_tails()}") from None
         except BaseException:
+            self.salvage_logs()
             self.teardown()
             raise
         return self.nodes

@@ -203,6 +203,7 @@ class LocalDB(Provisioner):
                 self.wait_for_leader(self.leader_timeout)
                 self._check_source_binding()
         except BaseException:
+            self.salvage_logs()
             self.teardown()
             raise
         return self.nodes
