@@ -554,6 +554,13 @@ class Runner:
                 if before is True:
                     results["reason"] = (f"final reads of {len(failed)} key(s) never succeeded, so "
                                          "lost elements cannot be ruled out")
+        try:
+            from checkers.election_safety import add_to_results as add_election_safety
+        except ImportError:
+            add_election_safety = None
+        if add_election_safety is not None:
+            # from the node logs collected at cleanup: two leaders in a term, a voter voting twice
+            results = add_election_safety(results, self.run.path)
         self.timings["check_s"] = round(time.monotonic() - t0, 3)
         results.setdefault("reason", "")
         return results

@@ -55,6 +55,7 @@ def run_check(args) -> int:
     from chaos.history import HistoryError
 
     from . import CheckError, check_history, infer_workload
+    from .election_safety import add_to_results as add_election_safety
     from .formats import load_history
 
     path = args.path
@@ -81,6 +82,7 @@ def run_check(args) -> int:
         return EXIT_ERROR
     result["format"] = fmt
     if run_dir:
+        add_election_safety(result, run_dir)
         tmp = os.path.join(run_dir, ".results.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2, default=str)
