@@ -244,7 +244,9 @@ def _checkers_section(run: RunData, report_dir: str) -> str:
             for k in ("lost", "duplicated", "unexpected", "recovered"):
                 if isinstance(c.get(k), list):
                     detail.append(f"{k}: {len(c[k])}")
-        rows.append(tr([esc(name), pill(verdict_word(c.get("valid"))), esc("; ".join(detail))]))
+        # A checker with no verdict at all (availability) measures; it does not judge.
+        badge = pill(verdict_word(c.get("valid"))) if "valid" in c else pill("measured")
+        rows.append(tr([esc(name), badge, esc("; ".join(detail))]))
     out.append(table(["checker", "verdict", "details"], rows))
 
     lin = checkers.get("linearizable")

@@ -1,6 +1,7 @@
 """The report says at once whether the run held, why, and how to reproduce it."""
 
 import html
+import json
 import os
 import re
 
@@ -87,3 +88,17 @@ def test_a_run_that_crashed_before_its_history_shows_why_from_the_controller_log
     assert "Missing from the run directory: history.jsonl" in page
     crash = re.search(r'<section id="crash">.*?</section>', page, flags=re.S).group(0)
     assert "run crashed: ModuleNotFoundError: &lt;x&gt;" in crash
+
+
+def test_a_checker_that_only_measures_is_shown_as_measured_not_unknown(tmp_path):
+    run_dir = build_run(tmp_path, ops=400, seed=3)
+    results_path = os.path.join(run_dir, "results.json")
+    with open(results_path) as f:
+        results = json.load(f)
+    results["checkers"]["availability"] = {"during_faults": {"ops": 10, "ok": 9}, "outside_faults": {"ops": 5, "ok": 5}}
+    with open(results_path, "w") as f:
+        json.dump(results, f)
+    page = read(render_run(run_dir))
+    row = re.search(r"<tr><td>availability</td><td>(.*?)</td>", page)
+    assert row, "no availability row in the checker table"
+    assert "measured" in row.group(1) and "unknown" not in row.group(1)
