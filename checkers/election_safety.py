@@ -50,6 +50,7 @@ def check_node_logs(run_dir: str) -> dict | None:
                     for (voter, term), candidates in sorted(votes.items()) if len(candidates) > 1]
     result = {"valid": not two_leaders and not double_votes, "terms_with_two_leaders": two_leaders,
               "double_votes": double_votes, "terms_with_a_leader": len(leaders),
+              "elections_won": sum(len(nodes) for nodes in leaders.values()),
               "node_logs": len(paths), "unreadable_lines": unreadable}
     if two_leaders:
         t = two_leaders[0]
