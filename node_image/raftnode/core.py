@@ -521,16 +521,24 @@ class RaftCore:
             self._send_append(peer, heartbeat=True)
         self._send_to.clear()
 
-    def _handle_append_resp(self, msg: Message) -> None:
+    def _heard_from(self, msg: Message):
+        """Record that a follower answered (liveness for check-quorum, its ReadIndex ack);
+        None when the sender is not one of our followers."""
         pr = self.progress.get(msg.src)
         if pr is None:
-            return
+            return None
         pr.active = True
         pr.last_heard = self._ticks
         if msg.context > pr.read_ack:
             pr.read_ack = msg.context
             if self._pending_reads:
                 self._confirm_reads()
+        return pr
+
+    def _handle_append_resp(self, msg: Message) -> None:
+        pr = self._heard_from(msg)
+        if pr is None:
+            return
         if msg.success:
             pr.paused = False
             if msg.match_index > pr.match:
@@ -745,15 +753,9 @@ class RaftCore:
                            context=msg.context))
 
     def _handle_snapshot_resp(self, msg: Message) -> None:
-        pr = self.progress.get(msg.src)
+        pr = self._heard_from(msg)
         if pr is None:
             return
-        pr.active = True
-        pr.last_heard = self._ticks
-        if msg.context > pr.read_ack:
-            pr.read_ack = msg.context
-            if self._pending_reads:
-                self._confirm_reads()
         if msg.snapshot_index != pr.snapshot_sent_index or pr.snapshot_offset < 0:
             return  # about a transfer we abandoned
         if msg.success and msg.match_index > 0:
