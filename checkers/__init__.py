@@ -39,6 +39,13 @@ class CheckError(RuntimeError):
     """A check could not be run as asked (e.g. porcupine requested but Go is missing)."""
 
 
+def _visualization_paths(out_dir: str, keys) -> dict:
+    """Where porcupine draws each key: out_dir/porcupine/<key>.html (the folder is made)."""
+    folder = os.path.join(os.path.abspath(out_dir), "porcupine")
+    os.makedirs(folder, exist_ok=True)
+    return {kh.key: os.path.join(folder, _safe_name(kh.key) + ".html") for kh in keys}
+
+
 def _safe_name(key: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(key))[:100] or "key"
 
@@ -97,11 +104,7 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
 
     if for_porcupine:
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-        vis = {}
-        if out_dir:
-            os.makedirs(os.path.join(out_dir, "porcupine"), exist_ok=True)
-            vis = {kh.key: os.path.join(os.path.abspath(out_dir), "porcupine", _safe_name(kh.key) + ".html")
-                   for kh in for_porcupine}
+        vis = _visualization_paths(out_dir, for_porcupine) if out_dir else {}
         try:
             [answers] = _porcupine.check_batch([("history", for_porcupine, vis)], model=model, append_mode=mode,
                                                init=for_porcupine[0].init, timeout_s=remaining,
@@ -144,9 +147,7 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
     if out_dir and (have_go or _porcupine.available()):
         undrawn = [kh for kh in keys if results[kh.key]["valid"] is False and "visualization" not in results[kh.key]]
         if undrawn:
-            os.makedirs(os.path.join(out_dir, "porcupine"), exist_ok=True)
-            vis = {kh.key: os.path.join(os.path.abspath(out_dir), "porcupine", _safe_name(kh.key) + ".html")
-                   for kh in undrawn}
+            vis = _visualization_paths(out_dir, undrawn)
             try:
                 [answers] = _porcupine.check_batch([("history", undrawn, vis)], model=model, append_mode=mode,
                                                    init=undrawn[0].init, timeout_s=VISUALIZE_BUDGET_S,
