@@ -29,6 +29,7 @@ from .search import check_key as _search_key
 from .set_checker import check_set
 from .stats import check_availability, check_stats
 from .unique import check_unique
+from .workers import DONE, run_jobs
 
 WORKLOADS = ("register", "set", "kv")
 CHECKERS = ("auto", "porcupine", "python")
@@ -180,54 +181,69 @@ def check_linearizable(ops: list[Op], *, model: str = "register", checker: str =
 # Each key first gets a short sequential try; only keys that need longer go to worker processes,
 # where starting the processes (~0.1-0.3 s) is worth it.
 PROBE_S = 0.5
+# A search is never unbounded, even when the caller gives no time budget: past this it is
+# "unknown". It also bounds how long an orphaned worker (its parent killed) can run on.
+UNBUDGETED_SEARCH_S = 3600.0
 
 
-def _search_one(args):
-    kh, mode, deadline, t0 = args
+def _search_one(kh: KeyHistory, mode: str, deadline: float, t0) -> dict:
     t = time.perf_counter()
     r = _search_key(kh, mode, deadline=deadline, t0=t0)
     r.update(checker="python", ms=round((time.perf_counter() - t) * 1000, 3))
-    return kh.key, r
+    return r
+
+
+def _out_of_time(kh: KeyHistory, why: str) -> dict:
+    return {"valid": "unknown", "method": "search", "ops": len(kh.ops), "checker": "python", "reason": why}
 
 
 def _search_keys(keys: list[KeyHistory], mode: str, deadline: float | None, t0, all_keys: bool,
                  workers: int | None):
-    """Yield (key, result) from our search, the hard keys in parallel processes; stops after the
-    first illegal key unless all_keys (remaining workers are terminated, not left running)."""
+    """Yield (key, result) from our search, the hard keys in parallel worker processes; stops
+    after the first illegal key unless all_keys (the workers are then killed, not left running)."""
     workers = workers or min(4, os.cpu_count() or 1)
+
+    def deadline_now() -> float:
+        cap = time.monotonic() + UNBUDGETED_SEARCH_S
+        return cap if deadline is None else min(deadline, cap)
+
     hard = []
     for kh in keys:
         probe_end = time.monotonic() + PROBE_S
-        if workers >= 2 and len(keys) >= 2 and (deadline is None or probe_end < deadline):
-            key, r = _search_one((kh, mode, probe_end, t0))
+        if workers >= 2 and len(keys) >= 2 and probe_end < deadline_now():
+            r = _search_one(kh, mode, probe_end, t0)
             if r["valid"] == "unknown":
                 hard.append(kh)
                 continue
         else:
-            key, r = _search_one((kh, mode, deadline, t0))
-        yield key, r
+            r = _search_one(kh, mode, deadline_now(), t0)
+        yield kh.key, r
         if r["valid"] is False and not all_keys:
             return
+    if len(hard) == 1:
+        yield hard[0].key, _search_one(hard[0], mode, deadline_now(), t0)
+        return
     if not hard:
         return
-    jobs = [(kh, mode, deadline, t0) for kh in hard]
-    if len(hard) == 1:
-        yield _search_one(jobs[0])
-        return
-    import multiprocessing
-    import threading
-    # fork is cheap, but unsafe when the caller runs threads (the controller does): spawn then.
-    method = "fork" if threading.active_count() == 1 else "spawn"
-    pool = multiprocessing.get_context(method).Pool(min(workers, len(hard)))
+    # time.monotonic is system-wide on Linux, so a deadline means the same in the workers.
+    def jobs():  # the deadline is taken when a job starts: with no budget, each gets the full cap
+        for i, kh in enumerate(hard):
+            d = deadline_now()
+            yield i, (kh, mode, d, t0), d
+
+    outcomes = run_jobs(_search_one, jobs(), min(workers, len(hard)))
     try:
-        # time.monotonic is system-wide on Linux, so the deadline means the same in the workers.
-        for key, r in pool.imap_unordered(_search_one, jobs):
-            yield key, r
+        for i, outcome in outcomes:
+            kh = hard[i]
+            if outcome.status == DONE:
+                r = outcome.value
+            else:
+                r = _out_of_time(kh, outcome.detail)
+            yield kh.key, r
             if r["valid"] is False and not all_keys:
                 return
     finally:
-        pool.terminate()
-        pool.join()
+        outcomes.close()  # kills and reaps the workers now, not whenever the generator is collected
 
 
 def _reason(result: dict) -> str:
