@@ -210,4 +210,4 @@ def test_a_silent_follower_falls_back_to_one_probe_per_heartbeat():
         core.tick()
         sent_to_n2 += [m for m in messages(drain(core), APPEND) if m.dst == "n2"]
     assert len(sent_to_n2) <= 2, "only heartbeat probes go to a silent follower"
-    assert core.progress["n2"].probing
+    assert core.progress["n2"].state == "probe"

@@ -37,10 +37,12 @@ from __future__ import annotations
 import bisect
 import math
 
+from .codec import _ENTRY_HEAD, MAX_FRAME_BYTES, PreEncoded, encode_entry_data
+from .tracker import STATE_PROBE, STATE_REPLICATE, STATE_SNAPSHOT, Progress
 from .types import (APPEND, APPEND_RESP, CANDIDATE, COMMAND, FOLLOWER, LEADER, NOOP, PRE_CANDIDATE,
                     PRE_VOTE, PRE_VOTE_RESP, REQUEST_VOTE, REQUEST_VOTE_RESP, SNAPSHOT, SNAPSHOT_RESP,
-                    Config, Entry, Event, HardState, Message, NotLeader, ReadState, Ready,
-                    SnapshotInstall, StorageState)
+                    Config, Entry, Event, HardState, Message, NotLeader, ProposalDropped, ReadState,
+                    Ready, SnapshotInstall, StorageState)
 
 CORE_BUGS = frozenset({"commit-old-term", "stale-read", "lease-read"})
 DRIVER_BUGS = frozenset({"no-fsync", "ack-before-commit", "forget-vote"})
@@ -58,24 +60,25 @@ def _term_key(entry: Entry) -> int:
     return entry.term
 
 
-class _Progress:
-    """The leader's view of one follower."""
+def _term_bytes_key(entry: Entry) -> int:
+    return entry._term_bytes
 
-    __slots__ = ("next", "match", "probing", "paused", "active", "last_heard", "read_ack",
-                 "snapshot_offset", "snapshot_sent_index")
 
-    def __init__(self, next_index: int):
-        self.next = next_index
-        self.match = 0
-        # Probing: we do not know where the follower's log matches ours; send one append at a
-        # time and wait for its answer. Replicating: pipeline appends optimistically.
-        self.probing = True
-        self.paused = False
-        self.active = False          # heard from since the last check-quorum round
-        self.last_heard = -1 << 62   # leader tick of the last response (lease-read bug only)
-        self.read_ack = 0            # highest ReadIndex round this follower acknowledged
-        self.snapshot_offset = -1    # >= 0 while an InstallSnapshot transfer is in progress
-        self.snapshot_sent_index = 0
+_ENTRY_HEAD_BYTES = _ENTRY_HEAD.size
+# Room in a frame for everything but the entries (fixed fields, two ids, counts).
+_FRAME_OVERHEAD = 1024
+
+
+def entry_size(entry: Entry) -> int:
+    """An entry's bytes on the wire: its encoded data plus the entry head. The data's encoding is
+    cached on the entry where the codec looks for it (codec._entry_data_bytes), so it is made
+    once per entry, here or in the transport, whichever comes first."""
+    cache = entry.__dict__
+    wire = cache.get("_wire")
+    if wire is None:
+        data = entry.data
+        wire = cache["_wire"] = data.wire if type(data) is PreEncoded else encode_entry_data(data)
+    return len(wire) + _ENTRY_HEAD_BYTES
 
 
 def validate_config(config: Config) -> None:
@@ -96,6 +99,19 @@ def validate_config(config: Config) -> None:
                          f"minimum election timeout ({config.election_timeout_min_ms} ms)")
     if config.max_entries_per_append < 1:
         raise ValueError(f"max_entries_per_append must be at least 1, got {config.max_entries_per_append}")
+    if not 0 < config.max_bytes_per_append <= MAX_FRAME_BYTES - _FRAME_OVERHEAD:
+        raise ValueError(f"max_bytes_per_append must be 1..{MAX_FRAME_BYTES - _FRAME_OVERHEAD} "
+                         f"(a frame holds at most {MAX_FRAME_BYTES} bytes), got {config.max_bytes_per_append}")
+    if not 0 < config.snapshot_chunk_bytes <= MAX_FRAME_BYTES - _FRAME_OVERHEAD:
+        raise ValueError(f"snapshot_chunk_bytes must be 1..{MAX_FRAME_BYTES - _FRAME_OVERHEAD}, "
+                         f"got {config.snapshot_chunk_bytes}")
+    if config.max_inflight_msgs < 1:
+        raise ValueError(f"max_inflight_msgs must be at least 1, got {config.max_inflight_msgs}")
+    if config.max_inflight_bytes < config.max_bytes_per_append:
+        raise ValueError(f"max_inflight_bytes ({config.max_inflight_bytes}) must be at least "
+                         f"max_bytes_per_append ({config.max_bytes_per_append})")
+    if config.max_uncommitted_bytes < 1:
+        raise ValueError(f"max_uncommitted_bytes must be positive, got {config.max_uncommitted_bytes}")
     unknown = set(config.bugs) - KNOWN_BUGS
     if unknown:
         raise ValueError(f"unknown seeded bug(s) {sorted(unknown)}; known: {sorted(KNOWN_BUGS)}")
@@ -158,9 +174,10 @@ class RaftCore:
         self._reset_election_timer()
         self.heartbeat_elapsed = 0
         self.votes: dict[str, bool] = {}
-        self.progress: dict[str, _Progress] = {}
+        self.progress: dict[str, Progress] = {}
         self._send_to: set[str] = set()
         self._noop_index = 0
+        self._proposed_bytes = self._committed_bytes = 0   # this leadership's proposals
         self._read_round = 0
         self._read_round_requested = False
         self._waiting_reads: list = []      # reads that arrived before the no-op committed
@@ -234,13 +251,31 @@ class RaftCore:
         return False
 
     def propose(self, command) -> tuple[int, int]:
-        """Append a client command to the leader's log; returns its (index, term)."""
+        """Append a client command to the leader's log; returns its (index, term). Raises
+        NotLeader on a non-leader, ProposalDropped (nothing appended) while the uncommitted
+        entries of this leader's term hold max_uncommitted_bytes or more."""
         if self.role != LEADER:
             raise NotLeader(self.leader_id)
         entry = Entry(self.last_log_index + 1, self.term, COMMAND, command)
+        # (The HTTP layer's commands carry their encoding: no need to cache it on the entry.)
+        size = (len(command.wire) + _ENTRY_HEAD_BYTES if type(command) is PreEncoded
+                else entry_size(entry))
+        total = self._proposed_bytes
+        uncommitted = total - self._committed_bytes
+        # As etcd: an empty backlog always takes one entry, however large, so progress is possible.
+        if uncommitted and uncommitted + size > self.config.max_uncommitted_bytes:
+            raise ProposalDropped(uncommitted, self.config.max_uncommitted_bytes)
+        # Each entry of our term carries the running total of our term's bytes through it:
+        # commit learns the committed bytes, and _batch the size of a run of entries, in O(1).
+        entry._term_bytes = self._proposed_bytes = total + size
         self.log.append(entry)
         self._send_to.update(self.others)
         return entry.index, entry.term
+
+    @property
+    def uncommitted_bytes(self) -> int:
+        """Bytes of this leader's proposals not committed yet (0 on a non-leader)."""
+        return self._proposed_bytes - self._committed_bytes if self.role == LEADER else 0
 
     def read_index(self, ctx) -> None:
         """Ask for a linearizable read; a later Ready carries ReadState(ctx, index), or drops ctx
@@ -322,8 +357,10 @@ class RaftCore:
                 self._read_round_requested = False
                 self._broadcast_heartbeat()
             elif self._send_to:
-                for peer in self._send_to:
-                    self._send_append(peer)
+                send_to = self._send_to
+                for peer in self.others:   # in a fixed order: a seed must replay exactly
+                    if peer in send_to:
+                        self._send_append(peer)
             self._send_to.clear()
         if self._msgs:
             rd.messages = self._msgs
@@ -477,10 +514,14 @@ class RaftCore:
         self.heartbeat_elapsed = 0
         self.election_elapsed = 0
         nxt = self.last_log_index + 1
-        self.progress = {p: _Progress(nxt) for p in self.others}
+        config = self.config
+        self.progress = {p: Progress(nxt, config.max_inflight_msgs, config.max_inflight_bytes)
+                         for p in self.others}
         self._read_round = 0
         # The no-op of our own term lets earlier-term entries commit and unlocks reads.
         noop = Entry(nxt, self.term, NOOP)
+        noop._term_bytes = self._proposed_bytes = entry_size(noop)   # see propose
+        self._committed_bytes = 0
         self.log.append(noop)
         self._noop_index = noop.index
         for peer in self.others:
@@ -490,31 +531,79 @@ class RaftCore:
 
     # -- replication (leader) --------------------------------------------------------------------
     def _send_append(self, peer: str, heartbeat: bool = False) -> None:
+        """Send what the follower's state allows (tracker.Progress); a heartbeat always sends
+        one message, which carries the commit index and the ReadIndex round."""
         pr = self.progress[peer]
-        if pr.probing and pr.paused and not heartbeat:
+        state = pr.state
+        if state == STATE_SNAPSHOT or pr.next <= self.snapshot_index:
+            self._send_snapshot(peer, pr, heartbeat)
             return
-        if pr.next <= self.snapshot_index:
-            self._send_snapshot(peer, pr)
+        if state == STATE_PROBE:
+            if pr.probe_sent:
+                if heartbeat:   # an empty probe: a lost probe must not stall the follower
+                    self._append_msg(peer, pr.next - 1, [])
+                return
+            entries, size = self._batch(pr.next, self.config.max_bytes_per_append, True)
+            self._append_msg(peer, pr.next - 1, entries)
+            pr.sent_append(pr.next - 1 + len(entries), size)
             return
-        last = self.last_log_index
-        max_n = self.config.max_entries_per_append
-        while True:
-            prev = pr.next - 1
-            if pr.next <= last:
-                entries = self.entries_between(pr.next, min(last, prev + max_n))
-            else:
-                entries = []
-            self._msgs.append(Message(APPEND, self.id, peer, self.term, prev_log_index=prev,
-                                      prev_log_term=self.term_at(prev), entries=entries,
-                                      leader_commit=self.commit_index, context=self._read_round,
-                                      needs_persist=False))
-            if pr.probing:
-                pr.paused = True
-                return
-            if entries:
-                pr.next = entries[-1].index + 1   # optimistic pipelining
-            if pr.next > last or heartbeat:
-                return
+        # Replicate: pipeline while the in-flight window has room.
+        last = self.snapshot_index + len(self.log)
+        inflights = pr.inflights
+        max_bytes = self.config.max_bytes_per_append
+        while pr.next <= last:
+            room = inflights.room()
+            if not room:
+                break  # the window is full: acknowledgements will free it
+            entries, size = self._batch(pr.next, max_bytes if max_bytes < room else room,
+                                        not inflights.count)
+            if not entries:
+                break  # the next entry does not fit in what is left of the window: wait
+            self._append_msg(peer, pr.next - 1, entries)
+            pr.sent_append(entries[-1].index, size)
+            heartbeat = False
+        if heartbeat:
+            # Nothing (more) may go: an empty append after the last entry sent. On an ordered
+            # link it arrives after them, so a rejection means an append was lost.
+            self._append_msg(peer, pr.next - 1, [])
+
+    def _batch(self, first: int, budget: int, at_least_one: bool) -> tuple[list[Entry], int]:
+        """Entries from `first` for one append, at most max_entries_per_append of them and at
+        most `budget` bytes (one entry regardless of its size when at_least_one), and their
+        size in bytes."""
+        base = self.snapshot_index + 1
+        log = self.log
+        start = first - base
+        stop = min(len(log), start + self.config.max_entries_per_append)
+        if start >= stop:
+            return [], 0
+        if start > 0 and log[start - 1].term == self.term:
+            # All of our term (see propose): sizes are differences of running totals.
+            before = log[start - 1]._term_bytes
+            total = log[stop - 1]._term_bytes - before
+            if total > budget:
+                stop = bisect.bisect_right(log, before + budget, start, stop, key=_term_bytes_key)
+                if stop == start and at_least_one:
+                    stop += 1
+                total = log[stop - 1]._term_bytes - before if stop > start else 0
+            return log[start:stop], total
+        total = 0
+        i = start
+        while i < stop:
+            entry = log[i]
+            wire = entry.__dict__.get("_wire")
+            size = len(wire) + _ENTRY_HEAD_BYTES if wire is not None else entry_size(entry)
+            if total + size > budget and (i > start or not at_least_one):
+                break
+            total += size
+            i += 1
+        return log[start:i], total
+
+    def _append_msg(self, peer: str, prev: int, entries: list[Entry]) -> None:
+        self._msgs.append(Message(APPEND, self.id, peer, self.term, prev_log_index=prev,
+                                  prev_log_term=self.term_at(prev), entries=entries,
+                                  leader_commit=self.commit_index, context=self._read_round,
+                                  needs_persist=False))
 
     def _broadcast_heartbeat(self) -> None:
         for peer in self.others:
@@ -539,23 +628,21 @@ class RaftCore:
         pr = self._heard_from(msg)
         if pr is None:
             return
+        state = pr.state
         if msg.success:
-            pr.paused = False
-            if msg.match_index > pr.match:
-                pr.match = msg.match_index
-                if pr.next <= pr.match:
-                    pr.next = pr.match + 1
-                if pr.probing:
-                    pr.probing = False
+            if pr.acknowledged(msg.match_index):
                 self._maybe_commit()
-            elif pr.probing:
-                pr.probing = False
+            if state == STATE_SNAPSHOT:
+                if pr.match < self.snapshot_index:
+                    return  # the answer to a heartbeat: the transfer goes on
+                pr.become_replicate()   # it caught up otherwise: our log covers what it lacks
+            elif state == STATE_PROBE:
+                pr.become_replicate()   # the log matches up to pr.match
             if pr.next <= self.last_log_index:
                 self._send_to.add(msg.src)
             return
-        rejected = msg.prev_log_index
-        if (pr.probing and rejected != pr.next - 1) or (not pr.probing and rejected <= pr.match):
-            return  # answer to an older append: stale
+        if state == STATE_SNAPSHOT:
+            return  # the answer to a heartbeat sent during the transfer
         if msg.conflict_term > 0:
             # Skip the follower's whole conflicting term; if we have that term, resume after our
             # last entry of it (thesis 5.3 optimisation / 6.5840 fast backup).
@@ -566,10 +653,8 @@ class RaftCore:
                 nxt = msg.conflict_index
         else:
             nxt = msg.conflict_index
-        pr.next = max(pr.match + 1, min(nxt, rejected))
-        pr.probing = True
-        pr.paused = False
-        self._send_to.add(msg.src)
+        if pr.rejected(msg.prev_log_index, nxt):   # else: the answer to an older append
+            self._send_to.add(msg.src)
 
     def _maybe_commit(self) -> None:
         matches = sorted([pr.match for pr in self.progress.values()] + [self._persisted],
@@ -582,6 +667,9 @@ class RaftCore:
                 return  # Figure 8: never commit an earlier term's entry by counting replicas
             # SEEDED BUG commit-old-term: fall through and commit it anyway
         self.commit_index = n
+        entry = self.log[n - self.snapshot_index - 1]
+        if entry.term == self.term:   # ours (not so only with the seeded bug above)
+            self._committed_bytes = entry._term_bytes
         if self._waiting_reads and n >= self._noop_index:
             waiting, self._waiting_reads = self._waiting_reads, []
             for ctx in waiting:
@@ -589,15 +677,16 @@ class RaftCore:
 
     def _quorum_active(self) -> bool:
         """Whether a majority answered since the last call (once per minimum election timeout).
-        A follower that did not answer goes back to probing: one append per heartbeat instead of
-        one per proposal, so an unreachable node does not pile up messages."""
+        A follower that did not answer goes back to probing from its last known match: an empty
+        probe per heartbeat instead of a window of appends, so an unreachable node does not pile
+        up messages."""
         active = 1
         for pr in self.progress.values():
             if pr.active:
                 active += 1
-            elif not pr.probing:
-                pr.probing = True
-                pr.paused = True
+            elif pr.state == STATE_REPLICATE:
+                pr.become_probe()
+                pr.probe_sent = True   # the next heartbeat probes
             pr.active = False
         return active >= self.quorum
 
@@ -685,24 +774,36 @@ class RaftCore:
         del self.log[:index - self.snapshot_index]
         self.snapshot_index, self.snapshot_term, self.snapshot_data = index, term, data
 
-    def _send_snapshot(self, peer: str, pr: _Progress) -> None:
-        if self.snapshot_data is None:
-            raise SafetyViolation(f"{self.id}: follower {peer} needs entry {pr.next} which is "
-                                  "compacted, but no snapshot data was given to the core")
-        if pr.snapshot_sent_index != self.snapshot_index or pr.snapshot_offset < 0:
-            pr.snapshot_sent_index = self.snapshot_index
-            pr.snapshot_offset = 0
-        data = self.snapshot_data
-        offset = pr.snapshot_offset
-        chunk = data[offset:offset + self.snapshot_chunk]
-        done = offset + len(chunk) >= len(data)
+    def _send_snapshot(self, peer: str, pr: Progress, heartbeat: bool) -> None:
+        """One chunk in flight per follower. A heartbeat during the transfer is an empty append
+        that cannot disturb it (it matches any log at index 0); the chunk in flight is sent
+        again only after an election timeout without its reply."""
+        if pr.state != STATE_SNAPSHOT:
+            if self.snapshot_data is None:
+                raise SafetyViolation(f"{self.id}: follower {peer} needs entry {pr.next} which is "
+                                      "compacted, but no snapshot data was given to the core")
+            pr.become_snapshot(self.snapshot_index, self.snapshot_term, self.snapshot_data)
+        elif heartbeat and pr.chunk_timed_out(self._ticks, self.election_ticks_min):
+            pr.resend_chunk()
+        if (pr.chunk_offset == 0 and not pr.chunk_in_flight
+                and pr.snapshot_index != self.snapshot_index):
+            # Nothing of the older snapshot arrived yet: send the newest one instead (once a
+            # transfer is under way it finishes with the snapshot it started with).
+            pr.become_snapshot(self.snapshot_index, self.snapshot_term, self.snapshot_data)
+        chunk = pr.next_chunk(self.snapshot_chunk)
+        if chunk is None:
+            if heartbeat:
+                self._msgs.append(Message(APPEND, self.id, peer, self.term, prev_log_index=0,
+                                          prev_log_term=0, leader_commit=self.commit_index,
+                                          context=self._read_round, needs_persist=False))
+            return
+        offset, data, done = chunk
         self._msgs.append(Message(SNAPSHOT, self.id, peer, self.term,
-                                  snapshot_index=self.snapshot_index,
-                                  snapshot_term=self.snapshot_term, offset=offset, data=chunk,
+                                  snapshot_index=pr.snapshot_index,
+                                  snapshot_term=pr.snapshot_term, offset=offset, data=data,
                                   done=done, leader_commit=self.commit_index,
                                   context=self._read_round, needs_persist=False))
-        pr.probing = True
-        pr.paused = True
+        pr.chunk_sent(len(data), self._ticks)
 
     def _handle_snapshot(self, msg: Message) -> None:
         if self.role != FOLLOWER or self.leader_id != msg.src:
@@ -754,23 +855,15 @@ class RaftCore:
 
     def _handle_snapshot_resp(self, msg: Message) -> None:
         pr = self._heard_from(msg)
-        if pr is None:
-            return
-        if msg.snapshot_index != pr.snapshot_sent_index or pr.snapshot_offset < 0:
-            return  # about a transfer we abandoned
+        if pr is None or pr.state != STATE_SNAPSHOT or msg.snapshot_index != pr.snapshot_index:
+            return  # about a transfer that is over or was abandoned
         if msg.success and msg.match_index > 0:
-            pr.snapshot_offset = -1
-            pr.match = max(pr.match, msg.match_index)
-            pr.next = pr.match + 1
-            pr.probing = True
-            pr.paused = False
-            self._maybe_commit()
+            # Installed (or it had the snapshot's entries already): the log follows from there.
+            if pr.acknowledged(msg.match_index):
+                self._maybe_commit()
+            pr.become_replicate()
             self._send_to.add(msg.src)
-        else:
-            # A chunk arrived (or the follower asks to resume elsewhere): continue from the
-            # offset the follower holds.
-            pr.snapshot_offset = msg.offset
-            pr.paused = False
+        elif pr.chunk_reply(msg.success, msg.offset):
             self._send_to.add(msg.src)
 
     # -- linearizable reads (ReadIndex, thesis 6.4) ----------------------------------------------

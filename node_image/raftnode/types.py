@@ -157,10 +157,27 @@ class Config:
     election_timeout_max_ms: int = 300
     heartbeat_ms: int = 50
     max_entries_per_append: int = 512
+    # Flow control, as etcd's MaxSizePerMsg / MaxInflightMsgs / MaxInflightBytes /
+    # MaxUncommittedEntriesSize. An entry's size is its encoded data plus the 21-byte entry head.
+    max_bytes_per_append: int = 1 << 20     # entries per AppendEntries (at least one is sent)
+    max_inflight_msgs: int = 256            # unacknowledged appends per follower
+    max_inflight_bytes: int = 8 << 20       # unacknowledged entry bytes per follower
+    max_uncommitted_bytes: int = 16 << 20   # past this, propose raises ProposalDropped
     pre_vote: bool = True            # part 2
     check_quorum: bool = True        # part 2
     bugs: frozenset = frozenset()    # seeded bugs (part 2), empty = correct node
     snapshot_chunk_bytes: int = 65536  # InstallSnapshot chunk size (part 2)
+
+
+class ProposalDropped(Exception):
+    """The leader refused a proposal and appended nothing: its uncommitted log already holds
+    Config.max_uncommitted_bytes (followers are slow or unreachable). The client may retry."""
+
+    def __init__(self, uncommitted_bytes: int, limit: int):
+        super().__init__(f"proposal dropped: {uncommitted_bytes} uncommitted bytes in the log "
+                         f"(limit {limit})")
+        self.uncommitted_bytes = uncommitted_bytes
+        self.limit = limit
 
 
 class NotLeader(Exception):
