@@ -52,3 +52,61 @@ def test_a_value_just_under_the_limit_is_accepted():
     body = b'{"value": "' + b"x" * (MAX_VALUE_BYTES - 10) + b'"}'
     command, problem = parse_write_body("put", "k", body)
     assert problem is None and len(command["value"]) == MAX_VALUE_BYTES - 10
+
+
+def test_the_entry_bytes_are_the_compact_command_whatever_whitespace_the_client_sent():
+    body = b'\r\n {  "value" :\t[ 1 ,  2 ]' + b" " * 500_000 + b', "seq": 7, "client_id": "c" }  \n'
+    command, problem = parse_write_body("append", "k", body)
+    assert problem is None
+    assert command.wire == b'{"op":"append","key":"k","value":[1,2],"seq":7,"client_id":"c"}'
+
+
+def test_a_duplicated_field_is_stored_once_with_the_value_every_decoder_keeps():
+    command, _ = parse_write_body("put", "k", b'{"value": "' + b"x" * 60_000 + b'", "value": 2}')
+    assert command.wire == b'{"op":"put","key":"k","value":2}'
+
+
+@pytest.mark.parametrize("op,body,field", [
+    ("put", b'{"value": 1e400}', "value"),
+    ("put", b'{"value": -1e400}', "value"),
+    ("put", b'{"value": 1E+999}', "value"),
+    ("put", b'{"value": {"deep": [0, 2.5e308]}}', "value"),
+    ("cas", b'{"expected": -9e9999, "value": 1}', "expected"),
+    ("cas", b'{"expected": 1, "value": [1e400]}', "value"),
+])
+def test_a_number_that_is_not_finite_is_refused_naming_the_field(op, body, field):
+    command, problem = parse_write_body(op, "k", body)
+    assert command is None and problem["error"] == "bad_number"
+    assert f"field {field!r}" in problem["detail"] and "finite" in problem["detail"]
+
+
+def test_tiny_and_large_finite_numbers_are_accepted():
+    command, problem = parse_write_body("put", "k", b'{"value": [1e-400, 1.7e308, -0.0, 123456789012345678901234567890]}')
+    assert problem is None and json.loads(command.wire)["value"] == [0.0, 1.7e308, -0.0, 123456789012345678901234567890]
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"value": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+])
+def test_a_body_nested_100000_deep_is_refused_not_a_recursion_error(body):
+    command, problem = parse_write_body("put", "k", body)
+    assert command is None and problem["error"] == "too_deep" and "100" in problem["detail"]
+
+
+def test_values_nest_at_most_100_levels():
+    deepest = b"[" * 100 + b"]" * 100
+    command, problem = parse_write_body("put", "k", b'{"value": ' + deepest + b"}")
+    assert problem is None
+    command, problem = parse_write_body("cas", "k", b'{"expected": [' + deepest + b'], "value": 1}')
+    assert command is None and problem["error"] == "too_deep" and "expected" in problem["detail"]
+    # brackets inside strings are not nesting
+    command, problem = parse_write_body("put", "k", b'{"value": "' + b"[" * 500 + b'"}')
+    assert problem is None
+
+
+def test_a_lone_surrogate_is_stored_as_an_escape_that_decodes_to_the_same_string():
+    command, problem = parse_write_body("put", "k\u00e9", b'{"value": "a\\ud800b"}')
+    assert problem is None and command["value"] == "a\ud800b"
+    assert json.loads(command.wire) == dict(command) and command.wire.isascii()

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import secrets
 
 from raftnode.localcluster import free_ports
 from raftnode.server import NodeOptions, RaftNode, parse_cluster
@@ -11,7 +12,8 @@ def test_a_failing_log_write_stops_the_node_and_the_write_is_not_acknowledged(tm
     peer_port, client_port = free_ports(2)
     opts = NodeOptions(node_id="n1", cluster=parse_cluster(f"n1=127.0.0.1:{peer_port}/127.0.0.1:{client_port}"),
                        client_listen=("127.0.0.1", client_port), peer_listen=("127.0.0.1", peer_port),
-                       data_dir=str(tmp_path / "data"), log_file=str(tmp_path / "node.log"), log_stderr=False)
+                       data_dir=str(tmp_path / "data"), log_file=str(tmp_path / "node.log"), log_stderr=False,
+                       peer_secret=secrets.token_bytes(32))
 
     async def scenario():
         node = RaftNode(opts)

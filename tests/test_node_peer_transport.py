@@ -2,11 +2,10 @@
 reconnect by themselves, and a peer's new connection replaces its old, half-open one."""
 
 import asyncio
-import socket
 
 from raftnode.codec import encode_message
 from raftnode.localcluster import LocalCluster, free_ports
-from raftnode.transport import PeerTransport
+from raftnode.transport import PeerTransport, connect_as_member
 from raftnode.types import APPEND, APPEND_RESP, Message
 
 
@@ -44,13 +43,15 @@ def test_a_new_connection_from_the_same_peer_closes_its_old_one():
         leader = cluster.wait_for_leader()
         target = next(n for n in cluster.ids if n != leader)
         other = next(n for n in cluster.ids if n not in (leader, target))
-        # A stale, harmless message (term 0) claiming to come from `other`.
+        port = cluster.peer_ports[target]
+        # A stale, harmless message (term 0) from `other`, on two connections authenticated as it.
         frame = encode_message(Message(APPEND_RESP, other, target, 0))
-        first = socket.create_connection(("127.0.0.1", cluster.peer_ports[target]), timeout=5)
+        first = connect_as_member("127.0.0.1", port, other, target, cluster.peer_secret)
         first.sendall(frame)
-        second = socket.create_connection(("127.0.0.1", cluster.peer_ports[target]), timeout=5)
+        second = connect_as_member("127.0.0.1", port, other, target, cluster.peer_secret)
         second.sendall(frame)
         try:
+            first.settimeout(5)
             assert first.recv(1024) == b""  # closed by the node
         except ConnectionResetError:
             pass

@@ -1,18 +1,56 @@
-"""What to do next: generators of client and nemesis operations.
+"""What to do next: generators of client and nemesis operations, and their interpreter.
 
-`legacy` holds the pre-interpreter generators the runner still drives by hand; every name it
-exported as chaos.generator stays importable from here until the runner moves over.
+A test's operations are one generator value, composed Jepsen style, for example:
+
+    from chaos.generator import *
+    load = time_limit(60, nemesis_and_clients(random_nemesis(FAULTS, 5, seed, 5),
+                                              stagger(0.01, register_ops)))
+    test = phases(load, heal_generator(FAULTS), then_keys(..., final_reads))
+    run(test, concurrency=10, workers=factory, record=history.append, seed=seed)
+
+core         the protocol (op/update, PENDING, Context), lifting of dicts/functions/lists, and
+             the combinators
+interpreter  run() (worker threads, one coordinating thread), simulate() (virtual time), and
+             the Scheduler both share
+schedule     fault schedules as nemesis generators, and back from a history to a replay
+legacy       the pre-interpreter client generators the runner still drives by hand; every
+             name chaos.generator exported before stays importable from here
 """
 
-from chaos.generator.legacy import (RANDOM_CLOCK_TARGETS, RANDOM_TARGETS, RANDOM_TOPOLOGIES,
-                                    REGISTER_MIX, ClientGenerator, RateLimiter, RegisterGenerator,
-                                    SetGenerator, active_after, client_generator, heal_steps,
-                                    heal_value, random_fault_value, random_schedule,
-                                    replayable_step)
+from chaos.generator.core import (EMPTY, LOG, PENDING, SLEEP, Context, Generator, GeneratorError,
+                                  any_of, before, clients, cycle, delay, each_process, each_thread,
+                                  filter_ops, fill_op, final_reads, flip_flop, is_client_thread,
+                                  lift, limit, log_message, map_ops, mix, nemesis,
+                                  nemesis_and_clients, on_threads, once, phases, repeat, reserve,
+                                  rotating_keys, sequence, series, sleep, sleep_until, stagger,
+                                  synchronize, then, then_keys, time_limit, until_ok)
+from chaos.generator.interpreter import (RunSummary, Scheduler, Worker, WorkerFactory, run,
+                                         simulate)
+from chaos.generator.legacy import (REGISTER_MIX, ClientGenerator, RateLimiter, RegisterGenerator,
+                                    SetGenerator, client_generator)
+from chaos.generator.schedule import (RANDOM_CLOCK_TARGETS, RANDOM_TARGETS, RANDOM_TOPOLOGIES,
+                                      active_after, executed_schedule, heal_generator, heal_steps,
+                                      heal_value, random_fault_value, random_nemesis,
+                                      random_schedule, replay_schedule, replayable_step,
+                                      schedule_generator)
 
 __all__ = [
-    "RANDOM_CLOCK_TARGETS", "RANDOM_TARGETS", "RANDOM_TOPOLOGIES", "REGISTER_MIX",
-    "ClientGenerator", "RateLimiter", "RegisterGenerator", "SetGenerator", "active_after",
-    "client_generator", "heal_steps", "heal_value", "random_fault_value", "random_schedule",
-    "replayable_step",
+    # protocol
+    "EMPTY", "LOG", "PENDING", "SLEEP", "Context", "Generator", "GeneratorError", "fill_op",
+    "is_client_thread", "lift",
+    # combinators
+    "any_of", "before", "clients", "cycle", "delay", "each_process", "each_thread", "filter_ops", "final_reads",
+    "flip_flop",
+    "limit", "log_message", "map_ops", "mix", "nemesis", "nemesis_and_clients", "on_threads",
+    "once", "phases", "repeat", "reserve", "rotating_keys", "sequence", "series", "sleep",
+    "sleep_until", "stagger", "synchronize", "then", "then_keys", "time_limit", "until_ok",
+    # interpreter
+    "RunSummary", "Scheduler", "Worker", "WorkerFactory", "run", "simulate",
+    # schedules
+    "RANDOM_CLOCK_TARGETS", "RANDOM_TARGETS", "RANDOM_TOPOLOGIES", "active_after",
+    "executed_schedule", "heal_generator", "heal_steps", "heal_value", "random_fault_value",
+    "random_nemesis", "random_schedule", "replay_schedule", "replayable_step", "schedule_generator",
+    # legacy (until the runner runs the interpreter)
+    "REGISTER_MIX", "ClientGenerator", "RateLimiter", "RegisterGenerator", "SetGenerator",
+    "client_generator",
 ]

@@ -1,9 +1,9 @@
-"""What to do next: client operations for the workers and the fault schedule for the nemesis.
+"""The client generators and the rate limiter the runner drives by hand, from before the
+interpreter; they go once the runner runs chaos.generator.interpreter instead.
 
-Everything here is seeded and bounded. Client generators are shared by all workers (one lock):
-given the same seed and the same order of requests they hand out the same operations; thread
-timing decides that order, so a rerun repeats the op mix and the fault schedule, not the exact
-interleaving (which no real cluster would repeat anyway).
+Client generators are shared by all workers (one lock): given the same seed and the same order
+of requests they hand out the same operations; thread timing decides that order, so a rerun
+repeats the op mix, not the exact interleaving (which no real cluster would repeat anyway).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import random
 import threading
 import time
 from typing import Any, Callable
-
-from chaos.config import FAULT_OPS, HEAL_OPS, START_OPS
 
 REGISTER_MIX = (("read", 0.4), ("write", 0.3), ("cas", 0.3))
 
@@ -147,95 +145,3 @@ class RateLimiter:
                 return not stop.wait(delay)
             time.sleep(delay)
         return not (stop and stop.is_set())
-
-
-# -- nemesis schedules ----------------------------------------------------------------------
-
-RANDOM_TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring", "bridge")
-RANDOM_TARGETS = ("one", "minority", "majority", "leader")
-RANDOM_CLOCK_TARGETS = ("one", "minority", "leader", "all")
-
-
-def random_fault_value(kind: str, rng: random.Random, nodes: int) -> dict:
-    """Random parameters for starting one fault of `kind` (seeded, bounded)."""
-    if kind == "partition":
-        topologies = RANDOM_TOPOLOGIES if nodes >= 3 else ("isolate-one", "isolate-leader", "halves")
-        return {"topology": rng.choice(topologies)}
-    if kind in ("kill", "pause"):
-        return {"target": rng.choice(RANDOM_TARGETS)}
-    if kind == "clock":
-        target = rng.choice(RANDOM_CLOCK_TARGETS)
-        mode = rng.choice(("bump", "strobe", "rate"))
-        if mode == "bump":
-            return {"target": target, "mode": "bump", "delta": rng.choice((-60, -10, -2, 2, 10, 60, 300))}
-        if mode == "strobe":
-            return {"target": target, "mode": "strobe", "delta": rng.choice((0.2, 0.5, 2.0, 5.0)),
-                    "period": rng.choice((0.05, 0.2, 1.0))}
-        return {"target": target, "mode": "rate", "rate": rng.choice((0.5, 0.8, 1.5, 2.0))}
-    raise ValueError(f"unknown fault kind {kind!r}")
-
-
-def random_schedule(faults: list[str], time_limit: float, interval: float, seed: int,
-                    nodes: int, max_concurrent: int = 2) -> list[dict]:
-    """A combined schedule over `faults`: every ~interval seconds either start a fault of a kind
-    not active yet or heal the oldest active one, with at most `max_concurrent` kinds at once.
-    Faults still active at the end are healed by the runner's final heal-everything."""
-    steps: list[dict] = []
-    if not faults:
-        return steps
-    rng = random.Random(f"schedule:{seed}")
-    active: list[str] = []
-    t = interval
-    while t < time_limit:
-        can_start = [k for k in faults if k not in active] if len(active) < max_concurrent else []
-        if active and (not can_start or rng.random() < 0.5):
-            kind = active.pop(0)
-            steps.append({"at": round(t, 3), "f": FAULT_OPS[kind][1], "value": heal_value(kind)})
-        else:
-            kind = rng.choice(can_start)
-            active.append(kind)
-            steps.append({"at": round(t, 3), "f": FAULT_OPS[kind][0],
-                          "value": random_fault_value(kind, rng, nodes)})
-        t += interval * rng.uniform(0.8, 1.2)
-    return steps
-
-
-def heal_value(kind: str) -> dict | None:
-    """The invoke value of the op healing `kind` (contracts §1: start names what it restarts)."""
-    return {"target": "killed"} if kind == "kill" else None
-
-
-def heal_steps(active_kinds) -> list[dict]:
-    """The ops that heal every given fault kind (for the final heal-everything)."""
-    return [{"f": FAULT_OPS[k][1], "value": heal_value(k)}
-            for k in ("partition", "pause", "kill", "clock") if k in active_kinds]
-
-
-def replayable_step(entry: dict) -> dict | None:
-    """An executed schedule entry -> a step naming the nodes it actually hit, so that a
-    reproduction cuts off / kills / pauses / skews the same nodes (not "the leader" again).
-    None for a fault that hit no node."""
-    f, value, result = entry["f"], entry.get("value"), entry.get("result")
-    step = {"at": entry["at"], "f": f, "value": value}
-    if not isinstance(result, dict):
-        return step
-    if f == "partition" and isinstance(result.get("groups"), list) and len(result["groups"]) >= 2:
-        step["value"] = {"topology": "groups", "groups": [list(g) for g in result["groups"]]}
-    elif f in ("kill", "pause", "clock-skew"):
-        nodes = result.get("nodes")
-        names = sorted(nodes) if isinstance(nodes, (dict, list)) else []
-        if not names:
-            return None  # it hit no node (all targets already down): replaying it must not either
-        step["value"] = {**(value or {}), "target": names}
-    return step
-
-
-def active_after(steps: list[dict]) -> set[str]:
-    """Fault kinds left active after the given ops."""
-    active: set[str] = set()
-    for s in steps:
-        if s["f"] in START_OPS:
-            active.add(START_OPS[s["f"]])
-        elif s["f"] in HEAL_OPS:
-            active.discard(HEAL_OPS[s["f"]])
-    return active

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
+from .codec import MAX_ID_BYTES
+from .http import IDLE_TIMEOUT_S, MAX_OPEN_CONNECTIONS
 from .server import KNOWN_BUGS, NodeOptions, parse_cluster, run_node
 from .storage import StorageCorruption
+
+SECRET_ENV = "RAFTNODE_PEER_SECRET"
+MIN_SECRET_BYTES = 16
+FD_RESERVE = 64  # descriptors kept for peer links, log and data files beyond the client connections
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -38,6 +45,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="raftnode",
@@ -45,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(GET/PUT/DELETE /kv/<key>, POST /kv/<key>/cas, POST /kv/<key>/append, GET /status).",
         epilog="Example: python -m raftnode --id n1 --cluster "
                "n1=127.0.0.1:9001/127.0.0.1:8001,n2=127.0.0.1:9002/127.0.0.1:8002,n3=127.0.0.1:9003/127.0.0.1:8003 "
-               "--client-listen 127.0.0.1:8001 --peer-listen 127.0.0.1:9001 --data-dir /tmp/n1. "
+               "--client-listen 127.0.0.1:8001 --peer-listen 127.0.0.1:9001 --data-dir /tmp/n1 "
+               "--peer-secret-file /etc/raftnode/peer-secret (the same file on every node). "
                "Exit codes: 0 stopped by SIGTERM/SIGINT; 1 cannot start (e.g. address in use); 2 bad flags "
                "or a corrupt data directory (the message names the file and byte offset); 3 the node "
                "stopped itself on an internal failure (disk error, broken invariant).")
@@ -75,7 +93,63 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fsync on the event loop instead of a storage thread (slower; for comparison)")
     p.add_argument("--seed", type=int, default=None, help="seed of the election-timeout randomness (default: random)")
     p.add_argument("--quiet", action="store_true", help="do not copy log lines to stderr")
+    p.add_argument("--peer-secret-file", default=None, metavar="FILE",
+                   help="file holding the cluster's peer secret (at least 16 bytes; surrounding whitespace "
+                        f"is ignored); peers prove they hold it when they connect. Or set {SECRET_ENV}. "
+                        "Without either the node refuses to start, unless --insecure-peers")
+    p.add_argument("--insecure-peers", action="store_true",
+                   help="accept peer connections without a secret: anyone who reaches the peer port can "
+                        "then act as a member (for trusted, isolated networks only)")
+    p.add_argument("--max-client-connections", type=_positive, default=MAX_OPEN_CONNECTIONS, metavar="N",
+                   help=f"client connections served at once; more are answered 503 and closed (default "
+                        f"{MAX_OPEN_CONNECTIONS}, lowered to fit the open-files limit)")
+    p.add_argument("--client-idle-timeout", type=_seconds, default=IDLE_TIMEOUT_S, metavar="SECONDS",
+                   help=f"close a client connection after this long without a request in flight (default {IDLE_TIMEOUT_S:g})")
     return p
+
+
+def read_peer_secret(args: argparse.Namespace, parser: argparse.ArgumentParser) -> bytes | None:
+    """The peer secret from --peer-secret-file or the environment; None for --insecure-peers."""
+    env_secret = os.environ.get(SECRET_ENV)
+    if args.insecure_peers:
+        if args.peer_secret_file or env_secret:
+            parser.error(f"--insecure-peers contradicts --peer-secret-file / {SECRET_ENV}: choose one")
+        return None
+    if args.peer_secret_file:
+        try:
+            with open(args.peer_secret_file, "rb") as f:
+                secret = f.read().strip()
+        except OSError as exc:
+            parser.error(f"--peer-secret-file: cannot read {args.peer_secret_file}: {exc.strerror}")
+        where = f"--peer-secret-file {args.peer_secret_file}"
+    elif env_secret:
+        secret, where = env_secret.strip().encode("utf-8"), SECRET_ENV
+    else:
+        parser.error(f"no peer secret: give --peer-secret-file FILE or set {SECRET_ENV} (the same secret on "
+                     "every node of the cluster), or run with --insecure-peers to accept any peer")
+    if len(secret) < MIN_SECRET_BYTES:
+        parser.error(f"the peer secret from {where} is {len(secret)} bytes; it needs at least {MIN_SECRET_BYTES}")
+    return secret
+
+
+def client_connection_limit(wanted: int, peers: int) -> int:
+    """`wanted`, lowered if needed so that client connections can never take the descriptors that
+    peer links, the log and the data files need (after raising the soft open-files limit)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+    except ImportError:  # not a POSIX system
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE - 4 * peers))
 
 
 def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> NodeOptions:
@@ -86,6 +160,10 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
     if args.id not in cluster:
         parser.error(f"--id {args.id!r} is not in --cluster ({', '.join(cluster)})")
     me = cluster[args.id]
+    for node_id in cluster:
+        if len(node_id.encode("utf-8")) > MAX_ID_BYTES:
+            parser.error(f"--cluster: node id {node_id[:40]!r}... is longer than {MAX_ID_BYTES} bytes")
+    secret = read_peer_secret(args, parser)
     for tick_name, value in (("--heartbeat", args.heartbeat), ("--election-timeout", args.election_timeout[0])):
         if value < args.tick:
             parser.error(f"{tick_name} ({value} ms) must be at least one --tick ({args.tick} ms)")
@@ -97,7 +175,10 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         heartbeat_ms=args.heartbeat, tick_ms=args.tick, request_timeout_ms=args.request_timeout,
         pre_vote=not args.no_pre_vote, check_quorum=not args.no_check_quorum,
         snapshot_every=args.snapshot_every, bugs=frozenset(args.bug), seed=args.seed,
-        log_stderr=not args.quiet, storage_thread=not args.no_storage_thread)
+        log_stderr=not args.quiet, storage_thread=not args.no_storage_thread,
+        peer_secret=secret, insecure_peers=args.insecure_peers,
+        max_client_connections=args.max_client_connections,
+        client_idle_timeout_s=args.client_idle_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     opts = options_from_args(args, parser)
+    opts.max_client_connections = client_connection_limit(opts.max_client_connections, len(opts.cluster))
     try:
         return asyncio.run(run_node(opts))
     except StorageCorruption as exc:

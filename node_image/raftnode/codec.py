@@ -15,20 +15,45 @@ a malicious or corrupt frame can at worst raise CodecError.
 
 Why not JSON for the whole message: AppendEntries with hundreds of entries is the hot path on
 both leader and followers, and a fixed struct halves the encode/decode cost per entry.
+
+Garbage also means frames that no correct member could send (issue 9, bug 8): any term or index
+field at or above 2^63 (a term must stay incrementable: a node that adopted 2^64-1 could not
+encode its next election and stopped), entries that are not consecutive from prev_log_index + 1
+or whose terms decrease or exceed the message's term, entries in anything but AppendEntries,
+chunk bytes in anything but InstallSnapshot, entry data that is not JSON. The encoder refuses the
+same fields, so a node never sends what its peers would drop. (The transport also refuses terms
+far ahead of the receiver's own: see transport.MAX_TERM_LEAD.)
+
+Connection handshake (version 2): before any frame, the connecting node proves it holds the
+cluster's peer secret and the listening node proves it too, so only members can speak:
+
+    HELLO      client -> server  b"RNHS" version 1 nonce_c[32] u8 len + src, u8 len + dst
+    CHALLENGE  server -> client  b"RNHS" version 2 nonce_s[32] mac_s[32]
+    PROOF      client -> server  b"RNHS" version 3 mac_c[32]
+
+mac_x = HMAC-SHA256(secret, label || role || version || src || dst || nonce_c || nonce_s), with
+role b"S" or b"C" (so neither side's MAC can be reflected as the other's). Both nonces are fresh
+per connection, so a recorded handshake cannot be replayed. The connection then carries frames
+from the authenticated src only. (Frames are not encrypted or individually authenticated: an
+attacker who can rewrite TCP streams between members is outside this protection.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import struct
 
+from .jsonenc import compact_encoder
 from .types import (APPEND, APPEND_RESP, COMMAND, NOOP, PRE_VOTE, PRE_VOTE_RESP, REQUEST_VOTE,
                     REQUEST_VOTE_RESP, SNAPSHOT, SNAPSHOT_RESP, Entry, Message)
 
 MAGIC = b"RN"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: handshake with the cluster secret; bounded terms and indexes
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 MAX_ID_BYTES = 255
+FIELD_LIMIT = 1 << 63  # every term, index, offset and context is below this
 
 FRAME_HEADER = struct.Struct(">2sBI")
 HEADER_SIZE = FRAME_HEADER.size
@@ -51,12 +76,102 @@ _ENTRY_KIND_NAMES = {code: name for name, code in _ENTRY_KIND_CODES.items()}
 
 _GRANTED, _SUCCESS, _DONE = 1, 2, 4
 
-_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_json_encode = compact_encoder()
 _json_decode = json.JSONDecoder().decode
+
+HANDSHAKE_MAGIC = b"RNHS"
+NONCE_BYTES = 32
+MAC_BYTES = 32
+_HS_HEAD = struct.Struct(">4sBB")  # magic, version, step
+_HELLO, _CHALLENGE, _PROOF = 1, 2, 3
+CHALLENGE_SIZE = _HS_HEAD.size + NONCE_BYTES + MAC_BYTES
+PROOF_SIZE = _HS_HEAD.size + MAC_BYTES
+MAX_HELLO_SIZE = _HS_HEAD.size + NONCE_BYTES + 2 * (1 + MAX_ID_BYTES)
+_MAC_LABEL = b"raftnode peer handshake\x00"
 
 
 class CodecError(ValueError):
     """A frame that is not a valid message of this protocol (garbage, truncated, too large)."""
+
+
+def _id_bytes(name: str) -> bytes:
+    raw = name.encode("utf-8")
+    if not raw or len(raw) > MAX_ID_BYTES:
+        raise CodecError(f"node id {name[:40]!r} must be 1 to {MAX_ID_BYTES} bytes of UTF-8")
+    return raw
+
+
+def handshake_mac(secret: bytes, role: bytes, src: str, dst: str, nonce_c: bytes, nonce_s: bytes) -> bytes:
+    """The MAC one side sends: role b"S" (listening side) or b"C" (connecting side)."""
+    parts = [_MAC_LABEL, role, bytes([PROTOCOL_VERSION])]
+    for name in (src, dst):
+        raw = name.encode("utf-8")
+        parts += [bytes([len(raw)]), raw]
+    parts += [nonce_c, nonce_s]
+    return hmac.new(secret, b"".join(parts), hashlib.sha256).digest()
+
+
+def encode_hello(src: str, dst: str, nonce_c: bytes) -> bytes:
+    src_raw, dst_raw = _id_bytes(src), _id_bytes(dst)
+    return (_HS_HEAD.pack(HANDSHAKE_MAGIC, PROTOCOL_VERSION, _HELLO) + nonce_c
+            + bytes([len(src_raw)]) + src_raw + bytes([len(dst_raw)]) + dst_raw)
+
+
+def _check_handshake_head(buf, step: int) -> None:
+    magic, version, got = _HS_HEAD.unpack_from(buf, 0)
+    if magic != HANDSHAKE_MAGIC:
+        raise CodecError(f"not a peer handshake (starts {bytes(buf[:8])!r}; expected {HANDSHAKE_MAGIC!r})")
+    if version != PROTOCOL_VERSION:
+        raise CodecError(f"unsupported protocol version {version} in the handshake (this node speaks {PROTOCOL_VERSION})")
+    if got != step:
+        raise CodecError(f"handshake step {got} where step {step} was expected")
+
+
+def parse_hello(buf) -> tuple[str, str, bytes, int] | None:
+    """(src, dst, nonce_c, bytes used) of a complete HELLO at the start of buf; None while
+    incomplete. Raises CodecError as soon as the bytes cannot be one."""
+    if len(buf) < _HS_HEAD.size:
+        if bytes(buf) != HANDSHAKE_MAGIC[:len(buf)]:
+            raise CodecError(f"not a peer handshake (starts {bytes(buf[:8])!r}; expected {HANDSHAKE_MAGIC!r})")
+        return None
+    _check_handshake_head(buf, _HELLO)
+    pos = _HS_HEAD.size + NONCE_BYTES
+    names = []
+    for _ in range(2):
+        if len(buf) <= pos:
+            return None
+        n = buf[pos]
+        if n == 0:
+            raise CodecError("empty node id in the handshake")
+        if len(buf) < pos + 1 + n:
+            return None
+        try:
+            names.append(bytes(buf[pos + 1:pos + 1 + n]).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise CodecError("node id in the handshake is not UTF-8") from None
+        pos += 1 + n
+    return names[0], names[1], bytes(buf[_HS_HEAD.size:_HS_HEAD.size + NONCE_BYTES]), pos
+
+
+def encode_challenge(nonce_s: bytes, mac_s: bytes) -> bytes:
+    return _HS_HEAD.pack(HANDSHAKE_MAGIC, PROTOCOL_VERSION, _CHALLENGE) + nonce_s + mac_s
+
+
+def parse_challenge(buf) -> tuple[bytes, bytes]:
+    """(nonce_s, mac_s) of the CHALLENGE_SIZE bytes in buf; raises CodecError."""
+    _check_handshake_head(buf, _CHALLENGE)
+    start = _HS_HEAD.size
+    return bytes(buf[start:start + NONCE_BYTES]), bytes(buf[start + NONCE_BYTES:CHALLENGE_SIZE])
+
+
+def encode_proof(mac_c: bytes) -> bytes:
+    return _HS_HEAD.pack(HANDSHAKE_MAGIC, PROTOCOL_VERSION, _PROOF) + mac_c
+
+
+def parse_proof(buf) -> bytes:
+    """mac_c of the PROOF_SIZE bytes in buf; raises CodecError."""
+    _check_handshake_head(buf, _PROOF)
+    return bytes(buf[_HS_HEAD.size:PROOF_SIZE])
 
 
 def encode_entry_data(data) -> bytes:
@@ -92,12 +207,19 @@ def encode_message(msg: Message) -> bytes:
         raise CodecError(f"unknown message kind {msg.kind!r}")
     flags = (_GRANTED if msg.granted else 0) | (_SUCCESS if msg.success else 0) | (_DONE if msg.done else 0)
     try:
-        parts = [_FIXED.pack(kind, flags, msg.term, msg.last_log_index, msg.last_log_term,
-                             msg.prev_log_index, msg.prev_log_term, msg.leader_commit,
-                             msg.match_index, msg.conflict_index, msg.conflict_term, msg.context,
-                             msg.snapshot_index, msg.snapshot_term, msg.offset, 0)]
+        fixed = _FIXED.pack(kind, flags, msg.term, msg.last_log_index, msg.last_log_term,
+                            msg.prev_log_index, msg.prev_log_term, msg.leader_commit,
+                            msg.match_index, msg.conflict_index, msg.conflict_term, msg.context,
+                            msg.snapshot_index, msg.snapshot_term, msg.offset, 0)
     except struct.error as exc:
         raise CodecError(f"{msg.kind}: integer field out of range: {exc}") from None
+    if max(msg.term, msg.last_log_index, msg.last_log_term, msg.prev_log_index, msg.prev_log_term,
+           msg.leader_commit, msg.match_index, msg.conflict_index, msg.conflict_term, msg.context,
+           msg.snapshot_index, msg.snapshot_term, msg.offset) >= FIELD_LIMIT:
+        raise CodecError(f"{msg.kind}: {_field_problem(_FIXED.unpack(fixed))}")
+    if msg.data and msg.kind != SNAPSHOT or msg.entries and msg.kind != APPEND:
+        raise CodecError(f"{msg.kind}: {_content_problem(msg.kind, 0, 0, 0, msg.entries, msg.data)}")
+    parts = [fixed]
     for name in (msg.src, msg.dst):
         raw = name.encode("utf-8")
         if len(raw) > MAX_ID_BYTES:
@@ -107,10 +229,15 @@ def encode_message(msg: Message) -> bytes:
     entries = msg.entries
     parts.append(_U32.pack(len(entries)))
     pack_head = _ENTRY_HEAD.pack
-    for entry in entries:
-        raw = _entry_data_bytes(entry)
-        parts.append(pack_head(entry.index, entry.term, _ENTRY_KIND_CODES[entry.kind], len(raw)))
-        parts.append(raw)
+    try:
+        for entry in entries:
+            raw = _entry_data_bytes(entry)
+            parts.append(pack_head(entry.index, entry.term, _ENTRY_KIND_CODES[entry.kind], len(raw)))
+            parts.append(raw)
+    except (struct.error, KeyError, ValueError, TypeError, RecursionError) as exc:
+        # e.g. data that is not JSON (NaN, a set) in an entry built in-process: never sent
+        raise CodecError(f"{msg.kind}: entry {getattr(entry, 'index', '?')} cannot be encoded: "
+                         f"{type(exc).__name__}: {str(exc)[:200]}") from None
     data = msg.data or b""
     parts.append(_U32.pack(len(data)))
     parts.append(bytes(data))
@@ -120,6 +247,38 @@ def encode_message(msg: Message) -> bytes:
     return FRAME_HEADER.pack(MAGIC, PROTOCOL_VERSION, len(payload)) + payload
 
 
+def _field_problem(fields) -> str | None:
+    """What is wrong with the unpacked fixed fields (kind and flags excluded), or None."""
+    for pos, name in enumerate(_INT_FIELDS, 2):
+        if fields[pos] >= FIELD_LIMIT:
+            return f"field {name} = {fields[pos]} is not below 2^63"
+    if fields[15] != 0:
+        return "nonzero padding"
+    return None
+
+
+def _content_problem(kind: str, term: int, prev_index: int, prev_term: int, entries, data) -> str | None:
+    """Entries and chunk bytes a correct member could send, or what is wrong with them."""
+    if data and kind != SNAPSHOT:
+        return f"{len(data)} bytes of snapshot data in a {kind}"
+    if not entries:
+        return None
+    if kind != APPEND:
+        return f"{len(entries)} entries in a {kind}"
+    expected, last_term = prev_index + 1, prev_term
+    for entry in entries:
+        if entry.index != expected:
+            return f"entry index {entry.index} where {expected} was expected (entries follow prev_log_index)"
+        if entry.term < last_term or entry.term > term:
+            return (f"entry {entry.index} has term {entry.term}: terms never decrease along the log "
+                    f"(previous {last_term}) nor exceed the message's term {term}")
+        expected += 1
+        last_term = entry.term
+    if expected - 1 >= FIELD_LIMIT:
+        return f"entry index {expected - 1} is not below 2^63"
+    return None
+
+
 def decode_message(payload: bytes | memoryview) -> Message:
     """Decode one frame payload (without the 7-byte header). Raises CodecError on any defect."""
     try:
@@ -127,7 +286,9 @@ def decode_message(payload: bytes | memoryview) -> Message:
     except CodecError:
         raise
     except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
-        raise CodecError(f"malformed payload: {exc}") from None
+        raise CodecError(f"malformed payload: {str(exc)[:200]}") from None
+    except RecursionError:  # entry data nested deeper than any command can be
+        raise CodecError("malformed payload: entry data nested too deeply") from None
 
 
 def _decode(payload) -> Message:
@@ -141,6 +302,9 @@ def _decode(payload) -> Message:
     flags = fields[1]
     if flags & ~(_GRANTED | _SUCCESS | _DONE):
         raise CodecError(f"unknown flag bits {flags:#x}")
+    problem = _field_problem(fields)
+    if problem is not None:
+        raise CodecError(f"{kind}: {problem}")
     pos = _FIXED.size
     names = []
     for _ in range(2):
@@ -180,6 +344,10 @@ def _decode(payload) -> Message:
     if pos + n != size:
         raise CodecError(f"payload length mismatch: {size - pos} bytes left for a {n}-byte chunk")
     data = bytes(payload[pos:pos + n])
+    if entries or data:
+        problem = _content_problem(kind, fields[2], fields[5], fields[6], entries, data)
+        if problem is not None:
+            raise CodecError(f"{kind}: {problem}")
     return Message(kind=kind, src=names[0], dst=names[1], term=fields[2],
                    last_log_index=fields[3], last_log_term=fields[4], prev_log_index=fields[5],
                    prev_log_term=fields[6], entries=entries, leader_commit=fields[7],

@@ -16,6 +16,14 @@ Answers are (HTTP status, JSON body):
     a malformed command -> (400, {"error": "bad_command", "detail": ...}) (decided the same on
                     every replica, so a bad entry never stops the apply loop)
 
+Apply is total: whatever a committed entry holds (wrong types, a value nested too deep, a number
+that is not finite, something that is not JSON at all: from a peer, a log written by an older
+version, a bug), `apply` answers it and never raises, and it answers the same on every replica,
+because the decision depends on the entry alone. A poison entry that raised would stop every
+replica that applies it, on every restart. A value is stored only if it can be encoded as strict
+JSON (so every later answer and every snapshot can be encoded too) and is nested at most
+MAX_NESTING deep (so nothing that walks it, here or in the encoder, can run out of stack).
+
 Client sessions: a command carrying both client_id and seq is deduplicated when it is applied:
 the session remembers the last (seq, answer); the same seq again answers the remembered answer
 without applying, a lower seq answers (400, {"error": "stale_seq"}). Sessions expire by a rule on
@@ -34,13 +42,73 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from .jsonenc import compact_encoder
 from .types import COMMAND, NOOP, Entry
 
 DEFAULT_MAX_SESSIONS = 4096
 SNAPSHOT_FORMAT = 1
 WRITE_OPS = ("put", "delete", "cas", "append")
+MAX_NESTING = 100  # arrays/objects inside one value: far below the interpreter's recursion limit
 
 _MISSING = object()
+# ensure_ascii: a lone surrogate ("\ud800" in a JSON string) is escaped, not an encoding error;
+# sort_keys: keys of mixed types fail here, not later in a snapshot (which sorts keys).
+_strict_encode = compact_encoder(ensure_ascii=True, sort_keys=True)
+
+
+def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
+    """How deep arrays and objects nest in `value` (a scalar is 0, [1] is 1); stops counting
+    once past `limit`. Iterative: a value nested 100,000 deep is measured, not a RecursionError."""
+    deepest = 0
+    stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        for child in children:
+            if isinstance(child, (dict, list)):
+                push((child, depth + 1))
+    return deepest
+
+
+def value_problem(value: Any) -> str | None:
+    """Why `value` cannot be stored, or None: it must encode as strict JSON (finite numbers,
+    string keys, JSON types only) and nest at most MAX_NESTING deep."""
+    try:
+        text = _strict_encode(value)
+    except RecursionError:
+        return f"is nested more than {MAX_NESTING} levels deep"
+    except ValueError as exc:  # NaN or an infinity; an integer too long to print
+        if "Out of range float" in str(exc):
+            return "contains a number that is not finite (NaN or infinity)"
+        return f"cannot be encoded as JSON: {str(exc)[:200]}"
+    except TypeError as exc:
+        return f"is not JSON: {str(exc)[:200]}"
+    # Every nesting level writes one bracket, so few brackets prove a shallow value cheaply.
+    if text.count("[") + text.count("{") > MAX_NESTING and nesting_depth(value) > MAX_NESTING:
+        return f"is nested more than {MAX_NESTING} levels deep"
+    return None
+
+
+def _describe(value: Any) -> str:
+    """A short, safe description of an arbitrary value for an error message (never a huge or
+    failing repr: a value may be nested 100,000 deep or be an integer of 4,000 digits)."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if isinstance(value, int) and -10**18 < value < 10**18:
+        return repr(value)
+    return f"a value of type {type(value).__name__}"
 
 
 def json_equal(a: Any, b: Any) -> bool:
@@ -63,8 +131,8 @@ def validate_command(command: Any) -> str | None:
     if not isinstance(command, dict):
         return "command must be an object"
     op = command.get("op")
-    if op not in WRITE_OPS:
-        return f"unknown op {op!r} (expected one of {', '.join(WRITE_OPS)})"
+    if not isinstance(op, str) or op not in WRITE_OPS:
+        return f"unknown op {_describe(op)} (expected one of {', '.join(WRITE_OPS)})"
     if not isinstance(command.get("key"), str):
         return "key must be a string"
     if op in ("put", "cas", "append") and "value" not in command:
@@ -76,6 +144,11 @@ def validate_command(command: Any) -> str | None:
         return "client_id must be a string"
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
         return "seq must be a non-negative integer"
+    for name in ("value", "expected"):
+        if name in command:
+            problem = value_problem(command[name])
+            if problem is not None:
+                return f"{name} {problem}"
     return None
 
 
@@ -109,7 +182,17 @@ class KVStateMachine:
         if entry.kind == NOOP:
             return None
         if entry.kind != COMMAND:
-            raise ValueError(f"entry {entry.index} has unknown kind {entry.kind!r}")
+            return 400, {"error": "bad_command", "detail": f"unknown entry kind {_describe(entry.kind)}"}
+        try:
+            return self._apply_command(entry)
+        except MemoryError:
+            raise  # not a property of the entry: another replica may well have had the memory
+        except Exception as exc:
+            # Unreachable by design (validate_command rejects what _execute cannot take, before
+            # anything is changed); if it is reached, every replica reaches it the same way.
+            return 400, {"error": "bad_command", "detail": f"cannot be applied: {type(exc).__name__}"}
+
+    def _apply_command(self, entry: Entry) -> tuple[int, dict]:
         command = entry.data
         problem = validate_command(command)
         if problem is not None:
@@ -180,8 +263,10 @@ class KVStateMachine:
         """Replace the whole state by a snapshot(); raises ValueError naming a malformed part."""
         try:
             doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"KV snapshot is not valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+            raise ValueError(f"KV snapshot is not valid JSON: {str(exc)[:200]}") from None
+        except RecursionError:
+            raise ValueError("KV snapshot is nested too deeply to be a snapshot") from None
         if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"KV snapshot has unknown format (expected format {SNAPSHOT_FORMAT})")
         for name in ("last_applied", "last_applied_term"):
@@ -191,7 +276,9 @@ class KVStateMachine:
             raise ValueError("KV snapshot field data must be an object")
         sessions = doc.get("sessions")
         if not isinstance(sessions, list) or not all(
-                isinstance(s, list) and len(s) == 5 and isinstance(s[0], str) for s in sessions):
+                isinstance(s, list) and len(s) == 5 and isinstance(s[0], str)
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in (s[1], s[2], s[4]))
+                and isinstance(s[3], dict) for s in sessions):
             raise ValueError("KV snapshot field sessions must be a list of "
                              "[client_id, seq, status, body, index]")
         self.data = doc["data"]

@@ -10,6 +10,9 @@ The default election timeout (300-600 ms) is relaxed so that a loaded CI machine
 spurious elections in tests that do not measure them; benchmarks pass their own.
 Ports are picked free on 127.0.0.1; data directories live in a temporary directory that is
 removed on exit; every process this object started is killed by its pid on exit (never by name).
+Each cluster gets its own generated peer secret (`cluster.peer_secret`, in a 0600 file passed as
+--peer-secret-file), so tests can speak the peer protocol as a member and no two clusters of a
+test run can exchange frames.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -44,14 +48,20 @@ def free_ports(count: int) -> list[int]:
 class LocalCluster:
     def __init__(self, size: int = 3, extra_args: tuple = (), base_dir: str | None = None,
                  python: str = sys.executable, election_timeout: str = "300-600",
-                 node_args: dict | None = None, profile_dir: str | None = None):
+                 node_args: dict | None = None, profile_dir: str | None = None,
+                 peer_secret: bytes | None = None, spare_members: int = 0):
         self.size = size
         self.ids = [f"n{i + 1}" for i in range(size)]
-        ports = free_ports(2 * size)
-        self.peer_ports = dict(zip(self.ids, ports[:size]))
-        self.client_ports = dict(zip(self.ids, ports[size:]))
+        # Members that are in --cluster but never started: a test can speak the peer protocol
+        # as one of them without a real process fighting over its connections (they count
+        # towards the quorum, so every started node is then needed).
+        self.spare_ids = [f"n{i + 1}" for i in range(size, size + spare_members)]
+        members = self.ids + self.spare_ids
+        ports = free_ports(2 * len(members))
+        self.peer_ports = dict(zip(members, ports[:len(members)]))
+        self.client_ports = dict(zip(members, ports[len(members):]))
         self.cluster_spec = ",".join(f"{n}=127.0.0.1:{self.peer_ports[n]}/127.0.0.1:{self.client_ports[n]}"
-                                     for n in self.ids)
+                                     for n in members)
         self._own_dir = base_dir is None
         self.base_dir = base_dir or tempfile.mkdtemp(prefix="raftnode-cluster-")
         self.extra_args = list(extra_args)
@@ -61,6 +71,11 @@ class LocalCluster:
         self.profile_dir = profile_dir  # run each node under cProfile, writing <dir>/<id>.prof at exit
         self.procs: dict[str, subprocess.Popen] = {}
         self._stderr_files = {}
+        self.peer_secret = peer_secret or secrets.token_hex(32).encode()
+        self.peer_secret_file = os.path.join(self.base_dir, "peer-secret")
+        fd = os.open(self.peer_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.peer_secret + b"\n")
 
     # -- paths -----------------------------------------------------------------------------------
     def data_dir(self, node: str) -> str:
@@ -85,6 +100,7 @@ class LocalCluster:
                 "--peer-listen", f"127.0.0.1:{self.peer_ports[node]}",
                 "--data-dir", self.data_dir(node), "--log-file", self.log_path(node),
                 "--election-timeout", self.election_timeout, "--quiet",
+                "--peer-secret-file", self.peer_secret_file,
                 *self.extra_args, *self.node_args.get(node, ())]
 
     # -- lifecycle -------------------------------------------------------------------------------

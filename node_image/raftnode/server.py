@@ -45,7 +45,8 @@ from urllib.parse import unquote
 
 from . import http as httpmod
 from .codec import PreEncoded
-from .kv import KVStateMachine
+from .jsonenc import compact_encoder
+from .kv import MAX_NESTING, KVStateMachine, nesting_depth
 from .nodelog import NodeLog
 from .storage import Storage, encode_batch
 from .transport import PeerTransport
@@ -54,6 +55,7 @@ from .types import LEADER, Config, NotLeader
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 64 * 1024
 GC_FREEZE_INTERVAL_S = 1.0
+CONNECTION_SWEEP_S = 1.0  # how often idle client connections are looked for
 STALL_REPORT_S = 0.1
 KNOWN_BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit", "forget-vote")
 
@@ -70,10 +72,45 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-# Python's decoder accepts NaN and Infinity; JSON (and our encoder) does not.
-_json_decode_strict = json.JSONDecoder(parse_constant=_reject_constant).decode
-_COMMAND_PREFIX = {op: b'{"op":"' + op.encode() + b'","key":' for op in _WRITE_FIELDS}
-_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+class _NotFinite(ValueError):
+    """A number literal too large for a float (1e400): Python would read it as infinity."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan, and nan != 0
+        raise _NotFinite(text[:40])
+    return value
+
+
+# Python's decoder accepts NaN and Infinity and reads 1e400 as infinity; JSON (and our encoder,
+# and every answer that would show the value) has no such numbers.
+_json_decode_strict = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
+_json_encode = compact_encoder()
+_json_encode_ascii = compact_encoder(ensure_ascii=True)
+_NON_FINITE = object()
+
+
+def _field_with_non_finite(text: str) -> str:
+    """Which field of a refused body holds the non-finite number (the error path only)."""
+    def mark(literal: str):
+        value = float(literal)
+        return _NON_FINITE if value - value != 0.0 else value
+    try:
+        doc = json.JSONDecoder(parse_float=mark).decode(text)
+    except (ValueError, RecursionError):
+        return "a field"
+    for name, value in (doc.items() if isinstance(doc, dict) else ()):
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if item is _NON_FINITE:
+                return f"field {name[:100]!r}"
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return "the body"
 
 
 @dataclass
@@ -142,17 +179,31 @@ class NodeOptions:
     log_stderr: bool = True
     max_entries_per_append: int = 512
     storage_thread: bool = True  # fsync on a storage thread, pipelined with the next round
+    peer_secret: bytes | None = None  # the cluster's peer secret (None only with insecure_peers)
+    insecure_peers: bool = False      # accept peer connections without a secret: explicit only
+    max_client_connections: int = httpmod.MAX_OPEN_CONNECTIONS
+    client_idle_timeout_s: float = httpmod.IDLE_TIMEOUT_S
 
 
 def parse_write_body(op: str, key: str, body: bytes):
-    """(command, None) or (None, 400 body). The command carries its own JSON encoding."""
+    """(command, None) or (None, 400 body). The command carries its own JSON encoding (`wire`):
+    the compact re-encoding of {op, key, ...fields}, so what goes into the log and to the
+    followers is bounded by the value limits, whatever whitespace the client sent."""
     required, allowed = _WRITE_FIELDS[op]
     body = body.strip()
     if body:
         try:
-            doc = _json_decode_strict(body.decode("utf-8"))
+            text = body.decode("utf-8")
+            doc = _json_decode_strict(text)
+        except _NotFinite as exc:
+            return None, {"error": "bad_number",
+                          "detail": f"{_field_with_non_finite(text)} holds the number {exc}, which is out of "
+                                    "range: JSON numbers must be finite"}
+        except RecursionError:
+            return None, {"error": "too_deep",
+                          "detail": f"request body is nested too deeply (values nest at most {MAX_NESTING} levels)"}
         except (ValueError, UnicodeDecodeError) as exc:
-            return None, {"error": "bad_json", "detail": f"request body is not valid JSON: {exc}"}
+            return None, {"error": "bad_json", "detail": f"request body is not valid JSON: {str(exc)[:200]}"}
         if not isinstance(doc, dict):
             return None, {"error": "bad_json", "detail": "request body must be a JSON object"}
     else:
@@ -164,13 +215,6 @@ def parse_write_body(op: str, key: str, body: bytes):
     for name in required:
         if name not in doc:
             return None, {"error": "missing_field", "detail": f"{op} needs field {name!r}"}
-    if len(body) > MAX_VALUE_BYTES:  # the body bounds the encoded value: measure only then
-        for name in ("value", "expected"):
-            if name in doc:
-                size = len(_json_encode(doc[name]).encode("utf-8"))
-                if size > MAX_VALUE_BYTES:
-                    return None, {"error": "value_too_large",
-                                  "detail": f"{name} is {size} bytes encoded; the limit is {MAX_VALUE_BYTES}"}
     client_id, seq = doc.get("client_id"), doc.get("seq")
     if (client_id is None) != (seq is None):
         return None, {"error": "bad_session", "detail": "client_id and seq must be given together"}
@@ -178,13 +222,33 @@ def parse_write_body(op: str, key: str, body: bytes):
         if not isinstance(client_id, str) or not client_id or len(client_id) > 256:
             return None, {"error": "bad_session", "detail": "client_id must be a non-empty string of at most 256 characters"}
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2 ** 63:
-            return None, {"error": "bad_session", "detail": "seq must be a non-negative integer"}
+            return None, {"error": "bad_session", "detail": "seq must be a non-negative integer below 2^63"}
     command = PreEncoded(op=op, key=key)
     command.update(doc)
-    # The client's JSON object with op and key spliced in front: the same document the
-    # encoder would produce (duplicate names were collapsed identically by the decoder).
-    prefix = _COMMAND_PREFIX[op] + _json_encode(key).encode("utf-8")
-    command.wire = prefix + b"," + body[1:] if doc else prefix + b"}"
+    try:
+        wire = _json_encode(command)
+    except RecursionError:
+        return None, {"error": "too_deep",
+                      "detail": f"request body is nested too deeply (values nest at most {MAX_NESTING} levels)"}
+    try:
+        raw = wire.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = _json_encode_ascii(command).encode("ascii")  # a lone surrogate: escape it
+    # Every level of nesting writes a bracket: few brackets prove shallow values cheaply.
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING + 1:
+        for name in ("value", "expected"):
+            if name in doc and nesting_depth(doc[name]) > MAX_NESTING:
+                return None, {"error": "too_deep",
+                              "detail": f"{name} is nested more than {MAX_NESTING} levels deep"}
+    if len(raw) > MAX_VALUE_BYTES:  # the command bounds each value: measure them only then
+        for name in ("value", "expected"):
+            if name in doc:
+                text = _json_encode(doc[name])
+                size = len(text.encode("utf-8", "surrogatepass"))
+                if size > MAX_VALUE_BYTES:
+                    return None, {"error": "value_too_large",
+                                  "detail": f"{name} is {size} bytes encoded; the limit is {MAX_VALUE_BYTES}"}
+    command.wire = raw
     return command, None
 
 
@@ -217,6 +281,9 @@ class RaftNode:
         unknown = set(opts.bugs) - set(KNOWN_BUGS)
         if unknown:
             raise ValueError(f"unknown seeded bug(s): {', '.join(sorted(unknown))}")
+        if not opts.peer_secret and not opts.insecure_peers:
+            raise ValueError("no peer secret: peers authenticate with a cluster secret "
+                             "(peer_secret), or insecure_peers must be chosen explicitly")
         self.log = NodeLog(self.id, opts.log_file, stderr=opts.log_stderr)
         self.storage = Storage(opts.data_dir, bugs=opts.bugs)
         state = self.storage.load()
@@ -243,7 +310,8 @@ class RaftNode:
         del state
         self.transport = PeerTransport(
             self.id, {m.id: (m.peer_host, m.peer_port) for m in opts.cluster.values()},
-            self._on_peer_message, self._on_peer_garbage)
+            self._on_peer_message, self._on_peer_garbage, secret=opts.peer_secret or b"",
+            on_event=self.log.event, current_term=lambda: self.core.term)
         self.request_timeout = opts.request_timeout_ms / 1000.0
         self.ack_before_commit = "ack-before-commit" in opts.bugs
         self.stale_read = "stale-read" in opts.bugs
@@ -266,7 +334,9 @@ class RaftNode:
         self.exit_code = 0  # 3 when the node stopped itself on an internal failure
         self._stopped = asyncio.Event()
         self._http_server = None
-        self._connections: set = set()
+        self._connections = httpmod.ClientConnections(opts.max_client_connections, opts.client_idle_timeout_s,
+                                                      on_event=self.log.event)
+        self._sweep_handle = None
         self._last_tick = 0.0
         self._last_gc_freeze = 0.0
         self._tick_handle = None
@@ -301,10 +371,21 @@ class RaftNode:
             "pid": os.getpid(), "wall_time": time.time(), "monotonic_time": time.monotonic(),
             "uptime_s": round(time.monotonic() - self.started_mono, 3),
             "bugs": sorted(self.opts.bugs), "pre_vote": self.opts.pre_vote, "check_quorum": self.opts.check_quorum,
-            "fsyncs": self.storage.fsyncs, "disk_bytes": self.storage.disk_bytes(),
+            "fsyncs": self.storage.fsyncs, "disk_bytes": self._disk_bytes(),
             "pending_writes": len(self._write_waiters), "pending_reads": len(self._read_waiters),
             "peer_messages_dropped": {pid: link.dropped for pid, link in self.transport.links.items()},
+            "peer_encode_errors": self.transport.encode_errors,
+            "peer_auth": "insecure" if not self.opts.peer_secret else "secret",
+            "client_connections": {"open": len(self._connections.open), "limit": self._connections.max_open,
+                                   "refused": self._connections.refused,
+                                   "idle_closed": self._connections.timed_out},
         }
+
+    def _disk_bytes(self) -> int | None:
+        try:
+            return self.storage.disk_bytes()
+        except OSError:  # a segment deleted by compaction while it was being measured
+            return None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -318,8 +399,9 @@ class RaftNode:
                        bugs=sorted(self.opts.bugs), cluster=list(self.opts.cluster))
         await self.transport.start(*self.opts.peer_listen)
         self._http_server = await loop.create_server(
-            lambda: httpmod.HttpConnection(self._handle_http, self._connections.add, self._connections.discard),
+            lambda: httpmod.HttpConnection(self._handle_http, self._connections, self._on_http_error),
             self.opts.client_listen[0], self.opts.client_listen[1], reuse_address=True, backlog=1024)
+        self._sweep_handle = loop.call_later(CONNECTION_SWEEP_S, self._sweep_connections)
         self._last_tick = time.monotonic()
         self._tick_handle = loop.call_later(self.opts.tick_ms / 1000.0, self._on_tick)
         self._loop_task = loop.create_task(self._driver_loop(), name="raft-driver")
@@ -336,9 +418,9 @@ class RaftNode:
             self._tick_handle.cancel()
         if self._http_server is not None:
             self._http_server.close()
-        for conn in list(self._connections):
-            if conn.transport is not None:
-                conn.transport.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        self._connections.close_all()
         self.transport.close()
         self.log.flush_commit()
         self.log.event("stop", reason=reason, term=self.core.term, commit_index=self.core.commit_index,
@@ -391,6 +473,21 @@ class RaftNode:
 
     def _on_peer_garbage(self, peer: str, error: str) -> None:
         self.log.event("peer_garbage", peer=peer, error=error)
+
+    def _sweep_connections(self) -> None:
+        """Close idle client connections (they would otherwise hold file descriptors forever)."""
+        if self._stopping:
+            return
+        self._connections.sweep()
+        self._sweep_handle = asyncio.get_running_loop().call_later(CONNECTION_SWEEP_S, self._sweep_connections)
+
+    def _on_http_error(self, exc: Exception, req) -> None:
+        """A request that raised was answered 500; the node goes on. Log it with its stack."""
+        import traceback
+        where = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-4))
+        self.log.event("http_error", method=getattr(req, "method", None),
+                       target=getattr(req, "target", "")[:200] if req else None,
+                       error=f"{type(exc).__name__}: {str(exc)[:300]}", traceback=where[-2000:])
 
     # ------------------------------------------------------------------ HTTP API
 

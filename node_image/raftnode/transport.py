@@ -5,28 +5,61 @@ connection it opened. A link that is down drops messages instead of queueing the
 retransmits: heartbeats and the leader's next AppendEntries carry everything again), and so does a
 link whose kernel buffer is backed up beyond `max_buffer` (a paused or partitioned peer must not
 make the sender's memory grow without bound). Links reconnect with exponential backoff.
+
+Every connection starts with the handshake of codec.py: both ends prove they hold the cluster's
+peer secret, and the connection then carries frames of the authenticated member only (a frame
+with another src is garbage). A connection that has not completed the handshake within
+HANDSHAKE_TIMEOUT_S is closed, so half-open or silent connections cannot pile up. With no secret
+(`--insecure-peers`) the same handshake runs with an empty key: it still binds a connection to
+one member id, but anyone can complete it.
+
+A frame whose term is more than MAX_TERM_LEAD ahead of the receiver's own term is garbage too.
+An honest member gets ahead by one term per election it starts (a few per second at most, only
+while it hears no leader); a term far ahead can only be forged, and adopting it would be fatal to
+the cluster even though the codec accepts it: everyone would follow it to just below the codec's
+2^63 bound, where the next election could no longer be sent.
+
+Nothing here raises into the driver: a message that cannot be encoded (CodecError, e.g. a frame
+over MAX_FRAME_BYTES) is counted, logged once per peer and message kind, and dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import os
 import socket
 
-from .codec import CodecError, FrameDecoder, encode_message
+from .codec import (CHALLENGE_SIZE, MAX_HELLO_SIZE, NONCE_BYTES, PROOF_SIZE, CodecError, FrameDecoder,
+                    encode_challenge, encode_hello, encode_message, encode_proof, handshake_mac,
+                    parse_challenge, parse_hello, parse_proof)
 from .types import Message
 
 RECONNECT_MIN_S = 0.02
 RECONNECT_MAX_S = 0.25
+RECONNECT_AFTER_AUTH_FAILURE_S = 1.0  # a peer with another secret: retry, but do not flood its log
 CONNECT_TIMEOUT_S = 1.0
+HANDSHAKE_TIMEOUT_S = 1.0
 USER_TIMEOUT_MS = 2000
+MAX_TERM_LEAD = 1 << 32  # 2^32 elections: decades of elections every 150 ms
+
+
+class AuthenticationFailed(Exception):
+    """The peer did not prove it holds the cluster secret."""
 
 
 class _OutgoingProtocol(asyncio.Protocol):
     def __init__(self, link: "PeerLink"):
         self.link = link
-        self.closed = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.closed = loop.create_future()
+        self.authenticated = loop.create_future()
+        self.transport = None
+        self._nonce = os.urandom(NONCE_BYTES)
+        self._buf = bytearray()
 
     def connection_made(self, transport):
+        self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -35,25 +68,55 @@ class _OutgoingProtocol(asyncio.Protocol):
                 # minutes while TCP backs off: give up on unacknowledged data after a while and
                 # reconnect, so messages flow again soon after the partition heals.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+        link = self.link
+        transport.write(encode_hello(link.node_id, link.peer_id, self._nonce))
 
     def data_received(self, data):
-        pass  # peers never answer on our outgoing connection
+        if self.authenticated.done():
+            return  # peers never send frames on our outgoing connection
+        self._buf += data
+        if len(self._buf) < CHALLENGE_SIZE:
+            return
+        link = self.link
+        try:
+            nonce_s, mac_s = parse_challenge(self._buf)
+            if len(self._buf) > CHALLENGE_SIZE:
+                raise CodecError("bytes after the handshake challenge")
+            expected = handshake_mac(link.secret, b"S", link.node_id, link.peer_id, self._nonce, nonce_s)
+            if not hmac.compare_digest(mac_s, expected):
+                raise AuthenticationFailed(f"{link.peer_id} did not prove it holds the cluster's "
+                                           "peer secret (a different --peer-secret-file?)")
+        except (CodecError, AuthenticationFailed) as exc:
+            self.authenticated.set_exception(exc if isinstance(exc, AuthenticationFailed)
+                                             else AuthenticationFailed(f"bad handshake from {link.peer_id}: {exc}"))
+            self.transport.abort()
+            return
+        mac_c = handshake_mac(link.secret, b"C", link.node_id, link.peer_id, self._nonce, nonce_s)
+        self.transport.write(encode_proof(mac_c))
+        self.authenticated.set_result(True)
 
     def connection_lost(self, exc):
+        if not self.authenticated.done():
+            self.authenticated.set_exception(ConnectionError("connection closed during the handshake"))
         if not self.closed.done():
             self.closed.set_result(exc)
 
 
 class PeerLink:
-    def __init__(self, peer_id: str, host: str, port: int, max_buffer: int = 32 * 1024 * 1024):
+    def __init__(self, peer_id: str, host: str, port: int, max_buffer: int = 32 * 1024 * 1024,
+                 node_id: str = "", secret: bytes = b"", on_event=None):
         self.peer_id = peer_id
         self.host = host
         self.port = port
         self.max_buffer = max_buffer
+        self.node_id = node_id
+        self.secret = secret
+        self.on_event = on_event or (lambda kind, **detail: None)
         self.local_host: str | None = None  # source address for the connection (see PeerTransport.start)
         self.transport: asyncio.Transport | None = None
         self.dropped = 0
         self.sent = 0
+        self.auth_failures = 0
         self._task: asyncio.Task | None = None
         self._stopping = False
 
@@ -74,7 +137,22 @@ class PeerLink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
                 continue
+            try:
+                await asyncio.wait_for(protocol.authenticated, HANDSHAKE_TIMEOUT_S)
+            except AuthenticationFailed as exc:
+                transport.abort()
+                self.auth_failures += 1
+                if self.auth_failures == 1 or self.auth_failures % 60 == 0:
+                    self.on_event("peer_auth_failed", peer=self.peer_id, error=str(exc), failures=self.auth_failures)
+                await asyncio.sleep(RECONNECT_AFTER_AUTH_FAILURE_S)
+                continue
+            except (ConnectionError, OSError, asyncio.TimeoutError):
+                transport.abort()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+                continue
             backoff = RECONNECT_MIN_S
+            self.auth_failures = 0
             self.transport = transport
             try:
                 await protocol.closed
@@ -101,37 +179,105 @@ class PeerLink:
 
 
 class _IncomingProtocol(asyncio.Protocol):
+    """States: waiting for HELLO, waiting for PROOF, then frames from `src` only."""
+
     def __init__(self, transport_owner: "PeerTransport"):
         self.owner = transport_owner
         self.decoder = FrameDecoder(transport_owner.max_frame)
         self.transport = None
         self.peer = "?"
-        self.src = None  # the node on the other end, known from its first message
+        self.src = None  # the authenticated member on the other end
+        self._claimed = None  # (src, nonce_c, nonce_s) between HELLO and PROOF
+        self._buf = bytearray()
+        self._timer = None
 
     def connection_made(self, transport):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         self.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         self.owner._incoming.add(transport)
+        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._handshake_expired)
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if self.src is None and not self.transport.is_closing():
+            self._garbage(f"no completed handshake within {HANDSHAKE_TIMEOUT_S:g} s")
 
     def data_received(self, data):
+        if self.src is not None:
+            self._frames(data)
+            return
+        self._buf += data
+        try:
+            rest = self._handshake()
+        except CodecError as exc:
+            self._garbage(str(exc))
+            return
+        if rest:
+            self._frames(rest)
+
+    def _handshake(self) -> bytes | None:
+        """Advance the handshake with the buffered bytes; the bytes after it once complete."""
+        owner = self.owner
+        buf = self._buf
+        if self._claimed is None:
+            hello = parse_hello(buf)
+            if hello is None:
+                if len(buf) > MAX_HELLO_SIZE:
+                    raise CodecError("handshake hello too long")
+                return None
+            src, dst, nonce_c, used = hello
+            if dst != owner.node_id:
+                raise CodecError(f"handshake addressed to {dst[:40]!r}, this is {owner.node_id!r}")
+            if src not in owner.links:
+                raise CodecError(f"handshake from unknown node {src[:40]!r}")
+            nonce_s = os.urandom(NONCE_BYTES)
+            self._claimed = (src, nonce_c, nonce_s)
+            del buf[:used]
+            mac_s = handshake_mac(owner.secret, b"S", src, owner.node_id, nonce_c, nonce_s)
+            self.transport.write(encode_challenge(nonce_s, mac_s))
+        if len(buf) < PROOF_SIZE:
+            return None
+        src, nonce_c, nonce_s = self._claimed
+        mac_c = parse_proof(buf)
+        if not hmac.compare_digest(mac_c, handshake_mac(owner.secret, b"C", src, owner.node_id, nonce_c, nonce_s)):
+            raise CodecError(f"{src} failed authentication: it does not hold this cluster's peer secret")
+        rest = bytes(buf[PROOF_SIZE:])
+        self._buf = bytearray()
+        self._claimed = None
+        self.src = src
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        owner._adopt_incoming(src, self)
+        return rest
+
+    def _frames(self, data) -> None:
         try:
             messages = self.decoder.feed(data)
         except CodecError as exc:
             self._garbage(str(exc))
             return
-        deliver = self.owner.deliver
+        owner = self.owner
+        deliver = owner.deliver
         for msg in messages:
-            problem = self.owner.check_addressing(msg)
+            if msg.src != self.src:
+                self._garbage(f"frame from {msg.src[:40]!r} on the connection authenticated as {self.src!r}")
+                return
+            problem = owner.check_addressing(msg)
             if problem is not None:
                 self._garbage(problem)
                 return
-            if self.src is None:
-                self.src = msg.src
-                self.owner._adopt_incoming(msg.src, self)
+            if msg.term > owner.current_term() + MAX_TERM_LEAD:
+                self._garbage(f"{msg.kind} term {msg.term} is more than 2^32 ahead of this node's term "
+                              f"{owner.current_term()}")
+                return
             deliver(msg)
 
     def eof_received(self):
+        if self.src is None:
+            self._garbage("connection closed during the handshake")
+            return False
         try:
             self.decoder.check_eof()
         except CodecError as exc:
@@ -139,26 +285,41 @@ class _IncomingProtocol(asyncio.Protocol):
         return False
 
     def _garbage(self, error: str) -> None:
+        if self.transport.is_closing():
+            return  # already reported and dropped
         self.owner.on_garbage(self.peer, error)
         self.transport.abort()
 
     def connection_lost(self, exc):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.owner._incoming.discard(self.transport)
         if self.src is not None and self.owner._incoming_by_src.get(self.src) is self:
             del self.owner._incoming_by_src[self.src]
 
 
 class PeerTransport:
-    """Sends Messages to peers and delivers received ones to `deliver(msg)`."""
+    """Sends Messages to peers and delivers received ones to `deliver(msg)`.
+
+    `secret` is the cluster's peer secret (b"" only with --insecure-peers); `on_event(kind,
+    **detail)` receives the transport's log events (peer_auth_failed, peer_encode_error);
+    `current_term()` is the receiver's term (for MAX_TERM_LEAD)."""
 
     def __init__(self, node_id: str, peers: dict[str, tuple[str, int]], deliver, on_garbage,
-                 max_frame: int | None = None):
+                 max_frame: int | None = None, secret: bytes = b"", on_event=None, current_term=None):
         from .codec import MAX_FRAME_BYTES
         self.node_id = node_id
+        self.current_term = current_term or (lambda: 0)
         self.deliver = deliver
         self.on_garbage = on_garbage
+        self.on_event = on_event or (lambda kind, **detail: None)
+        self.secret = secret
         self.max_frame = max_frame or MAX_FRAME_BYTES
-        self.links = {pid: PeerLink(pid, host, port) for pid, (host, port) in peers.items() if pid != node_id}
+        self.links = {pid: PeerLink(pid, host, port, node_id=node_id, secret=secret, on_event=self.on_event)
+                      for pid, (host, port) in peers.items() if pid != node_id}
+        self.encode_errors = 0
+        self._encode_errors_logged: set = set()
         self._server: asyncio.base_events.Server | None = None
         self._incoming: set = set()
         self._incoming_by_src: dict = {}
@@ -183,19 +344,32 @@ class PeerTransport:
 
     def check_addressing(self, msg: Message) -> str | None:
         if msg.dst != self.node_id:
-            return f"message addressed to {msg.dst!r}, this is {self.node_id!r}"
+            return f"message addressed to {msg.dst[:40]!r}, this is {self.node_id!r}"
         if msg.src not in self.links:
-            return f"message from unknown node {msg.src!r}"
+            return f"message from unknown node {msg.src[:40]!r}"
         return None
 
     def send(self, msg: Message) -> bool:
+        """Send or drop; never raises (the driver calls it in the middle of handling a Ready)."""
         link = self.links.get(msg.dst)
         if link is None:
             return False
         if link.transport is None:
             link.dropped += 1
             return False  # skip encoding for a link that is down
-        return link.send_frame(encode_message(msg))
+        try:
+            frame = encode_message(msg)
+        except CodecError as exc:
+            # e.g. an AppendEntries over MAX_FRAME_BYTES: dropping it is what a lost message
+            # would do, and Raft retransmits; raising would stop the node that sends it.
+            self.encode_errors += 1
+            link.dropped += 1
+            key = (msg.dst, msg.kind)
+            if key not in self._encode_errors_logged:
+                self._encode_errors_logged.add(key)
+                self.on_event("peer_encode_error", peer=msg.dst, kind=msg.kind, error=str(exc)[:300])
+            return False
+        return link.send_frame(frame)
 
     def close(self) -> None:
         if self._server is not None:
@@ -204,3 +378,29 @@ class PeerTransport:
             transport.abort()
         for link in self.links.values():
             link.close()
+
+
+def connect_as_member(host: str, port: int, src: str, dst: str, secret: bytes,
+                      timeout: float = 5.0) -> socket.socket:
+    """A blocking client connection to a node's peer port that has completed the handshake as
+    member `src` (for tests and tools that speak the peer protocol; the node itself uses
+    PeerLink). Raises AuthenticationFailed if the node does not prove it holds `secret`, and
+    ConnectionError if it closes the connection during the handshake."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        nonce_c = os.urandom(NONCE_BYTES)
+        sock.sendall(encode_hello(src, dst, nonce_c))
+        challenge = b""
+        while len(challenge) < CHALLENGE_SIZE:
+            chunk = sock.recv(CHALLENGE_SIZE - len(challenge))
+            if not chunk:
+                raise ConnectionError(f"{dst} closed the connection during the handshake")
+            challenge += chunk
+        nonce_s, mac_s = parse_challenge(challenge)
+        if not hmac.compare_digest(mac_s, handshake_mac(secret, b"S", src, dst, nonce_c, nonce_s)):
+            raise AuthenticationFailed(f"{dst} did not prove it holds the secret")
+        sock.sendall(encode_proof(handshake_mac(secret, b"C", src, dst, nonce_c, nonce_s)))
+        return sock
+    except BaseException:
+        sock.close()
+        raise
