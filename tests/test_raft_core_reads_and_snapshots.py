@@ -147,7 +147,9 @@ def test_installing_a_snapshot_replaces_a_conflicting_log():
     rd = _install(core, 6, 4)
     assert rd.snapshot.index == 6 and rd.snapshot.data == b"state"
     assert core.log == [] and core.snapshot_index == 6 and core.commit_index == 6
-    assert rd.truncate_from == 7 and rd.messages[0].match_index == 6
+    # The storage restarts its log after the snapshot; no truncation is needed for that.
+    assert rd.snapshot.keep_log_after is False and rd.truncate_from is None
+    assert rd.messages[0].match_index == 6
 
 
 def test_a_follower_with_a_later_prefix_keeps_its_entries_after_the_snapshot():
@@ -155,7 +157,18 @@ def test_a_follower_with_a_later_prefix_keeps_its_entries_after_the_snapshot():
     drain(core)
     rd = _install(core, 3, 2)
     assert core.snapshot_index == 3 and [e.index for e in core.log] == [4, 5]
-    assert rd.truncate_from is None
+    assert rd.snapshot.keep_log_after is True and rd.truncate_from is None and rd.entries == []
+
+
+def test_entries_not_yet_handed_to_the_storage_are_handed_out_again_after_its_log_restart():
+    core = make_core(term=5)
+    drain(core)
+    # The leader's entries 1..5 arrive and, before a Ready hands them to the storage, so does a
+    # snapshot at 3 that they match: the storage's log does not hold (3, 5), so it restarts.
+    core.step(append("n2", "n1", 5, 0, 0, [entry(i, 5) for i in range(1, 6)]))
+    rd = _install(core, 3, 5, leader_term=5)
+    assert rd.snapshot.keep_log_after is False and rd.truncate_from is None
+    assert [e.index for e in rd.entries] == [4, 5] and [e.index for e in core.log] == [4, 5]
 
 
 def test_an_out_of_order_chunk_asks_the_leader_to_resume_where_the_follower_is():

@@ -49,16 +49,31 @@ def test_a_damaged_snapshot_is_fatal(tmp_path):
         Storage(str(tmp_path)).load()
 
 
-def test_reset_log_after_an_installed_snapshot_drops_every_entry(tmp_path):
+def test_an_installed_snapshot_beyond_a_shorter_log_replaces_it_and_the_log_resumes_after_it(tmp_path):
     storage = Storage(str(tmp_path))
     storage.load()
     storage.persist(None, None, [entry(i) for i in range(1, 6)])
-    storage.save_snapshot(50, 4, b"s")
-    storage.reset_log(50, 4)
+    storage.install_snapshot(50, 4, b"s", keep_log_after=False)
     storage.persist(None, None, [entry(51, 4)])
     storage.close()
-    state = Storage(str(tmp_path)).load()
+    storage = Storage(str(tmp_path))
+    state = storage.load()
     assert state.snapshot_index == 50 and [e.index for e in state.entries] == [51]
+    assert len(list(tmp_path.glob("*.seg"))) == 1, "the replaced log's segments are deleted"
+    storage.persist(None, None, [entry(52, 4)])
+    storage.close()
+    assert [e.index for e in Storage(str(tmp_path)).load().entries] == [51, 52]
+
+
+def test_an_installed_snapshot_the_log_already_holds_keeps_the_entries_after_it(tmp_path):
+    storage = Storage(str(tmp_path), segment_bytes=250)
+    storage.load()
+    storage.persist(None, None, [entry(i) for i in range(1, 31)])
+    storage.install_snapshot(20, 1, b"s", keep_log_after=True)
+    storage.close()
+    state = Storage(str(tmp_path), segment_bytes=250).load()
+    assert (state.snapshot_index, state.snapshot_term) == (20, 1)
+    assert [e.index for e in state.entries] == list(range(21, 31))
 
 
 def test_a_snapshot_written_elsewhere_is_verified_and_moved_into_place(tmp_path):

@@ -151,11 +151,12 @@ class RaftCore:
             if entry.term > self.term:
                 raise ValueError(f"log entry {entry.index} has term {entry.term} above the "
                                  f"persisted current term {self.term}")
-        stale_suffix = bool(self.log) and self.log[0].term < self.snapshot_term
-        if stale_suffix:
-            # A crash between saving an installed snapshot and truncating the conflicting log
-            # after it leaves entries older than the snapshot: they are not part of our log.
-            self.log = []
+        if self.log and self.log[0].term < self.snapshot_term:
+            # The storage installs a snapshot atomically with the log after it (SnapshotInstall):
+            # entries of an older term after the snapshot cannot continue it.
+            raise ValueError(f"log entry {self.log[0].index} has term {self.log[0].term}, older than "
+                             f"the snapshot it follows (index {self.snapshot_index}, term "
+                             f"{self.snapshot_term}): the stored log does not continue the snapshot")
 
         self.role = FOLLOWER
         self.leader_id: str | None = None
@@ -163,7 +164,7 @@ class RaftCore:
         self._applied = self.snapshot_index          # handed out in a Ready for applying
         self._persisted = self.last_log_index        # durable and equal to our in-memory log
         self._unstable_from = self.last_log_index + 1
-        self._truncate_from: int | None = self.snapshot_index + 1 if stale_suffix else None
+        self._truncate_from: int | None = None
         self._hs_dirty = False
         self._pending_snapshot: SnapshotInstall | None = None
         self._incoming_snapshot: tuple | None = None  # (leader, term, index, snap_term, bytearray)
@@ -828,23 +829,29 @@ class RaftCore:
             return
         self._incoming_snapshot = None
         index, term = msg.snapshot_index, msg.snapshot_term
-        if self.term_at(index) == term:
-            # We hold a later prefix of the same log: keep the entries after the snapshot.
+        holds = self.term_at(index) == term
+        # The storage keeps its entries after the snapshot only if the log already handed to it
+        # (below _unstable_from: earlier Readies, written before this one) holds (index, term).
+        keep_log_after = holds and index < self._unstable_from
+        if holds:
+            # We hold a later prefix of the same log: keep the entries after the snapshot (if
+            # the storage restarts its log, the unstable bound below hands them out again).
             del self.log[:index - self.snapshot_index]
         else:
             # Our log conflicts with (or is shorter than) the snapshot: replace it entirely.
-            # Until this Ready is advanced only the old snapshot counts as durable.
-            self._persisted = min(self._persisted, self.snapshot_index)
-            if self._truncate_from is None or self._truncate_from > index + 1:
-                self._truncate_from = index + 1
             self.log = []
+        if not keep_log_after:
+            # The storage restarts its log after the snapshot: no truncation is left to do, and
+            # until this Ready is advanced only the old snapshot counts as durable.
+            self._truncate_from = None
+            self._persisted = min(self._persisted, self.snapshot_index)
         self.snapshot_index, self.snapshot_term = index, term
         self.snapshot_data = bytes(incoming[1])
         self.commit_index = max(self.commit_index, index)
         self._applied = max(self._applied, index)
         self._reported_commit = max(self._reported_commit, index)
         self._unstable_from = min(max(self._unstable_from, index + 1), self.last_log_index + 1)
-        self._pending_snapshot = SnapshotInstall(index, term, self.snapshot_data)
+        self._pending_snapshot = SnapshotInstall(index, term, self.snapshot_data, keep_log_after)
         self._event("snapshot_installed", index=index, term=term)
         self._snapshot_reply(msg, index, 0, True)
 

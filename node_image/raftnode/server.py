@@ -48,9 +48,9 @@ from .codec import PreEncoded
 from .jsonenc import compact_encoder
 from .kv import MAX_NESTING, KVStateMachine, nesting_depth
 from .nodelog import NodeLog
-from .storage import Storage, encode_batch
+from .storage import Storage, ready_ops
 from .transport import PeerTransport
-from .types import LEADER, Config, NotLeader
+from .types import LEADER, Config, NotLeader, ProposalDropped
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 64 * 1024
@@ -347,6 +347,7 @@ class RaftNode:
                               if opts.storage_thread else None)
         self._storage_ops: list = []  # queued while a storage job runs; they form the next one
         self._storage_busy = False
+        self._installs_pending = 0  # snapshots from the leader queued for the storage, not yet done
         self._snapshot_pending = 0
         self._driver_rng = random.Random(seed ^ 0x5EED)
         self._snapshot_slack = self._driver_rng.randrange(max(1, opts.snapshot_every // 4)) if opts.snapshot_every > 0 else 0
@@ -655,11 +656,8 @@ class RaftNode:
             # Encode here; the storage thread only writes and fdatasyncs (both release the GIL),
             # so this loop keeps sending heartbeats and taking requests and acknowledgements
             # meanwhile. Records of Readies that arrive during an fsync share the next one.
-            entries = rd.entries
-            record = (encode_batch(rd.truncate_from, entries)
-                      if rd.truncate_from is not None or entries else None)
-            self._storage_ops.append(("log", item, rd.hard_state, record, rd.truncate_from,
-                                      entries[-1].index if entries else None))
+            # ready_ops puts a snapshot's install between the hard state and the log record.
+            self._storage_ops.extend(ready_ops(rd, item))
             self._flush_storage_ops()
             self.stats["fsync_rounds"] += 1
         else:
@@ -686,9 +684,10 @@ class RaftNode:
             self._maybe_snapshot()
         self._advance_persisted()
 
-    def _submit_storage(self, fn, *args) -> None:
-        """Run a storage operation (snapshot save, compaction) in order with the log writes."""
-        self._storage_ops.append(("call", fn, args))
+    def _submit_storage(self, op: tuple) -> None:
+        """Run a storage operation (Storage.run_ops: e.g. ("compact", index)) in order with the
+        log writes."""
+        self._storage_ops.append(op)
         self._flush_storage_ops()
 
     def _flush_storage_ops(self) -> None:
@@ -707,23 +706,9 @@ class RaftNode:
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._storage_done, f, ops))
 
     def _run_storage_ops(self, ops) -> None:
-        """On the storage thread: consecutive log records are written and fsynced together."""
-        batch = []
-        hard_state = None
-        for op in ops:
-            if op[0] == "log":
-                _, _, hs, record, truncate_from, last_index = op
-                if hs is not None:
-                    hard_state = hs  # the newest one covers the terms of every record here
-                if record is not None:
-                    batch.append((record, truncate_from, last_index))
-            else:
-                if hard_state is not None or batch:
-                    self.storage.persist_batch(hard_state, batch)
-                    batch, hard_state = [], None
-                op[1](*op[2])
-        if hard_state is not None or batch:
-            self.storage.persist_batch(hard_state, batch)
+        """On the storage thread: consecutive log records are written and fsynced together (the
+        simulator runs the same Storage.run_ops)."""
+        self.storage.run_ops(ops)
 
     def _storage_done(self, future, ops) -> None:
         self._storage_busy = False
@@ -739,7 +724,10 @@ class RaftNode:
             return
         for op in ops:
             if op[0] == "log":
-                op[1][3] = True
+                if op[1] is not None:
+                    op[1][3] = True
+            elif op[0] == "install":
+                self._installs_pending -= 1
         self._flush_storage_ops()
         self._advance_persisted()
         self._wake.set()
@@ -759,8 +747,9 @@ class RaftNode:
             self.core.advance(rd)
 
     def _install_snapshot(self, snap) -> None:
-        """A snapshot from the leader replaces our state machine (and the log up to its index)."""
-        self._submit_storage(self.storage.install_snapshot, snap.index, snap.term, snap.data)
+        """A snapshot from the leader replaces our state machine (and our log: ready_ops queues
+        the storage's atomic install, see SnapshotInstall)."""
+        self._installs_pending += 1
         self.kv.restore(snap.data)
         self.last_applied = snap.index
         # Appended writes at or below it were decided elsewhere; their outcome is unknown here.
@@ -779,7 +768,9 @@ class RaftNode:
         all snapshot at the same moment.
         """
         every = self.opts.snapshot_every
-        if every <= 0 or self._snapshot_pending:
+        # Not while an installed snapshot is on its way to the disk: a snapshot of our own,
+        # adopted before the install's log restart, would sit on top of the old, replaced log.
+        if every <= 0 or self._snapshot_pending or self._installs_pending:
             return
         if self.last_applied - self.storage.snapshot_index < every + self._snapshot_slack:
             return
@@ -800,7 +791,8 @@ class RaftNode:
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    Storage.write_snapshot_file(path, index, term, self.kv.snapshot(), sync)
+                    Storage.write_snapshot_file(path, index, term, self.kv.snapshot(), sync,
+                                                self.storage.files)
                     os._exit(0)
                 except BaseException:
                     os._exit(1)
@@ -818,8 +810,7 @@ class RaftNode:
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
-            if os.path.exists(path):
-                os.unlink(path)
+            self.storage.discard_snapshot_file(path)
             raise RuntimeError(f"snapshot process {pid} exited with {code}")
         return self.storage.adopt_snapshot_file(path, index, term)
 
@@ -834,7 +825,7 @@ class RaftNode:
             return  # superseded by a newer (installed) snapshot
         self.core.compact(index, data)  # the leader sends `data` to followers that fall behind it
         self.log.event("snapshot", index=index, term=self.storage.snapshot_term, bytes=len(data))
-        self._submit_storage(self.storage.compact, min(index, self.storage.snapshot_index))
+        self._submit_storage(("compact", min(index, self.storage.snapshot_index)))
 
     def _apply(self, committed) -> None:
         kv = self.kv

@@ -1,5 +1,8 @@
 """Durable Raft state on disk: hard state, the log, and a state-machine snapshot.
 
+Every file operation goes through a file layer (raftnode.files: `OsFiles` by default; the
+simulator passes `raftnode.sim.files.SimFiles`, which loses unsynced data at a simulated crash).
+
 Layout of the data directory:
 
     hardstate.json         {"term", "voted_for", "commit"}; replaced atomically
@@ -13,6 +16,8 @@ A segment starts with an 8-byte magic and holds records:
     crc     u32   CRC32 of the body
     body          u8 type (1 = batch), u64 truncate_from (0 = none), u32 count,
                   then per entry: u64 index, u64 term, u8 kind, u32 n, n bytes of JSON data
+               or u8 type (2 = group): several batch bodies under one CRC (see encode_group)
+               or u8 type (3 = restart), u64 index, u64 term: "the log restarts after index"
 
 One record is written per Ready (group commit: all of a Ready's entries, and the truncation of a
 conflicting suffix, in one record and one fdatasync). A truncation is therefore durable exactly
@@ -27,10 +32,40 @@ reappears. Replay rules after a crash:
     fatal `StorageCorruption` naming the file and the byte offset. Silently truncating there
     could lose committed entries.
 
-Compaction (issue 3): `save_snapshot()` writes the snapshot atomically, then `compact()` deletes
+Compaction (issue 3): `save_snapshot()` (or a snapshot file written by a forked child and moved
+into place by `adopt_snapshot_file()`) stores the snapshot atomically, then `compact()` deletes
 whole segments whose entries all lie at or below the snapshot index; replay drops entries covered
 by the snapshot. A new segment is started once the current one exceeds `segment_bytes`, so
 compaction frees disk without rewriting live data.
+
+Installing a snapshot received from the leader (`install_snapshot`, issue 9) is atomic: a crash
+at any point leaves either the old state (old snapshot, old log) or the new one (the new snapshot
+and the log after it: the old entries after its index when the core says the log already handed
+to the storage holds the snapshot's (index, term), `keep_log_after`; otherwise no entry at all).
+The hard state is not part of it (the driver persists a Ready's hard state before its install).
+The protocol, each step complete before the next begins:
+
+  1. write the snapshot to snapshot.bin.<index>.part and fsync it (so that the rename below
+     can never expose a file whose data is not on disk);
+  2. unless keep_log_after: create the next segment holding only a restart record
+     "the log restarts after (index, term)", fdatasync it, fsync the directory (directory
+     operations on different names reach the disk in no promised order: without this fsync
+     the rename could survive a crash that the new segment does not);
+  3. rename the .part file over snapshot.bin and fsync the directory: the commit point;
+  4. unless keep_log_after: unlink every segment before the restart segment, fsync the directory.
+     With keep_log_after: compact() the segments the snapshot covers.
+
+Replay honours the newest restart record whose index is at or below the stored snapshot's index:
+every segment before it is dead (deleted at start-up if step 4 did not finish) and replay never
+reads the old entries, so a gap between the old log and the new one cannot arise. A restart
+record above the stored snapshot's index is an install that crashed between steps 2 and 3 (the
+old state): it can only be the newest segment and hold nothing else, and it is deleted. A
+snapshot already stored at or above the index (saved by the node meanwhile) skips steps 1 and 3;
+the restart record is then honoured as soon as step 2 is durable. The install holds the snapshot
+lock throughout, so a snapshot adopted concurrently never lands between steps 2 and 3. For the
+same reason of unordered unlinks, replay accepts a segment missing before another (compaction's
+deletions reaching the disk out of order) when only entries the snapshot covers are missing.
+tests/test_storage_snapshot_install_crash.py crashes the install after each file operation.
 
 Seeded bugs (Config.bugs): "no-fsync" skips every fsync (writes are acknowledged while only in the
 page cache); "forget-vote" never persists voted_for, so a restarted node can vote twice in a term.
@@ -45,6 +80,7 @@ import threading
 import zlib
 
 from .codec import _ENTRY_HEAD, _ENTRY_KIND_CODES, _ENTRY_KIND_NAMES, _entry_data_bytes
+from .files import OS_FILES
 from .types import Entry, HardState, StorageState
 
 SEGMENT_MAGIC = b"RNLOG\x00\x00\x01"
@@ -61,6 +97,9 @@ _SNAPSHOT_HEAD = struct.Struct(">8sQQI")  # magic, index, term, crc32 of data
 _REC_BATCH = 1
 _REC_GROUP = 2  # several batch records (consecutive Readies) under one CRC: written atomically
 _GROUP_HEAD = struct.Struct(">BQI")  # type, 0, count (same size as a batch head)
+_REC_RESTART = 3  # the log restarts after (index, term): written by install_snapshot
+_RESTART = struct.Struct(">BQQ")
+_RESTART_SEGMENT_BYTES = len(SEGMENT_MAGIC) + _RECORD_HEAD.size + _RESTART.size
 
 
 class StorageCorruption(Exception):
@@ -73,30 +112,25 @@ class StorageCorruption(Exception):
         self.problem = problem
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_fully(files, fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[files.write(fd, view):]
 
 
-def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
+def atomic_write(path: str, data: bytes, sync: bool = True, files=OS_FILES) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new content."""
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = files.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_fully(files, fd, data)
         if sync:
-            os.fsync(fd)
+            files.fsync(fd)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        files.close(fd)
+    files.replace(tmp, path)
     if sync:
-        _fsync_dir(os.path.dirname(path) or ".")
+        files.fsync_dir(os.path.dirname(path) or ".")
 
 
 def encode_batch(truncate_from: int | None, entries: list[Entry]) -> bytes:
@@ -122,6 +156,24 @@ def encode_group(records: list[bytes]) -> bytes:
         parts.append(record[_RECORD_HEAD.size:] if isinstance(record, bytes) else bytes(record)[_RECORD_HEAD.size:])
     body = b"".join(parts)
     return _RECORD_HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def encode_restart(index: int, term: int) -> bytes:
+    body = _RESTART.pack(_REC_RESTART, index, term)
+    return _RECORD_HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _restart_at_head(head: bytes) -> tuple[int, int] | None:
+    """(index, term) of the restart record a segment begins with, or None."""
+    start = len(SEGMENT_MAGIC)
+    if len(head) < _RESTART_SEGMENT_BYTES or head[:start] != SEGMENT_MAGIC:
+        return None
+    length, crc = _RECORD_HEAD.unpack_from(head, start)
+    body = head[start + _RECORD_HEAD.size:start + _RECORD_HEAD.size + _RESTART.size]
+    if length != _RESTART.size or body[0] != _REC_RESTART or zlib.crc32(body) != crc:
+        return None
+    _, index, term = _RESTART.unpack(body)
+    return index, term
 
 
 def _decode_record(body: bytes) -> list[tuple[int, list[Entry]]]:
@@ -171,7 +223,7 @@ def _decode_batch(body: bytes) -> tuple[int, list[Entry]]:
 def _intact_record_after(data: bytes, pos: int) -> int | None:
     """Offset of a record with a plausible header and a matching CRC somewhere after `pos`."""
     size = len(data)
-    for rtype in (_REC_BATCH, _REC_GROUP):
+    for rtype in (_REC_BATCH, _REC_GROUP, _REC_RESTART):
         q = data.find(bytes([rtype]), pos + 1 + _RECORD_HEAD.size)
         while q != -1:
             start = q - _RECORD_HEAD.size
@@ -182,17 +234,43 @@ def _intact_record_after(data: bytes, pos: int) -> int | None:
     return None
 
 
+def ready_ops(rd, tag) -> list[tuple]:
+    """The storage operations for one Ready, in the order Storage.run_ops must run them.
+
+    Both drivers (the asyncio node and the simulator) queue these and hand every queued one to
+    run_ops on their storage thread, so they persist identically. A "log" op carries `tag`,
+    the driver's handle for "this Ready is durable once its job completes" (None for an op that
+    is only a prefix of the Ready). With a snapshot to install, the hard state goes first: the
+    stored snapshot's term must never be newer than the persisted currentTerm."""
+    entries = rd.entries
+    record = (encode_batch(rd.truncate_from, entries)
+              if rd.truncate_from is not None or entries else None)
+    last = entries[-1].index if entries else None
+    snap = rd.snapshot
+    if snap is None:
+        return [("log", tag, rd.hard_state, record, rd.truncate_from, last)]
+    ops = []
+    if rd.hard_state is not None:
+        ops.append(("log", None, rd.hard_state, None, None, None))
+    ops.append(("install", snap.index, snap.term, snap.data, snap.keep_log_after))
+    ops.append(("log", tag, None, record, rd.truncate_from, last))
+    return ops
+
+
 class Storage:
-    """Owns the data directory. Not thread-safe: the driver calls it from one thread at a time."""
+    """Owns the data directory. Not thread-safe, except that save_snapshot/adopt_snapshot_file
+    may run on a snapshot thread concurrently with the log writes of the storage thread."""
 
     def __init__(self, data_dir: str, bugs: frozenset = frozenset(),
-                 segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, files=None):
         self.data_dir = data_dir
+        self.files = files if files is not None else OS_FILES
         self.sync_enabled = "no-fsync" not in bugs
         self.forget_vote = "forget-vote" in bugs
         self.segment_bytes = segment_bytes
         self.recovery_notes: list[str] = []
         self._segments: list[list] = []  # [seq, path, max entry index written (0 if none)]
+        self._next_seq = 1
         self._fd: int | None = None
         self._size = 0
         self._persisted_hs: tuple | None = None
@@ -201,30 +279,44 @@ class Storage:
         self.snapshot_term = 0
         self._snapshot_lock = threading.Lock()
         self.fsyncs = 0
-        os.makedirs(data_dir, exist_ok=True)
+        self.files.makedirs(data_dir)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.data_dir, name)
+
+    def _fsync_dir(self) -> None:
+        if self.sync_enabled:
+            self.files.fsync_dir(self.data_dir)
 
     # ---------------------------------------------------------------- recovery
 
     def load(self) -> StorageState:
         """Recover the state from disk (truncating a torn tail); open the log for appending."""
+        files = self.files
         state = StorageState(hard_state=self._load_hard_state())
         snap = self.load_snapshot()
         if snap is not None:
             self.snapshot_index, self.snapshot_term = snap[0], snap[1]
             state.snapshot_data = snap[2]
         state.snapshot_index, state.snapshot_term = self.snapshot_index, self.snapshot_term
-        for name in os.listdir(self.data_dir):
+        names = files.listdir(self.data_dir)
+        for name in names:
             if name.startswith(SNAPSHOT_FILE + ".") and name.endswith(".part"):
-                os.unlink(os.path.join(self.data_dir, name))  # a snapshot that never made it
-        entries: list[Entry] = []
-        names = sorted(n for n in os.listdir(self.data_dir) if n.startswith("log-") and n.endswith(".seg"))
-        for i, name in enumerate(names):
+                files.unlink(self._path(name))  # a snapshot that never made it
+        segments = []
+        for name in sorted(n for n in names if n.startswith("log-") and n.endswith(".seg")):
             try:
                 seq = int(name[4:-4])
             except ValueError:
-                raise StorageCorruption(os.path.join(self.data_dir, name), 0, "unparsable segment name") from None
-            path = os.path.join(self.data_dir, name)
-            max_index = self._replay_segment(path, entries, last=(i == len(names) - 1))
+                raise StorageCorruption(self._path(name), 0, "unparsable segment name") from None
+            segments.append((seq, self._path(name)))
+        if segments:
+            self._next_seq = segments[-1][0] + 1
+        segments, restart = self._live_segments(segments)
+        entries: list[Entry] = []
+        for i, (seq, path) in enumerate(segments):
+            max_index = self._replay_segment(path, entries, last=(i == len(segments) - 1),
+                                             restart=restart if i == 0 else None)
             self._segments.append([seq, path, max_index])
         # Entries covered by the snapshot are already in it.
         first_kept = 0
@@ -240,11 +332,45 @@ class Storage:
         self._open_for_append()
         return state
 
+    def _live_segments(self, segments: list[tuple]) -> tuple[list[tuple], tuple | None]:
+        """Drop what an install left behind: the segments before the newest honoured restart
+        record (dead), and a restart record above the stored snapshot (an install that never
+        reached its commit point). Returns the live segments and the honoured restart record."""
+        files = self.files
+        start, restart = 0, None
+        for i, (_, path) in enumerate(segments):
+            marker = _restart_at_head(files.read_file(path, _RESTART_SEGMENT_BYTES))
+            if marker is None:
+                continue
+            if marker[0] <= self.snapshot_index:
+                if marker[0] == self.snapshot_index and marker[1] != self.snapshot_term:
+                    raise StorageCorruption(path, len(SEGMENT_MAGIC),
+                                            f"the log restarts after index {marker[0]} term {marker[1]}, "
+                                            f"but the snapshot there has term {self.snapshot_term}")
+                start, restart = i, marker
+                continue
+            if i != len(segments) - 1 or files.getsize(path) != _RESTART_SEGMENT_BYTES:
+                raise StorageCorruption(path, len(SEGMENT_MAGIC),
+                                        f"the log restarts after index {marker[0]}, beyond the snapshot "
+                                        f"(index {self.snapshot_index}), yet more log follows: the "
+                                        "installed snapshot it belongs to is missing")
+            files.unlink(path)
+            self._fsync_dir()
+            self.recovery_notes.append(f"{path}: removed the restart record of a snapshot install "
+                                       f"(index {marker[0]}) that never completed")
+            segments = segments[:-1]
+        if start:
+            for _, path in segments[:start]:
+                files.unlink(path)
+            self._fsync_dir()
+            self.recovery_notes.append(f"removed {start} log segment(s) that a completed snapshot "
+                                       f"install (index {restart[0]}) superseded")
+        return segments[start:], restart
+
     def _load_hard_state(self) -> HardState:
-        path = os.path.join(self.data_dir, HARD_STATE_FILE)
+        path = self._path(HARD_STATE_FILE)
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
+            raw = self.files.read_file(path)
         except FileNotFoundError:
             return HardState()
         try:
@@ -257,20 +383,23 @@ class Storage:
         self._persisted_hs = (hs.term, hs.voted_for)
         return hs
 
-    def _replay_segment(self, path: str, entries: list[Entry], last: bool) -> int:
-        with open(path, "rb") as f:
-            data = f.read()
+    def _replay_segment(self, path: str, entries: list[Entry], last: bool, restart: tuple | None) -> int:
+        data = self.files.read_file(path)
         size = len(data)
-        if size < len(SEGMENT_MAGIC):
-            if last and SEGMENT_MAGIC.startswith(data):
-                # Crash while creating the segment: nothing in it was ever acknowledged.
-                self._truncate_tail(path, 0, "incomplete segment header")
-                return 0
-            raise StorageCorruption(path, 0, "file too short for a segment header")
         if data[:len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
-            raise StorageCorruption(path, 0, "bad segment magic")
+            good = 0
+            while good < min(size, len(SEGMENT_MAGIC)) and data[good] == SEGMENT_MAGIC[good]:
+                good += 1
+            if last and data.count(0, good) == size - good:
+                # Crash while creating the segment (its header cut short, or never written over
+                # the zeros of a grown file): nothing in it was ever acknowledged.
+                self._truncate_tail(path, size, 0, "incomplete segment header")
+                return 0
+            raise StorageCorruption(path, 0, "file too short for a segment header" if size < len(SEGMENT_MAGIC)
+                                    else "bad segment magic")
         pos = len(SEGMENT_MAGIC)
         max_index = 0
+        opening = True  # before this segment's first entry
         while pos < size:
             problem = None
             end = size
@@ -296,10 +425,20 @@ class Storage:
                 if not torn:
                     raise StorageCorruption(path, pos, problem + " (valid data follows, so this is not a torn tail)"
                                             if last else problem + " (in a segment that was completely synced)")
-                self._truncate_tail(path, pos, problem)
+                self._truncate_tail(path, size, pos, problem)
                 return max_index
+            body = data[pos + _RECORD_HEAD.size:end]
+            if body[0] == _REC_RESTART:
+                # _live_segments put the honoured restart record at the head of the first segment.
+                if restart is None or pos != len(SEGMENT_MAGIC) or len(body) != _RESTART.size:
+                    raise StorageCorruption(path, pos, "a log restart record that does not begin the log")
+                # Nothing before it is part of the log; the snapshot's index bounds what follows
+                # (load() checks that the entries after the snapshot continue it).
+                entries.clear()
+                pos = end
+                continue
             try:
-                batches = _decode_record(data[pos + _RECORD_HEAD.size:end])
+                batches = _decode_record(body)
             except (ValueError, struct.error, UnicodeDecodeError) as exc:
                 raise StorageCorruption(path, pos, f"undecodable record with a valid CRC: {exc}") from None
             for truncate_from, batch in batches:
@@ -309,58 +448,67 @@ class Storage:
                 for entry in batch:
                     expected = entries[-1].index + 1 if entries else None
                     if expected is not None and entry.index != expected:
-                        raise StorageCorruption(path, pos, f"entry index {entry.index} where {expected} was expected")
+                        if not (opening and entry.index <= self.snapshot_index + 1):
+                            raise StorageCorruption(path, pos, f"entry index {entry.index} where {expected} was expected")
+                        # An older segment is gone but the next one was not: compaction's unlinks
+                        # became durable out of order. Only entries the snapshot covers are missing.
+                        entries.clear()
+                    opening = False
                     entries.append(entry)
                     if entry.index > max_index:
                         max_index = entry.index
             pos = end
         return max_index
 
-    def _truncate_tail(self, path: str, offset: int, problem: str) -> None:
-        size = os.path.getsize(path)
+    def _truncate_tail(self, path: str, size: int, offset: int, problem: str) -> None:
+        files = self.files
         self.recovery_notes.append(f"{path}: truncated a torn tail of {size - offset} bytes at offset {offset} ({problem})")
-        with open(path, "r+b") as f:
-            f.truncate(max(offset, 0))
+        fd = files.open(path, os.O_WRONLY)
+        try:
+            files.ftruncate(fd, max(offset, 0))
             if self.sync_enabled:
-                os.fsync(f.fileno())
+                files.fsync(fd)
+        finally:
+            files.close(fd)
 
     def _open_for_append(self) -> None:
         if self._segments:
             seq, path, _ = self._segments[-1]
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-            self._size = os.fstat(self._fd).st_size
+            self._fd = self.files.open(path, os.O_WRONLY | os.O_APPEND)
+            self._size = self.files.size(self._fd)
             if self._size == 0:  # truncated away a torn header
                 self._write_all(SEGMENT_MAGIC)
                 self._sync_fd()
         else:
             self._start_segment()
 
-    def _start_segment(self) -> None:
-        seq = self._segments[-1][0] + 1 if self._segments else 1
-        path = os.path.join(self.data_dir, f"log-{seq:08d}.seg")
+    def _start_segment(self, head: bytes = b"") -> None:
+        """Continue the log in a new segment (after a restart record `head`, if given): durable,
+        name included, when this returns."""
+        files = self.files
+        seq = self._next_seq
+        path = self._path(f"log-{seq:08d}.seg")
         if self._fd is not None:
             self._sync_fd()
-            os.close(self._fd)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+            files.close(self._fd)
+            self._fd = None
+        self._fd = files.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        self._next_seq = seq + 1
         self._size = 0
-        self._write_all(SEGMENT_MAGIC)
+        self._write_all(SEGMENT_MAGIC + head)
         self._sync_fd()
-        if self.sync_enabled:
-            _fsync_dir(self.data_dir)
+        self._fsync_dir()
         self._segments.append([seq, path, 0])
 
     # ---------------------------------------------------------------- writing
 
     def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        _write_fully(self.files, self._fd, data)
         self._size += len(data)
 
     def _sync_fd(self) -> None:
         if self.sync_enabled:
-            os.fdatasync(self._fd)
+            self.files.fdatasync(self._fd)
             self.fsyncs += 1
 
     def persist(self, hard_state: HardState | None, truncate_from: int | None, entries: list[Entry]) -> None:
@@ -400,13 +548,39 @@ class Storage:
                 if last_index > seg[2]:
                     seg[2] = last_index
 
+    def run_ops(self, ops: list[tuple]) -> None:
+        """Run storage operations built by ready_ops() (and ("compact", index)), in order:
+        consecutive log records are written together with one fdatasync."""
+        batch = []
+        hard_state = None
+        for op in ops:
+            kind = op[0]
+            if kind == "log":
+                _, _, hs, record, truncate_from, last_index = op
+                if hs is not None:
+                    hard_state = hs  # the newest one covers the terms of every record here
+                if record is not None:
+                    batch.append((record, truncate_from, last_index))
+                continue
+            if hard_state is not None or batch:
+                self.persist_batch(hard_state, batch)
+                batch, hard_state = [], None
+            if kind == "install":
+                self.install_snapshot(*op[1:])
+            elif kind == "compact":
+                self.compact(op[1])
+            else:
+                raise ValueError(f"unknown storage operation {kind!r}")
+        if hard_state is not None or batch:
+            self.persist_batch(hard_state, batch)
+
     def save_hard_state(self, hs: HardState) -> None:
         voted_for = None if self.forget_vote else hs.voted_for  # BUG forget-vote: vote not persisted
         key = (hs.term, voted_for)
         if key == self._persisted_hs:
             return
         doc = {"term": hs.term, "voted_for": voted_for, "commit": hs.commit}
-        atomic_write(os.path.join(self.data_dir, HARD_STATE_FILE), json.dumps(doc).encode(), self.sync_enabled)
+        atomic_write(self._path(HARD_STATE_FILE), json.dumps(doc).encode(), self.sync_enabled, self.files)
         if self.sync_enabled:
             self.fsyncs += 2
         self._persisted_hs = key
@@ -427,55 +601,57 @@ class Storage:
             if index <= self.snapshot_index:
                 return False
             blob = _SNAPSHOT_HEAD.pack(SNAPSHOT_MAGIC, index, term, zlib.crc32(data)) + data
-            atomic_write(os.path.join(self.data_dir, SNAPSHOT_FILE), blob, self.sync_enabled)
+            atomic_write(self._path(SNAPSHOT_FILE), blob, self.sync_enabled, self.files)
             self.snapshot_index, self.snapshot_term = index, term
             return True
 
     def snapshot_temp_path(self, index: int) -> str:
-        return os.path.join(self.data_dir, f"{SNAPSHOT_FILE}.{index}.part")
+        return self._path(f"{SNAPSHOT_FILE}.{index}.part")
 
     @staticmethod
-    def write_snapshot_file(path: str, index: int, term: int, data: bytes, sync: bool = True) -> None:
+    def write_snapshot_file(path: str, index: int, term: int, data: bytes, sync: bool = True,
+                            files=OS_FILES) -> None:
         """Write a complete snapshot file at `path` (not yet in place; see adopt_snapshot_file).
         Used by a forked child that serializes the state while the node keeps running."""
         blob = _SNAPSHOT_HEAD.pack(SNAPSHOT_MAGIC, index, term, zlib.crc32(data)) + data
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = files.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_fully(files, fd, blob)
             if sync:
-                os.fsync(fd)
+                files.fsync(fd)
         finally:
-            os.close(fd)
+            files.close(fd)
+
+    def discard_snapshot_file(self, path: str) -> None:
+        """Remove a snapshot file that will not be adopted (its writer failed)."""
+        if self.files.exists(path):
+            self.files.unlink(path)
 
     def adopt_snapshot_file(self, path: str, index: int, term: int) -> bytes | None:
         """Check a snapshot written by write_snapshot_file and move it into place atomically.
         Returns its state-machine bytes, or None if a newer snapshot is already stored."""
+        files = self.files
         with self._snapshot_lock:
             try:
                 if index <= self.snapshot_index:
                     return None
-                with open(path, "rb") as f:
-                    blob = f.read()
+                blob = files.read_file(path)
                 magic, got_index, got_term, crc = _SNAPSHOT_HEAD.unpack_from(blob, 0)
                 data = blob[_SNAPSHOT_HEAD.size:]
                 if magic != SNAPSHOT_MAGIC or (got_index, got_term) != (index, term) or zlib.crc32(data) != crc:
                     raise StorageCorruption(path, 0, "snapshot written by the snapshot process does not verify")
-                os.replace(path, os.path.join(self.data_dir, SNAPSHOT_FILE))
-                if self.sync_enabled:
-                    _fsync_dir(self.data_dir)
+                files.replace(path, self._path(SNAPSHOT_FILE))
+                self._fsync_dir()
                 self.snapshot_index, self.snapshot_term = index, term
                 return data
             finally:
-                if os.path.exists(path):
-                    os.unlink(path)
+                if files.exists(path):
+                    files.unlink(path)
 
     def load_snapshot(self) -> tuple[int, int, bytes] | None:
-        path = os.path.join(self.data_dir, SNAPSHOT_FILE)
+        path = self._path(SNAPSHOT_FILE)
         try:
-            with open(path, "rb") as f:
-                blob = f.read()
+            blob = self.files.read_file(path)
         except FileNotFoundError:
             return None
         if len(blob) < _SNAPSHOT_HEAD.size:
@@ -497,29 +673,46 @@ class Storage:
             raise ValueError(f"cannot compact through {through_index}: the snapshot ends at {self.snapshot_index}")
         removed = 0
         while len(self._segments) > 1 and self._segments[0][2] <= through_index:
-            os.unlink(self._segments[0][1])
+            self.files.unlink(self._segments[0][1])
             self._segments.pop(0)
             removed += 1
-        if removed and self.sync_enabled:
-            _fsync_dir(self.data_dir)
+        if removed:
+            self._fsync_dir()
         return removed
 
-    def reset_log(self, snapshot_index: int, snapshot_term: int) -> None:
-        """After installing a snapshot that supersedes the whole log: drop every entry durably."""
-        self.persist(None, 1, [])
-        self._last_index = snapshot_index
-
-    def install_snapshot(self, index: int, term: int, data: bytes) -> None:
-        """Save a snapshot received from the leader. Entries at or below `index` are dropped
-        on replay; a conflicting suffix after it arrives as a truncation in the same Ready."""
-        self.save_snapshot(index, term, data)
-        self._last_index = max(self._last_index, index)
+    def install_snapshot(self, index: int, term: int, data: bytes, keep_log_after: bool) -> None:
+        """Install a snapshot received from the leader, atomically (the protocol is in the module
+        docstring). keep_log_after: the log handed to the storage so far holds (index, term), so
+        the entries after index continue the snapshot and stay; otherwise the log is emptied."""
+        files = self.files
+        with self._snapshot_lock:
+            part = None
+            if index > self.snapshot_index:
+                part = self.snapshot_temp_path(index)
+                self.write_snapshot_file(part, index, term, data, self.sync_enabled, files)
+            if not keep_log_after:
+                self._start_segment(encode_restart(index, term))
+            if part is not None:
+                files.replace(part, self._path(SNAPSHOT_FILE))
+                self._fsync_dir()
+                self.snapshot_index, self.snapshot_term = index, term
+            if keep_log_after:
+                self._last_index = max(self._last_index, index)
+            else:
+                for _, path, _ in self._segments[:-1]:
+                    files.unlink(path)
+                if len(self._segments) > 1:
+                    self._fsync_dir()
+                del self._segments[:-1]
+                self._last_index = index
+        if keep_log_after:
+            self.compact(index)
 
     def disk_bytes(self) -> int:
         total = 0
-        for name in os.listdir(self.data_dir):
+        for name in self.files.listdir(self.data_dir):
             try:
-                total += os.path.getsize(os.path.join(self.data_dir, name))
+                total += self.files.getsize(self._path(name))
             except OSError:
                 pass
         return total
@@ -529,5 +722,5 @@ class Storage:
             try:
                 self._sync_fd()
             finally:
-                os.close(self._fd)
+                self.files.close(self._fd)
                 self._fd = None

@@ -8,7 +8,8 @@ The core (raftnode.core) is a deterministic state machine in the style of etcd's
     core.propose(command) -> (index, term)   # leader only; raises NotLeader
     core.read_index(ctx)              # ask for a linearizable read; answered in a later Ready
     rd = core.ready()                 # everything the driver must do now (may be empty)
-    ... driver persists rd.hard_state / rd.truncate_from / rd.entries (fsync once: group commit),
+    ... driver persists rd.hard_state, installs rd.snapshot (atomically, see SnapshotInstall),
+        persists rd.truncate_from / rd.entries (fsync once: group commit),
         sends rd.messages (those with needs_persist=True only after the fsync),
         applies rd.committed in order, serves rd.read_states ...
     core.advance(rd)                  # tell the core the Ready was handled (persisted)
@@ -105,18 +106,32 @@ class Event:
 
 @dataclass
 class SnapshotInstall:
-    """A snapshot received from the leader (InstallSnapshot, part 2): save it atomically, restore
-    the state machine from `data`, drop every log entry <= index (Ready.truncate_from, when set in
-    the same Ready, drops the conflicting entries after it)."""
+    """A snapshot received from the leader (InstallSnapshot, part 2).
+
+    The driver restores the state machine from `data` and has the storage install it before the
+    Ready's other log changes (after its hard state), as ONE atomic step: a crash at any point
+    must leave either the old durable state (old snapshot and old log) or the new one, which is
+
+      * the snapshot (index, term, data), and
+      * if keep_log_after: the durable entries after `index`. The core sets it only when the log
+        it already handed to the driver (earlier Readies, which the storage writes first) holds
+        the entry (index, term): those entries then continue the snapshot;
+      * otherwise: no entry at all. The log restarts after `index`; this Ready's `entries` (if
+        any) start at index + 1.
+
+    The core never uses Ready.truncate_from to remove what the install replaces: a truncation in
+    the same Ready only ever concerns entries after `index` that the storage keeps. Until the
+    Ready is advanced the core counts only what was durable before it (the old snapshot)."""
 
     index: int
     term: int
     data: bytes
+    keep_log_after: bool
 
 
 @dataclass
 class Ready:
-    snapshot: SnapshotInstall | None = None      # install first, when not None (part 2)
+    snapshot: SnapshotInstall | None = None      # install atomically first, when not None (see SnapshotInstall)
     hard_state: HardState | None = None          # persist (atomically) when not None
     truncate_from: int | None = None             # delete log entries with index >= this first
     entries: list[Entry] = field(default_factory=list)  # then append these (contiguous)
