@@ -32,6 +32,7 @@ import yaml
 
 from chaos.config import (CLOCK_MODES, FAULTS, NEMESIS_FS, PROVISIONERS, TARGETS, TOPOLOGIES,
                           WORKLOADS, BUGS, ConfigError, RunConfig, node_names)
+from chaos.generator import EMPTY, Generator, before, random_nemesis, schedule_generator
 
 
 class ScenarioError(ValueError):
@@ -421,3 +422,16 @@ def validate_steps(steps: list[dict], cfg: RunConfig, source: str = "<schedule>"
             raise ScenarioError(source, None, f"malformed schedule step {s!r}")
         flat.append({"at": s.get("at"), "f": s["f"], **(s.get("value") or {})})
     return validate_schedule(flat, cfg, Located(source))
+
+
+# -- compiling ------------------------------------------------------------------------------------
+
+def compile_nemesis(cfg: RunConfig) -> Generator:
+    """A validated scenario (or run config) -> its nemesis generator: the explicit schedule as
+    ops timed at their `at`, or else the seeded random schedule over cfg.nemesis; in both, only
+    ops before cfg.time_limit (seconds after the start of the run)."""
+    if cfg.schedule is not None:
+        return before(cfg.time_limit, schedule_generator(cfg.schedule))
+    if not cfg.nemesis:
+        return EMPTY
+    return before(cfg.time_limit, random_nemesis(cfg.nemesis, cfg.nemesis_interval, cfg.seed, cfg.nodes))
