@@ -617,6 +617,11 @@ class RaftNode:
                 except NotLeader:
                     self._answer_not_leader(pending)
                     continue
+                except ProposalDropped as exc:
+                    # Followers are not keeping up: refuse rather than grow the log without
+                    # bound. Nothing was appended, so the client may retry.
+                    pending.answer(503, {"error": "overloaded", "detail": str(exc)})
+                    continue
                 pending.term = term
                 self._write_waiters[index] = pending
                 if self.ack_before_commit:
