@@ -6,34 +6,48 @@ the same driver loop as the asyncio node (ready -> persist -> send -> apply -> a
 
   * a network with per-message delay (hence reordering), loss, duplication and partitions
     (directed cuts between nodes), checked when a message is delivered;
-  * a disk per node (SimDisk) whose fsync takes time; messages that need persistence wait for it
-    (the leader's AppendEntries do not); a crash loses whatever was not synced yet;
+  * the real raftnode.storage.Storage per node, over a simulated file system (sim.files.SimFiles)
+    that at a crash keeps only what was synced plus a random part of the rest (torn writes,
+    lost creations, renames and unlinks). The node persists exactly as server.py does: Readies
+    become storage operations (storage.ready_ops, snapshot installs included) queued for one
+    storage job at a time, run by Storage.run_ops, and a job takes simulated time (its fsync);
+    messages that need persistence and core.advance wait for it (the leader's AppendEntries do
+    not). Snapshots of the node's own state are written and adopted by a job of their own, as
+    the forked child and the snapshot thread do. A crash during a job lets a random number of
+    its file operations happen first, and restarting runs the storage's own recovery;
   * per-node clock rates: a node ticks every tick_ms * rate of simulated time (clock skew);
   * clients talking to nodes as the HTTP server would (redirects, 504 on unknown outcome,
     retries with the same (client_id, seq)), their answers checked against a model.
 
-The Checker (raftnode.sim.checks) runs after every step; the first violation ends the run.
-The seeded driver bugs are modelled here: no-fsync (no fsync is waited for; the OS writes back
-every `writeback_ms`), forget-vote (voted_for is lost on restart), ack-before-commit (a write is
-acknowledged once appended on the leader).
+The Checker (raftnode.sim.checks) runs after every step; the first violation ends the run, and
+so does a node that cannot restart from its files. The seeded storage bugs are the storage's
+own (no-fsync: Storage skips every fsync and the file system writes back only every
+`writeback_ms`; forget-vote: Storage never persists voted_for); ack-before-commit (a write is
+acknowledged once appended on the leader) is modelled here.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..core import RaftCore, SafetyViolation
 from ..kv import KVStateMachine
+from ..storage import DEFAULT_SEGMENT_BYTES, Storage, StorageCorruption, ready_ops
 from ..types import LEADER, Config, Entry, NotLeader, Ready
 from .checks import ABSENT, Checker, Violation
-from .disk import DiskError, SimDisk
+from .files import SimFiles, SimulatedCrash
 
 US = 1_000_000
 
 # Event kinds (small ints: the event loop dispatches on them).
-TICK, DELIVER, SYNC, WRITEBACK, CLIENT_WAKE, ARRIVE, REPLY, TIMEOUT, CALL = range(9)
+TICK, DELIVER, STORAGE_DONE, WRITEBACK, CLIENT_WAKE, ARRIVE, REPLY, TIMEOUT, CALL, SNAPSHOT_DONE = range(10)
+
+# A crash during a storage job lets each of its file operations happen with this probability,
+# given the one before it happened (so every crash point is reachable, early ones more often).
+CRASH_OP_CONTINUES = 0.8
 
 
 @dataclass
@@ -68,23 +82,35 @@ class SimNode:
     def __init__(self, node_id: str, cluster: "Cluster"):
         self.id = node_id
         self.cluster = cluster
-        self.disk = SimDisk()
+        self.files = SimFiles()      # the node's disk: survives its crashes
+        self.data_dir = f"/sim/{node_id}/data"
+        self.files.makedirs(self.data_dir)
+        self.storage: Storage | None = None
         self.up = False
         self.incarnation = 0
         self.clock_rate = 1.0
         self.core: RaftCore | None = None
         self.kv: KVStateMachine | None = None
-        self.fifo: list = []        # readies waiting for their fsync, in order
-        self.sync_busy_until = 0
+        self._reset_driver()
+        self.sent: dict[str, int] = {}               # kind -> messages sent by this node
+
+    def _reset_driver(self) -> None:
+        """The driver's volatile state (lost with the process)."""
+        self.unadvanced: deque = deque()  # [rd, messages after its fsync, durable] in Ready order
+        self.storage_ops: list = []       # queued while a storage job runs: the next job
+        self.storage_job: tuple | None = None   # (ops, started_us) in flight
+        self.snapshot_job: tuple | None = None  # (index, term, data, started_us) in flight
+        self.installs_pending = 0         # leader snapshots queued for the storage, not yet done
+        self.crash_armed: str | None = None     # crash_during_io: the kind of job to crash in
         self.pending_writes: dict[int, tuple] = {}  # index -> (term, request)
         self.pending_reads: list = []                # (index, request) waiting for apply
-        self.sent: dict[str, int] = {}               # kind -> messages sent by this node
 
 
 class Cluster:
     def __init__(self, n: int = 5, seed: int = 0, bugs=(), config_overrides: dict | None = None,
-                 net: NetConfig | None = None, snapshot_every: int = 0, writeback_ms: int = 500,
-                 trace: bool = False, check: bool = True):
+                 net: NetConfig | None = None, snapshot_every: int = 0, writeback_ms: int = 5000,
+                 trace: bool = False, check: bool = True, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 install_crash_rate: float = 0.0):
         if not 1 <= n <= 9:
             raise ValueError(f"cluster size must be 1..9, got {n}")
         self.rng = random.Random(seed)
@@ -94,7 +120,9 @@ class Cluster:
         self.config_overrides = dict(config_overrides or {})
         self.net = net or NetConfig()
         self.snapshot_every = snapshot_every
-        self.writeback_us = writeback_ms * 1000
+        self.writeback_us = writeback_ms * 1000  # the kernel's flush of dirty data (ext4: 5 s)
+        self.segment_bytes = segment_bytes
+        self.install_crash_rate = install_crash_rate  # chance to crash a node while it installs
         self.now = 0
         self.queue: list = []
         self._seq = 0
@@ -107,7 +135,6 @@ class Cluster:
         self.clients: list = []
         self.violation: Violation | None = None
         self.ack_before_commit = "ack-before-commit" in self.bugs
-        self.no_fsync = "no-fsync" in self.bugs
         # Scripted scenarios can watch every message sent and every core event:
         # send_hook(node, message) and event_hook(node, event), called before delivery.
         self.send_hook = None
@@ -144,10 +171,14 @@ class Cluster:
                         heapq.heappush(queue, (t + int(node.clock_rate * tick_us), self._seq, TICK, a, b))
                 elif kind == DELIVER:
                     self._deliver(a)
-                elif kind == SYNC:
+                elif kind == STORAGE_DONE:
                     node = nodes[a]
                     if node.up and node.incarnation == b:
-                        self._sync_done(node)
+                        self._storage_done(node)
+                elif kind == SNAPSHOT_DONE:
+                    node = nodes[a]
+                    if node.up and node.incarnation == b:
+                        self._snapshot_done(node)
                 elif kind == ARRIVE:
                     self._client_arrive(a, b)
                 elif kind == REPLY:
@@ -158,14 +189,13 @@ class Cluster:
                     a.wake()
                 elif kind == WRITEBACK:
                     node = nodes[a]
-                    if node.incarnation == b:
-                        node.disk.sync_all()
-                        if node.up:
-                            self.at(t + self.writeback_us, WRITEBACK, a, b)
+                    if node.up and node.incarnation == b:
+                        node.files.writeback()
+                        self.at(t + self.writeback_us, WRITEBACK, a, b)
                 elif kind == CALL:
                     a(*b)
             self.now = max(self.now, time_us)
-        except (SafetyViolation, DiskError) as exc:
+        except SafetyViolation as exc:
             self._violate(Violation("safety", str(exc)))
         except Violation as exc:
             self._violate(exc)
@@ -191,45 +221,107 @@ class Cluster:
         return Config(node_id=node_id, peers=list(self.ids), bugs=self.bugs, **self.config_overrides)
 
     def start(self, node_id: str) -> None:
-        """(Re)start a node from what its disk holds."""
+        """(Re)start a node from what its files hold, as the real node does: Storage.load().
+        A node that cannot restart (corrupt files, a log the core refuses) is a violation."""
         node = self.nodes[node_id]
         if node.up:
             return
-        state = node.disk.load(forget_vote="forget-vote" in self.bugs)
-        node.core = RaftCore(self.make_config(node_id), state, random.Random(self.rng.random()))
-        node.kv = KVStateMachine()
-        if state.snapshot_data is not None:
-            node.kv.restore(state.snapshot_data)
+        storage = Storage(node.data_dir, bugs=self.bugs, segment_bytes=self.segment_bytes,
+                          files=node.files)
+        try:
+            state = storage.load()
+            core = RaftCore(self.make_config(node_id), state, random.Random(self.rng.random()))
+            kv = KVStateMachine()
+            if state.snapshot_data is not None:
+                kv.restore(state.snapshot_data)
+        except (StorageCorruption, ValueError) as exc:
+            raise Violation("restart", f"{node_id} could not restart: {type(exc).__name__}: {exc}") from None
+        node.storage, node.core, node.kv = storage, core, kv
         node.up = True
         node.incarnation += 1
-        node.fifo = []
-        node.sync_busy_until = self.now
-        node.pending_writes = {}
-        node.pending_reads = []
+        node._reset_driver()
         phase = self.rng.randrange(self.tick_us)
         self.at(self.now + phase, TICK, node_id, node.incarnation)
-        if self.no_fsync:
-            self.at(self.now + self.writeback_us, WRITEBACK, node_id, node.incarnation)
+        self.at(self.now + self.writeback_us, WRITEBACK, node_id, node.incarnation)
         if node.incarnation > 1:
             self.stats.restarts += 1
             self.log(f"restart {node_id} (term {node.core.term}, log {node.core.last_log_index}, "
                      f"snapshot {node.core.snapshot_index})")
 
     def crash(self, node_id: str) -> None:
-        """Power loss: the process dies and unsynced writes are gone."""
+        """Power loss: the process dies in the middle of its storage jobs, and of what was not
+        synced only a random part survives (sim.files)."""
         node = self.nodes[node_id]
         if not node.up:
             return
         node.up = False
         node.incarnation += 1
-        node.disk.crash()
+        rng = self.rng
+        jobs = []
+        if node.storage_job is not None:
+            ops, started = node.storage_job
+            jobs.append((started, node.storage.run_ops, (ops,)))
+        if node.snapshot_job is not None:
+            index, term, data, started = node.snapshot_job
+            jobs.append((started, self._save_own_snapshot, (node, index, term, data)))
+        if len(jobs) == 2 and rng.random() < 0.5:
+            jobs.reverse()  # the storage and snapshot threads run concurrently
+        files = node.files
+        for started, fn, args in jobs:
+            done = 0
+            if self.now > started:
+                while rng.random() < CRASH_OP_CONTINUES:
+                    done += 1
+            files.arm(done)
+            try:
+                fn(*args)
+            except SimulatedCrash:
+                pass
+            except Exception as exc:
+                raise Violation("storage", f"{node_id}: storage failed: {type(exc).__name__}: {exc}") from None
+            files.disarm()
+        files.power_loss(rng)
+        node.storage = None
         node.core = None
         node.kv = None
-        node.fifo = []
-        node.pending_writes = {}
-        node.pending_reads = []
+        node._reset_driver()
         self.stats.crashes += 1
         self.log(f"crash {node_id}")
+
+    def crash_during_io(self, node_id: str, deadline_us: int, job: str = "any") -> None:
+        """Crash the node at a random moment of its next job of the kind `job` ("storage",
+        "snapshot", "any"): where a crash at a random time rarely lands. At deadline_us it
+        crashes anyway if no such job started before."""
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        node.crash_armed = job
+        self.call_at(deadline_us, self._armed_crash_due, node_id, node.incarnation)
+
+    def _job_started(self, node: SimNode, kind: str, duration_us: int) -> None:
+        armed = node.crash_armed
+        if armed is not None and armed in (kind, "any"):
+            node.crash_armed = None
+            self.call_at(self.now + int(self.rng.random() * duration_us), self._crash_if_same,
+                         node.id, node.incarnation)
+        elif (kind == "storage" and self.install_crash_rate
+              and any(op[0] == "install" for op in node.storage_job[0])
+              and self.rng.random() < self.install_crash_rate):
+            # Installing a leader's snapshot is the storage's most delicate step: crash in it
+            # now and then, and come back soon.
+            at = self.now + int(self.rng.random() * duration_us)
+            self.call_at(at, self._crash_if_same, node.id, node.incarnation)
+            self.call_at(at + self.rng.randint(50_000, 300_000), self.start, node.id)
+
+    def _armed_crash_due(self, node_id: str, incarnation: int) -> None:
+        node = self.nodes[node_id]
+        if node.incarnation == incarnation and node.crash_armed is not None:
+            node.crash_armed = None
+            self.crash(node_id)
+
+    def _crash_if_same(self, node_id: str, incarnation: int) -> None:
+        if self.nodes[node_id].incarnation == incarnation:
+            self.crash(node_id)
 
     def leader(self) -> str | None:
         """The live leader with the highest term, if any."""
@@ -312,47 +404,122 @@ class Cluster:
                 return
 
     def _handle_ready(self, node: SimNode, rd: Ready) -> None:
-        core = node.core
+        """As RaftNode._handle_ready: messages that do not wait for the disk go out at once, the
+        Ready's storage operations are queued, committed entries are applied at hand-out."""
         checker = self.checker
         if rd.events:
             self._events(node, rd)
         if checker is not None and rd.entries:
             first = rd.entries[0].index
-            checker.entries_persisted(node.id, rd.entries, core.term_at(first - 1))
-        marker = node.disk.write(rd) if rd.must_sync else 0
-        no_wait = self.no_fsync or (not node.fifo and not rd.must_sync)
-        # Like the asyncio driver: the leader's AppendEntries go out before its own fsync,
-        # committed entries are applied at once (they are durable on a majority already), and
-        # only messages that depend on this node's persisted state wait for the fsync.
-        if no_wait:  # (with SEEDED BUG no-fsync every write is treated as durable at once)
-            later = rd.messages
+            checker.entries_persisted(node.id, rd.entries, node.core.term_at(first - 1))
+        later = []
+        for msg in rd.messages:
+            if msg.needs_persist:
+                later.append(msg)  # after this Ready's storage job AND every earlier one
+            else:
+                self._send(node, msg)
+        item = [rd, later, False]
+        node.unadvanced.append(item)
+        if rd.snapshot is not None:
+            node.installs_pending += 1
+        if rd.must_sync:
+            node.storage_ops.extend(ready_ops(rd, item))
+            self._flush_storage(node)
         else:
-            later = []
-            for msg in rd.messages:
-                if msg.needs_persist:
-                    later.append(msg)
-                else:
-                    self._send(node, msg)
+            item[2] = True
         self._apply_ready(node, rd)
         if not node.up:
             return
-        rd.messages = later
-        if no_wait:
-            self._finish(node, rd, 0)
-            return
-        net = self.net
-        delay = (net.fsync_min_us + int(self.rng.random() * (net.fsync_max_us - net.fsync_min_us))
-                 if rd.must_sync else 0)
-        done = max(self.now, node.sync_busy_until) + delay
-        node.sync_busy_until = done
-        node.fifo.append((rd, marker))
-        self.at(done, SYNC, node.id, node.incarnation)
+        if rd.committed:
+            self._maybe_snapshot(node)
+        self._advance_persisted(node)
 
-    def _sync_done(self, node: SimNode) -> None:
-        rd, marker = node.fifo.pop(0)
-        self._finish(node, rd, marker)
-        if node.up:
-            self._process(node)
+    def _job_us(self, node: SimNode) -> int:
+        """How long a storage job takes: an fsync, or only writes into the page cache."""
+        net = self.net
+        if node.storage.sync_enabled:
+            return net.fsync_min_us + int(self.rng.random() * (net.fsync_max_us - net.fsync_min_us))
+        return 10 + int(self.rng.random() * 90)
+
+    def _flush_storage(self, node: SimNode) -> None:
+        """As RaftNode._flush_storage_ops: every queued operation forms the next storage job,
+        unless a job is running (then they wait for it: group commit)."""
+        if node.storage_job is not None or not node.storage_ops:
+            return
+        ops, node.storage_ops = node.storage_ops, []
+        node.storage_job = (ops, self.now)
+        duration = self._job_us(node)
+        self.at(self.now + duration, STORAGE_DONE, node.id, node.incarnation)
+        self._job_started(node, "storage", duration)
+
+    def _storage_done(self, node: SimNode) -> None:
+        ops = node.storage_job[0]
+        node.storage_job = None
+        try:
+            node.storage.run_ops(ops)
+        except Exception as exc:  # the real node stops itself here (exit code 3)
+            raise Violation("storage", f"{node.id}: storage failed: {type(exc).__name__}: {exc}") from None
+        for op in ops:
+            if op[0] == "log":
+                if op[1] is not None:
+                    op[1][2] = True
+            elif op[0] == "install":
+                node.installs_pending -= 1
+        self._flush_storage(node)
+        self._advance_persisted(node)
+        self._process(node)
+
+    def _advance_persisted(self, node: SimNode) -> None:
+        """Advance every Ready, in order, whose own and earlier storage jobs are complete."""
+        queue = node.unadvanced
+        core = node.core
+        checker = self.checker
+        while queue and queue[0][2]:
+            rd, later, _ = queue.popleft()
+            for msg in later:
+                self._send(node, msg)
+            core.advance(rd)
+            if checker is not None and core.role == LEADER:
+                checker.leader_committed(node.id, core)
+
+    def _maybe_snapshot(self, node: SimNode) -> None:
+        """As RaftNode._maybe_snapshot: a snapshot of the state as of now (the forked child's
+        copy) is written and adopted by a job of its own; then the core and the log compact."""
+        every = self.snapshot_every
+        if every <= 0 or node.snapshot_job is not None or node.installs_pending:
+            return
+        index = node.kv.last_applied
+        if index - node.storage.snapshot_index < every:
+            return
+        term = node.core.term_at(index)
+        if term is None:
+            return
+        node.snapshot_job = (index, term, node.kv.snapshot(), self.now)
+        duration = self._job_us(node)
+        self.at(self.now + duration, SNAPSHOT_DONE, node.id, node.incarnation)
+        self._job_started(node, "snapshot", duration)
+
+    @staticmethod
+    def _save_own_snapshot(node: SimNode, index: int, term: int, data: bytes) -> bytes | None:
+        """The forked child's write, then the snapshot thread's adoption (server.py)."""
+        storage = node.storage
+        path = storage.snapshot_temp_path(index)
+        Storage.write_snapshot_file(path, index, term, data, storage.sync_enabled, node.files)
+        return storage.adopt_snapshot_file(path, index, term)
+
+    def _snapshot_done(self, node: SimNode) -> None:
+        index, term, data, _ = node.snapshot_job
+        node.snapshot_job = None
+        try:
+            saved = self._save_own_snapshot(node, index, term, data)
+        except Exception as exc:
+            raise Violation("storage", f"{node.id}: snapshot failed: {type(exc).__name__}: {exc}") from None
+        if saved is None:
+            return  # superseded by a snapshot installed from the leader
+        node.core.compact(index, saved)
+        self.stats.snapshots += 1
+        node.storage_ops.append(("compact", min(index, node.storage.snapshot_index)))
+        self._flush_storage(node)
 
     def _apply_ready(self, node: SimNode, rd: Ready) -> None:
         kv = node.kv
@@ -375,16 +542,6 @@ class Cluster:
         if node.pending_reads:
             self._serve_reads(node)
 
-    def _finish(self, node: SimNode, rd: Ready, marker: int) -> None:
-        """The Ready's fsync completed: send what waited for it and tell the core."""
-        if marker:
-            node.disk.sync_through(marker)
-        for msg in rd.messages:
-            self._send(node, msg)
-        node.core.advance(rd)
-        if node.core.role == LEADER and self.checker is not None:
-            self.checker.leader_committed(node.id, node.core)
-
     def _apply(self, node: SimNode, entries: list[Entry]) -> None:
         kv = node.kv
         checker = self.checker
@@ -403,12 +560,6 @@ class Cluster:
                         self._reply(request, ("ok", result, entry.index, entry.term))
                     else:
                         self._reply(request, ("unknown", None))
-        if self.snapshot_every and kv.last_applied - node.core.snapshot_index >= self.snapshot_every:
-            index = kv.last_applied
-            data = kv.snapshot()
-            node.disk.save_snapshot_now(index, node.core.term_at(index), data)
-            node.core.compact(index, data)
-            self.stats.snapshots += 1
 
     def _serve_reads(self, node: SimNode) -> None:
         applied = node.kv.last_applied

@@ -4,8 +4,9 @@
     result.ok, result.violation, result.stats, result.command()
 
 The nemesis runs one fault at a time (sometimes with a lossy network on top): partitions (random
-split, isolated leader), crashes (leader, random node, minority, rarely all nodes), a lossy
-network (loss, duplication, long delays), and a leader whose clock runs slow while it is isolated.
+split, isolated leader), crashes (leader, random node, minority, rarely all nodes; half of them
+in the middle of the victim's next storage or snapshot job), a lossy network (loss, duplication,
+long delays), and a leader whose clock runs slow while it is isolated.
 The first partition and the first crash are always scheduled in the first ten seconds. After
 `seconds` everything heals, the clients stop, and the cluster must converge: a leader, every
 replica applied the same entries, every acknowledged write applied.
@@ -17,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..core import KNOWN_BUGS
+from ..storage import DEFAULT_SEGMENT_BYTES
 from .checks import Violation
 from .cluster import US, Cluster, NetConfig
 from .workload import SimClient
@@ -77,12 +79,18 @@ def run_seed(seed: int, nodes: int | None = None, seconds: float = 30.0, bug: st
         "pre_vote": rng.random() < 0.85,
         "check_quorum": rng.random() < 0.85,
         "snapshot_every": rng.choice((0, 0, 25, 100)),
+        # Small segments make the storage roll over and compact (create, unlink, fsync the
+        # directory) often; crashes in the middle of installing a leader's snapshot test its
+        # atomicity (the nemesis's crashes rarely land there).
+        "segment_bytes": rng.choice((2048, 65536, DEFAULT_SEGMENT_BYTES)),
+        "install_crash_rate": rng.choice((0.0, 0.3)),
     }
     if bug == "lease-read":
         options["check_quorum"] = True  # the bug leans on it: keep the run about the lease
     cluster = Cluster(
         nodes, seed=rng.randrange(1 << 30), bugs=(bug,) if bug else (), trace=trace,
-        snapshot_every=options["snapshot_every"],
+        snapshot_every=options["snapshot_every"], segment_bytes=options["segment_bytes"],
+        install_crash_rate=options["install_crash_rate"],
         config_overrides={k: options[k] for k in ("max_entries_per_append", "pre_vote", "check_quorum")},
         net=NetConfig())
     keys = [f"k{i}" for i in range(3)]
@@ -107,6 +115,7 @@ def run_seed(seed: int, nodes: int | None = None, seconds: float = 30.0, bug: st
 
 def _recover(cluster: Cluster) -> None:
     cluster.heal()
+    cluster.install_crash_rate = 0.0
     cluster.net.drop = cluster.net.duplicate = 0.0
     cluster.net.delay_max_us = NetConfig().delay_max_us
     for node in cluster.nodes.values():
@@ -181,7 +190,13 @@ class Nemesis:
             else:
                 victims = list(c.ids)
             for v in victims:
-                c.crash(v)
+                how = rng.random()
+                if how < 0.3 or (how < 0.5 and not c.snapshot_every):
+                    c.crash_during_io(v, min(end_us, c.now + 300_000), "storage")
+                elif how < 0.5:  # snapshots are rarer: wait for one as long as the fault lasts
+                    c.crash_during_io(v, end_us, "snapshot")
+                else:
+                    c.crash(v)
             for v in victims:
                 c.call_at(end_us + rng.randint(0, 200_000), c.start, v)
         elif kind == "lossy":
