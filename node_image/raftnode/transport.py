@@ -367,7 +367,7 @@ class PeerTransport:
             key = (msg.dst, msg.kind)
             if key not in self._encode_errors_logged:
                 self._encode_errors_logged.add(key)
-                self.on_event("peer_encode_error", peer=msg.dst, kind=msg.kind, error=str(exc)[:300])
+                self.on_event("peer_encode_error", peer=msg.dst, message=msg.kind, error=str(exc)[:300])
             return False
         return link.send_frame(frame)
 
