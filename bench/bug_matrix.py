@@ -37,7 +37,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # run as a script from anywhere: the checkers package is ours
     sys.path.insert(0, REPO_ROOT)
 
-from checkers.election_safety import check_node_logs  # noqa: E402
+from systems.raftnode.election_safety import check_node_logs  # noqa: E402
 
 # Schedules the shipped scenarios do not have; written to a temporary folder at run time.
 EXTRA_SCENARIOS = {

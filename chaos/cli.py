@@ -12,8 +12,7 @@ import os
 import random
 import sys
 
-from chaos.config import (FAULTS, PROVISIONERS, WORKLOADS, BUGS, ConfigError, RunConfig,
-                          parse_nemesis)
+from chaos.config import FAULTS, PROVISIONERS, WORKLOADS, ConfigError, RunConfig, parse_nemesis
 
 EXIT_CRASHED = 255
 
@@ -56,13 +55,21 @@ def _key_value(text: str) -> tuple[str, object]:
     return key.strip(), parsed
 
 
+def _node_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. snapshot-every=50), got {text!r}")
+    return key.strip(), value.strip()
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The flags of `run` (all default to None so that a scenario's values are kept unless a
     flag is given explicitly)."""
     p.add_argument("--scenario", metavar="FILE", help="a scenario YAML (flags given too override it)")
     p.add_argument("--test-name", help="names the run's folder in the store (default: the workload or scenario)")
-    p.add_argument("--nodes", type=int, choices=(3, 5, 7), help="cluster size (default 5)")
-    p.add_argument("--workload", choices=WORKLOADS, help="register (default) or set")
+    p.add_argument("--db", help="the system under test, by registry name (default raftnode: the bundled node)")
+    p.add_argument("--nodes", type=int, help="cluster size (default 5)")
+    p.add_argument("--workload", help=f"{' or '.join(WORKLOADS)} (default register), or a plugin's")
     p.add_argument("--nemesis", type=_nemesis_arg, metavar="LIST",
                    help=f"comma list of faults ({','.join(FAULTS)}), 'all' (default) or 'none'")
     p.add_argument("--nemesis-interval", type=_positive_float, metavar="S",
@@ -71,32 +78,46 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, metavar="C", help="client workers (default 10)")
     p.add_argument("--rate", type=_positive_float, metavar="OPS", help="total client ops/s (default: unlimited)")
     p.add_argument("--seed", type=int, help="seed of the op mix and fault schedule (default: random, recorded)")
-    p.add_argument("--provisioner", choices=PROVISIONERS, help="docker (default) or local processes")
-    p.add_argument("--bug", choices=BUGS, help="run nodes with a seeded bug")
+    p.add_argument("--provisioner", help=f"{' or '.join(PROVISIONERS)} (default docker), as the DB offers")
+    p.add_argument("--bug", help="run the nodes with a seeded bug (raftnode: stale-read, lease-read, ...)")
+    p.add_argument("--node-option", dest="node_options", action="append", type=_node_option,
+                   metavar="NAME=VALUE", help="a setting of the system under test, repeatable "
+                   "(raftnode: snapshot-every=50, election-timeout=150-300, pre-vote=false, ...)")
     p.add_argument("--store", metavar="DIR", help="the run store (default ./store)")
     p.add_argument("--keys", type=int, help="register: keys in use at once (default 5)")
     p.add_argument("--ops-per-key", type=int, help="register: operations per key (default 200)")
     p.add_argument("--request-timeout", type=_positive_float, metavar="S", help="per-request timeout (default 3)")
     p.add_argument("--checker", choices=("auto", "porcupine", "python"), help="linearizability checker")
-    p.add_argument("--election-timeout", metavar="MIN-MAX", help="node election timeout in ms (default 150-300)")
-    p.add_argument("--no-pre-vote", dest="pre_vote", action="store_false", default=None)
-    p.add_argument("--no-check-quorum", dest="check_quorum", action="store_false", default=None)
+    p.add_argument("--election-timeout", metavar="MIN-MAX",
+                   help="raftnode: election timeout in ms (same as --node-option election-timeout=MIN-MAX)")
+    p.add_argument("--no-pre-vote", dest="pre_vote", action="store_false", default=None,
+                   help="raftnode: same as --node-option pre-vote=false")
+    p.add_argument("--no-check-quorum", dest="check_quorum", action="store_false", default=None,
+                   help="raftnode: same as --node-option check-quorum=false")
     p.add_argument("--subnet", help="docker: the run network's subnet (e.g. 10.77.0.0/24)")
     p.add_argument("--provisioner-option", dest="provisioner_options", action="append", type=_key_value,
                    metavar="KEY=VALUE", help="extra provisioner setting, repeatable "
                    "(local: base_address=127.0.0.11; docker: image=NAME)")
 
 
-RUN_FLAG_FIELDS = ("test_name", "nodes", "workload", "nemesis", "nemesis_interval", "time_limit",
+RUN_FLAG_FIELDS = ("test_name", "db", "nodes", "workload", "nemesis", "nemesis_interval", "time_limit",
                    "concurrency", "rate", "seed", "provisioner", "bug", "store", "keys", "ops_per_key",
-                   "request_timeout", "checker", "election_timeout", "pre_vote", "check_quorum", "subnet",
-                   "provisioner_options")
+                   "request_timeout", "checker", "subnet", "provisioner_options")
+# Flags of the bundled node kept from before node options: flag field -> node option
+LEGACY_NODE_FLAGS = {"election_timeout": "election-timeout", "pre_vote": "pre-vote", "check_quorum": "check-quorum"}
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     given = {name: getattr(args, name) for name in RUN_FLAG_FIELDS if getattr(args, name, None) is not None}
     if given.get("provisioner_options") is not None:
         given["provisioner_options"] = dict(given["provisioner_options"])
+    options = dict(getattr(args, "node_options", None) or [])
+    for field, name in LEGACY_NODE_FLAGS.items():
+        value = getattr(args, field, None)
+        if value is not None:
+            options[name] = ("true" if value else "false") if isinstance(value, bool) else value
+    if options:
+        given["node_options"] = options
     if given.get("seed") is None:
         given["seed"] = random.SystemRandom().randrange(1, 2**31)
     if args.scenario:
@@ -124,8 +145,9 @@ def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | 
 
     run = open_run_dir(run_dir)
     doc = run.read_json("config.json")
-    fields = {k: v for k, v in doc.items() if k in RunConfig.__dataclass_fields__}
-    config = RunConfig(**fields)
+    from chaos.config import LEGACY_NODE_OPTIONS
+    fields = {k: v for k, v in doc.items() if k in RunConfig.__dataclass_fields__ or k in LEGACY_NODE_OPTIONS}
+    config = RunConfig.from_dict(fields)
     config.scenario = None
     config.reproduces = run.path
     if provisioner:
@@ -194,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run a stored run again: same config, seed and fault schedule")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--provisioner", choices=PROVISIONERS)
+    p.add_argument("--provisioner")
     p.add_argument("--store", metavar="DIR")
     p.add_argument("--provisioner-option", dest="provisioner_options", action="append", type=_key_value,
                    metavar="KEY=VALUE", help="override a provisioner setting of the original run")
@@ -203,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nightly", help="run a matrix of scenarios/configs, then render the index")
     p.add_argument("matrix", metavar="MATRIX.yaml")
     p.add_argument("--store", metavar="DIR", help="override the matrix's store")
-    p.add_argument("--provisioner", choices=PROVISIONERS, help="override every run's provisioner")
+    p.add_argument("--provisioner", help="override every run's provisioner")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     p.set_defaults(func=cmd_nightly)
 

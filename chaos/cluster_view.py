@@ -1,31 +1,30 @@
-"""The controller's view of the cluster: every node's /status polled at least every 100 ms.
+"""The controller's view of the cluster: every node's status, polled through the DB's status
+probe at least every 100 ms, and who leads, through the DB's Primaries capability.
 
 Each poll is one line of status.jsonl ({"time": controller monotonic ns, "node", "status" or
-null, "error"}), which the report turns into the Raft timeline next to the node logs. The
-nemesis asks `leader()` to aim at the current leader; the runner asks `wait_stable_leader()`
-after healing.
+null, "error"}), which the report turns into the leadership timeline. Nemeses ask the DB for the
+leader with this view (chaos.nemesis.common.current_leader); the runner asks
+`wait_stable_leader()` after healing.
 
 One thread per node, so a paused node (whose polls hang until the timeout) does not slow down
-the polls of the others.
+the polls of the others. A DB without a status probe has no poll threads and no status.jsonl.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
 import time
 from typing import Callable
-from urllib.parse import urlsplit
 
-from chaos.interfaces import Node
+from chaos.interfaces import Node, Primaries, StatusProbe, StatusView
 
 log = logging.getLogger("splitbrain.view")
 
 POLL_INTERVAL = 0.05     # seconds between the starts of two polls of one node
 POLL_TIMEOUT = 0.5       # a node that does not answer within this is "unreachable" for the poll
-FRESH_FOR = 1.0          # a status older than this no longer counts for leader()
+FRESH_FOR = 1.0          # a status older than this no longer counts
 
 
 class NodeState:
@@ -38,11 +37,15 @@ class NodeState:
         self.error: str | None = None
 
 
-class ClusterView:
-    def __init__(self, nodes: list[Node], status_path: str | None = None,
+class ClusterView(StatusView):
+    def __init__(self, nodes: list[Node], status_path: str | None = None, db=None,
                  interval: float = POLL_INTERVAL, timeout: float = POLL_TIMEOUT,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, probe: Callable | None = None):
         self.nodes = list(nodes)
+        self.db = db
+        if probe is None and isinstance(db, StatusProbe):
+            probe = db.probe
+        self.probe = probe
         self.interval = interval
         self.timeout = timeout
         self.clock = clock
@@ -50,11 +53,13 @@ class ClusterView:
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.out = open(status_path, "a", encoding="utf-8") if status_path else None
+        self.out = open(status_path, "a", encoding="utf-8") if status_path and probe else None
         self.polls = 0
 
     # -- polling ---------------------------------------------------------------------------------
     def start(self) -> "ClusterView":
+        if self.probe is None:
+            return self
         for node in self.nodes:
             t = threading.Thread(target=self._poll_loop, args=(node,), name=f"status-{node.id}", daemon=True)
             t.start()
@@ -72,37 +77,21 @@ class ClusterView:
                 self.out.close()
 
     def _poll_loop(self, node: Node) -> None:
-        parts = urlsplit(node.client_url)
-        conn: http.client.HTTPConnection | None = None
         while not self.stop_event.is_set():
             started = self.clock()
             status, error = None, None
             try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=self.timeout)
-                conn.request("GET", "/status", headers={"Accept": "application/json"})
-                response = conn.getresponse()
-                body = response.read()
-                if response.status == 200:
-                    status = json.loads(body)
-                    if not isinstance(status, dict):
-                        status, error = None, "status is not a JSON object"
-                else:
-                    error = f"http {response.status}"
-                if response.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException, ValueError) as e:
+                status = self.probe(node, self.timeout)
+                if status is None:
+                    error = "no answer"
+                elif not isinstance(status, dict):
+                    status, error = None, "status is not a JSON object"
+            except Exception as e:  # noqa: BLE001 - a probe that fails is a node that did not answer
                 error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-                if conn is not None:
-                    conn.close()
-                conn = None
             self.record(node.id, status, error)
             delay = self.interval - (self.clock() - started)
             if delay > 0:
                 self.stop_event.wait(delay)
-        if conn is not None:
-            conn.close()
 
     def record(self, node_id: str, status: dict | None, error: str | None) -> None:
         now = self.clock()
@@ -128,38 +117,21 @@ class ClusterView:
                     if s.status is not None and now - s.ok_time <= FRESH_FOR}
 
     def leader(self) -> str | None:
-        """The node that currently leads: a fresh status saying role=leader, the highest term
-        winning when a deposed leader has not noticed yet; None when no node claims it."""
-        best = None
-        for nid, status in self.fresh_statuses().items():
-            if status.get("role") == "leader":
-                term = status.get("term") or 0
-                if best is None or term > best[0]:
-                    best = (term, nid)
-        return best[1] if best else None
-
-    def agreed_leader(self) -> str | None:
-        """A leader that a majority of all nodes (itself included) answer is their leader in
-        the leader's term: the cluster as a whole has converged on it."""
-        statuses = self.fresh_statuses()
-        leader = self.leader()
-        if leader is None:
+        """The node the system names as its leader now (None without the leader capability)."""
+        if not isinstance(self.db, Primaries):
             return None
-        term = statuses[leader].get("term")
-        agree = sum(1 for s in statuses.values() if s.get("leader") == leader and s.get("term") == term)
-        if statuses[leader].get("leader") != leader:
-            agree += 1
-        return leader if agree > len(self.nodes) // 2 else None
+        leaders = self.db.primaries(self)
+        return leaders[0] if leaders else None
 
     def wait_stable_leader(self, timeout: float, stable_for: float = 1.0,
                            stop: threading.Event | None = None) -> str | None:
-        """Wait (bounded) until the same agreed leader holds for `stable_for` seconds."""
+        """Wait (bounded) until the same leader holds for `stable_for` seconds."""
         deadline = self.clock() + timeout
         candidate, since = None, 0.0
         while self.clock() < deadline:
             if stop is not None and stop.is_set():
                 return None
-            leader = self.agreed_leader()
+            leader = self.leader()
             now = self.clock()
             if leader is not None and leader == candidate:
                 if now - since >= stable_for:
@@ -170,13 +142,16 @@ class ClusterView:
         return None
 
     def summary(self) -> dict[str, str]:
-        """node -> short state for the progress display ("leader t3", "down", ...)."""
+        """node -> short state for the progress display ("leader t3", "unreachable", ...)."""
+        if self.probe is None:
+            return {}
         now = self.clock()
         out = {}
         with self.lock:
             for nid, s in self.states.items():
                 if s.status is not None and now - s.ok_time <= FRESH_FOR:
-                    out[nid] = f"{s.status.get('role', '?')} t{s.status.get('term', '?')}"
+                    role, term = s.status.get("role"), s.status.get("term")
+                    out[nid] = " ".join(str(x) for x in (role, f"t{term}" if term is not None else None) if x) or "up"
                 else:
                     out[nid] = "unreachable"
         return out

@@ -13,36 +13,33 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-# Fault kinds a user names on the command line (`--nemesis partition,kill`).
-FAULTS = ("partition", "kill", "pause", "clock")
-# The history's nemesis operations per fault kind: (start op, healing op); contracts §1.
-FAULT_OPS = {
-    "partition": ("partition", "heal"),
-    "kill": ("kill", "start"),
-    "pause": ("pause", "resume"),
-    "clock": ("clock-skew", "clock-reset"),
-}
-START_OPS = {start: kind for kind, (start, _) in FAULT_OPS.items()}
-HEAL_OPS = {heal: kind for kind, (_, heal) in FAULT_OPS.items()}
-NEMESIS_FS = tuple(f for pair in FAULT_OPS.values() for f in pair)
+from chaos import faults as _faults
 
-# Partition topologies (issue 4); "groups" is an explicit grouping by node name, which is what
-# `reproduce` replays so the same nodes are cut off again.
-TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring",
-              "bridge", "groups")
-# Targets of kill/pause/clock-skew; a list of node names is accepted too.
-TARGETS = ("one", "minority", "majority", "all", "leader")
-CLOCK_MODES = ("bump", "strobe", "rate")
+# The built-in fault kinds, their ops and the targets they take: one table, chaos.faults (which
+# also holds the kinds plugins add; code that must see those asks chaos.faults at run time).
+FAULTS = tuple(k.name for k in _faults.BUILTIN_KINDS)
+FAULT_OPS = {k.name: (k.start, k.heal) for k in _faults.BUILTIN_KINDS}
+START_OPS = {k.start: k.name for k in _faults.BUILTIN_KINDS}
+HEAL_OPS = {k.heal: k.name for k in _faults.BUILTIN_KINDS}
+NEMESIS_FS = tuple(f for k in _faults.BUILTIN_KINDS for f in (k.start, k.heal))
+TOPOLOGIES = _faults.TOPOLOGIES
+TARGETS = _faults.TARGETS
+CLOCK_MODES = _faults.CLOCK_MODES
 
+# The shipped parts' names (plugins add their own through chaos.registry); a run checks its
+# names against the registry itself, so these lists only serve help texts.
 WORKLOADS = ("register", "set")
 PROVISIONERS = ("docker", "local")
-# Seeded bugs of the node (issue 3); None runs the correct node.
+# Seeded bugs of the bundled node (systems.raftnode); a plugin's DB validates its own.
 BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit",
         "forget-vote")
-NODE_COUNTS = (3, 5, 7)
+# Settings that older runs (and the CLI flags of the bundled node) name at the top level: they
+# are node options of the raftnode DB now.
+LEGACY_NODE_OPTIONS = {"election_timeout": "election-timeout", "heartbeat_ms": "heartbeat",
+                       "pre_vote": "pre-vote", "check_quorum": "check-quorum"}
+NODE_OPTION_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 TEST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ELECTION_TIMEOUT_RE = re.compile(r"^(\d+)-(\d+)$")
 
 
 class ConfigError(ValueError):
@@ -58,6 +55,7 @@ def parse_nemesis(text: str | list | tuple | None) -> list[str]:
     if text is None:
         return []
     items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    known = _faults.fault_names()
     faults: list[str] = []
     for raw in items:
         name = str(raw).strip().lower()
@@ -67,8 +65,8 @@ def parse_nemesis(text: str | list | tuple | None) -> list[str]:
             return list(FAULTS)
         if name == "none":
             continue
-        if name not in FAULTS:
-            raise ConfigError(f"unknown nemesis {name!r} (valid: {', '.join(FAULTS)}, all, none)")
+        if name not in known:
+            raise ConfigError(f"unknown nemesis {name!r} (valid: {', '.join(known)}, all, none)")
         if name not in faults:
             faults.append(name)
     return faults
@@ -97,10 +95,8 @@ class RunConfig:
     final_read_timeout: float = 30.0       # bound on retrying the final reads
     check_time_budget: float | None = 120.0
     checker: str = "auto"
-    election_timeout: str = "150-300"      # ms, passed to the node
-    heartbeat_ms: int = 50
-    pre_vote: bool = True
-    check_quorum: bool = True
+    db: str = "raftnode"                   # the system under test (chaos.registry: splitbrain.dbs)
+    node_options: dict = field(default_factory=dict)  # the DB's own settings (--node-option K=V)
     subnet: str | None = None              # docker: the run network's subnet (None = default)
     provisioner_options: dict = field(default_factory=dict)  # extra keywords for the provisioner
     scenario: str | None = None            # the scenario file this came from, if any
@@ -111,12 +107,15 @@ class RunConfig:
         if not TEST_NAME_RE.match(self.test_name or ""):
             raise ConfigError(f"test name {self.test_name!r} must be 1-64 letters, digits, '.', '_' "
                               "or '-' (it names a folder in the store)")
-        if self.nodes not in NODE_COUNTS:
-            raise ConfigError(f"nodes must be 3, 5 or 7, got {self.nodes!r}")
-        _choice("workload", self.workload, WORKLOADS)
-        _choice("provisioner", self.provisioner, PROVISIONERS)
-        if self.bug is not None:
-            _choice("bug", self.bug, BUGS)
+        if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or not 1 <= self.nodes <= 64:
+            raise ConfigError(f"nodes must be an integer from 1 to 64, got {self.nodes!r}")
+        from chaos.registry import names
+        _choice("db", self.db, names("splitbrain.dbs"))
+        _choice("workload", self.workload, names("splitbrain.workloads"))
+        if not isinstance(self.provisioner, str) or not self.provisioner:
+            raise ConfigError(f"provisioner must be a name, got {self.provisioner!r}")
+        if self.bug is not None and (not isinstance(self.bug, str) or not self.bug):
+            raise ConfigError(f"bug must be a seeded bug's name, got {self.bug!r}")
         self.nemesis = parse_nemesis(self.nemesis)
         _positive("time_limit", self.time_limit)
         _positive("nemesis_interval", self.nemesis_interval)
@@ -124,18 +123,21 @@ class RunConfig:
             raise ConfigError(f"concurrency must be an integer between 1 and 1000, got {self.concurrency!r}")
         if self.rate is not None:
             _positive("rate", self.rate)
-        for name in ("keys", "ops_per_key", "elements_per_key", "heartbeat_ms"):
+        for name in ("keys", "ops_per_key", "elements_per_key"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("request_timeout", "recovery_timeout", "final_read_timeout"):
             _positive(name, getattr(self, name))
-        m = ELECTION_TIMEOUT_RE.match(str(self.election_timeout))
-        if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(1)) < 1:
-            raise ConfigError(f"election_timeout must look like MIN-MAX in ms (e.g. 150-300), "
-                              f"got {self.election_timeout!r}")
-        if not isinstance(self.provisioner_options, dict) or not all(
-                isinstance(k, str) and k.isidentifier() for k in self.provisioner_options):
+        for name, opts in (("node_options", self.node_options), ("provisioner_options", self.provisioner_options)):
+            if not isinstance(opts, dict):
+                raise ConfigError(f"{name} must map option names to values, got {opts!r}")
+        for key, value in self.node_options.items():
+            if not isinstance(key, str) or not NODE_OPTION_NAME_RE.match(key):
+                raise ConfigError(f"node option name {key!r} must be lower-case letters, digits, '-' or '_'")
+            if not isinstance(value, (str, int, float, bool)):
+                raise ConfigError(f"node option {key} must be a string, number or true/false, got {value!r}")
+        if not all(isinstance(k, str) and k.isidentifier() for k in self.provisioner_options):
             raise ConfigError(f"provisioner_options must map option names to values, got "
                               f"{self.provisioner_options!r}")
         if self.checker not in ("auto", "porcupine", "python"):
@@ -154,9 +156,9 @@ class RunConfig:
         if self.schedule is not None:
             kinds = []
             for step in self.schedule:
-                kind = START_OPS.get(step["f"]) or HEAL_OPS.get(step["f"])
-                if kind and kind not in kinds:
-                    kinds.append(kind)
+                kind = _faults.kind_of_op(step["f"])
+                if kind is not None and kind.name not in kinds:
+                    kinds.append(kind.name)
             return kinds
         return list(self.nemesis)
 
@@ -165,6 +167,16 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
+        """A config from its dict form; the settings older runs kept at the top level
+        (election_timeout, heartbeat_ms, pre_vote, check_quorum) become node options."""
+        d = dict(d)
+        options = dict(d.get("node_options") or {})
+        for old, new in LEGACY_NODE_OPTIONS.items():
+            if old in d:
+                value = d.pop(old)
+                if value is not None and options.get(new) is None:
+                    options[new] = value
+        d["node_options"] = options
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -184,7 +196,8 @@ class RunConfig:
         if self.scenario:
             # Every setting as a flag too: flags given with --scenario override the file.
             argv += ["--scenario", self.scenario]
-        argv += ["--test-name", self.test_name, "--nodes", str(self.nodes), "--workload", self.workload]
+        argv += ["--test-name", self.test_name, "--db", self.db, "--nodes", str(self.nodes),
+                 "--workload", self.workload]
         if not self.scenario:
             argv += ["--nemesis", ",".join(self.nemesis) if self.nemesis else "none",
                      "--nemesis-interval", _num(self.nemesis_interval)]
@@ -195,18 +208,22 @@ class RunConfig:
         if self.bug:
             argv += ["--bug", self.bug]
         for name, flag in (("keys", "--keys"), ("ops_per_key", "--ops-per-key"),
-                           ("request_timeout", "--request-timeout"), ("election_timeout", "--election-timeout"),
-                           ("subnet", "--subnet"), ("checker", "--checker")):
+                           ("request_timeout", "--request-timeout"), ("subnet", "--subnet"),
+                           ("checker", "--checker")):
             value = getattr(self, name)
             if value != RunConfig.__dataclass_fields__[name].default:
                 argv += [flag, _num(value) if isinstance(value, float) else str(value)]
-        if not self.pre_vote:
-            argv.append("--no-pre-vote")
-        if not self.check_quorum:
-            argv.append("--no-check-quorum")
+        for key, value in sorted(self.node_options.items()):
+            argv += ["--node-option", f"{key}={_option_text(value)}"]
         for key, value in sorted(self.provisioner_options.items()):
             argv += ["--provisioner-option", f"{key}={value}"]
         return shlex.join(argv)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _num(value) if isinstance(value, float) else str(value)
 
 
 def _num(x: float) -> str:

@@ -1,20 +1,35 @@
-"""The few small interfaces a test is composed of, in the spirit of Jepsen.
+"""The small protocols a test is composed of, in the spirit of Jepsen.
 
-    DB        - lifecycle of the system under test on a set of nodes (provisioners implement it)
+    DB        - lifecycle of the system under test (setup, teardown), plus optional capabilities
     Client    - one worker's connection to the system: open, invoke, close
     Nemesis   - injects and heals faults
-    Generator - what to do next (client ops and nemesis ops), bounded in count and time
     Checker   - decides whether a history is correct
+    (generators, the fourth part, are values: see chaos.generator)
 
-The runner (chaos.runner) composes one of each. A second system under test plugs in by
-implementing DB (or reusing a provisioner with another NodeSpec) and Client.
+A DB implements `setup` and `teardown`; everything else is an optional capability, declared by
+inheriting the protocol class below, like Jepsen's optional protocols (`db/Kill`, `db/Pause`,
+`db/Primary`, `db/LogFiles`). The runner refuses, before anything starts, a fault or a feature
+whose capability the DB lacks, and says which one:
+
+    capability   protocol       used by
+    kill         Process        kill/start faults; a node that cannot restart is a finding
+    pause        Pause          pause/resume faults
+    partition    Network        partition faults (chaos.net applies the grudges)
+    clock        Clock          clock faults
+    leader       Primaries      every leader-aimed fault, waiting for recovery, final reads
+    status       StatusProbe    status.jsonl, the report's leadership timeline
+    logs         LogFiles       node logs in the store, log-pattern and node-log checkers
+    exec         Exec           running a command in a node's environment (tests, probes)
+
+A DB may know at run time that it cannot offer a capability its class has (no libfaketime on the
+host, no root for iptables): `unavailable()` names each such capability with the reason.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from chaos.history import Op
 
@@ -24,74 +39,210 @@ class Node:
     """One node of a running cluster, as the framework sees it."""
 
     id: str
-    client_url: str              # where clients send HTTP requests, e.g. http://10.77.0.2:8000
+    client_url: str              # where clients connect, e.g. http://10.77.0.12:8000
     address: str                 # the node's IP on the test network (or 127.0.0.x for local)
     peer_port: int = 9000
     client_port: int = 8000
     meta: dict = field(default_factory=dict)  # provisioner specifics (container id, pid, ...)
 
 
-class DB(abc.ABC):
-    """Lifecycle of the system under test. Implemented by provisioners (docker, local)."""
+class Unsupported(RuntimeError):
+    """A capability the DB does not have (or cannot offer on this host)."""
 
-    #: the faults this DB can carry: subset of {"partition", "kill", "pause", "clock"}
-    supported_faults: frozenset = frozenset()
+
+class DB(abc.ABC):
+    """Lifecycle of the system under test on a set of nodes."""
+
+    #: a short name (the registry's), shown in reports and used by `reproduce`
+    name: str = "db"
+    #: the node counts this DB can run; None means any count from 1
+    node_counts: Iterable[int] | None = None
+    #: a node option name -> one-line help (`--node-option NAME=VALUE`, a scenario's `node:`)
+    node_option_help: dict[str, str] = {}
 
     @abc.abstractmethod
-    def setup(self, nodes: int) -> list[Node]:
-        """Create the network and nodes, start the service on each, return the nodes."""
+    def setup(self, count: int) -> list[Node]:
+        """Create the nodes, start the service on each, wait until it is ready; return them."""
 
     @abc.abstractmethod
     def teardown(self) -> None:
         """Remove everything setup created. Idempotent; safe after a partial setup."""
 
-    @abc.abstractmethod
-    def start(self, node: Node) -> None:
-        """(Re)start the service process on a node whose process is not running."""
+    def capabilities(self) -> frozenset[str]:
+        """The capabilities this DB offers now: its protocols minus unavailable() ones."""
+        have = {name for name, proto in CAPABILITIES.items() if isinstance(self, proto)}
+        return frozenset(have - set(self.unavailable()))
+
+    def unavailable(self) -> dict[str, str]:
+        """Capabilities the class has but cannot offer here, each with the reason."""
+        return {}
+
+    def describe(self) -> dict:
+        """What the report shows about the system under test (settings worth knowing)."""
+        return {}
+
+    def client(self, workload: str, client_id: str) -> "Client":
+        """A client of this system for a workload by name ("register", "set", ...); a DB
+        offers clients for the workloads it can run (a Workload may bring its own instead)."""
+        raise Unsupported(f"{self.name!r} has no client for the {workload!r} workload")
+
+
+# -- optional capabilities ---------------------------------------------------------------------
+
+class Process(abc.ABC):
+    """kill: end the service process abruptly; start it again (data and address survive)."""
 
     @abc.abstractmethod
     def kill(self, node: Node) -> None:
-        """SIGKILL the service process (the node's network identity and data survive)."""
+        """SIGKILL the service process (nothing if it is not running)."""
 
     @abc.abstractmethod
-    def pause(self, node: Node) -> None:
-        """SIGSTOP the service process."""
+    def start(self, node: Node) -> None:
+        """Start the service process if it is not running (leave a running one alone)."""
+
+    def is_running(self, node: Node) -> bool:
+        """Whether the service process exists (running or stopped by SIGSTOP)."""
+        return True
+
+    def exit_report(self, node: Node) -> str:
+        """Why the process is not running, for a finding: its last stderr lines, exit status."""
+        return ""
+
+
+class Pause(abc.ABC):
+    """pause: stop the service process (SIGSTOP) and let it go on (SIGCONT)."""
 
     @abc.abstractmethod
-    def resume(self, node: Node) -> None:
-        """SIGCONT the service process."""
+    def pause(self, node: Node) -> None: ...
 
     @abc.abstractmethod
-    def exec(self, node: Node, argv: list[str], check: bool = True) -> str:
-        """Run a command in the node's environment (its network namespace); return stdout."""
+    def resume(self, node: Node) -> None: ...
+
+
+class Network(abc.ABC):
+    """partition: the DB hands out the network layer that reaches its nodes (chaos.net)."""
+
+    @abc.abstractmethod
+    def net(self):  # -> chaos.net.Net
+        """The chaos.net.Net that applies grudges to this DB's nodes."""
+
+
+class Clock(abc.ABC):
+    """clock: skew the service's clocks, offset and rate, while it runs."""
+
+    @abc.abstractmethod
+    def set_skew(self, node: Node, skew: float, rate: float = 1.0) -> str:
+        """Make the node's clock `skew` s ahead (negative: behind), running at `rate`; return
+        a short description of what was written."""
+
+    @abc.abstractmethod
+    def clock_skew(self, node: Node) -> tuple[float, float]:
+        """(seconds the node's clock is ahead now, its rate)."""
+
+
+class Primaries(abc.ABC):
+    """leader: which nodes the system itself names as its leader(s) right now."""
+
+    @abc.abstractmethod
+    def primaries(self, view: "StatusView | None") -> list[str]:
+        """Node ids of the current leader(s), best first; [] while there is none. `view` holds
+        the latest status probes (when the DB has StatusProbe), so this need not ask again."""
+
+
+class StatusProbe(abc.ABC):
+    """status: one node's own view of itself, polled every 50 ms into status.jsonl.
+
+    The framework reads only these optional fields of the dict: `role` ("leader", ...),
+    `term` (an int), `leader` (a node id), `wall_time` (the node's clock, seconds); everything
+    else is stored for the report as it is."""
+
+    @abc.abstractmethod
+    def probe(self, node: Node, timeout: float) -> dict | None:
+        """The node's status, or None when it does not answer within timeout."""
+
+
+class LogFiles(abc.ABC):
+    """logs: the node's log files, collected into the run's store before teardown."""
+
+    #: regular expressions that must never appear in a node log (a crash, a fatal error);
+    #: each match makes the run invalid and is quoted in the report
+    fatal_log_patterns: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def collect_logs(self, node: Node, dest_dir: str) -> list[str]:
         """Copy the node's log files into dest_dir; return the paths written."""
 
-    def set_clock(self, node: Node, spec: str) -> None:
-        """Set the node's libfaketime spec (e.g. "+5 x0.5", "-2", "+0 x1"); optional."""
-        raise NotImplementedError(f"{type(self).__name__} does not support clock faults")
+    def node_log_checkers(self) -> list[Callable[[str], dict]]:
+        """Checkers over a run directory's collected node logs (`nodes/<id>/...`): each takes
+        the run directory and returns {"name", "valid", "reason", ...} (see checkers.node_logs)."""
+        return []
+
+
+class Exec(abc.ABC):
+    """exec: run a command in the node's environment (its network namespace, its files)."""
+
+    @abc.abstractmethod
+    def exec(self, node: Node, argv: list[str], check: bool = True) -> str:
+        """Run argv; return its stdout (raise on a non-zero exit when check)."""
+
+
+CAPABILITIES: dict[str, type] = {
+    "kill": Process, "pause": Pause, "partition": Network, "clock": Clock,
+    "leader": Primaries, "status": StatusProbe, "logs": LogFiles, "exec": Exec,
+}
+
+
+class StatusView(abc.ABC):
+    """The controller's latest view of every node's status (chaos.cluster_view)."""
+
+    @abc.abstractmethod
+    def fresh_statuses(self) -> dict[str, dict]:
+        """node id -> its latest status, for nodes that answered within the last second."""
+
+
+def require(db: DB, capability: str, purpose: str) -> None:
+    """Raise Unsupported naming the DB, the capability and what needed it."""
+    if capability in db.capabilities():
+        return
+    reason = db.unavailable().get(capability)
+    if reason is None:
+        proto = CAPABILITIES[capability]
+        reason = f"it does not implement {proto.__module__}.{proto.__name__}"
+    raise Unsupported(f"{purpose} needs the {capability!r} capability, which {db.name!r} lacks: {reason}")
+
+
+# -- clients, nemeses, checkers ----------------------------------------------------------------
+
+class ClientBug(RuntimeError):
+    """The system rejected a request as malformed: a bug in the client, not in the system.
+    Raised from Client.invoke, it aborts the run (exit 255) instead of recording a misleading
+    history."""
 
 
 class Client(abc.ABC):
     """One worker's view of the system. invoke() never raises for an expected failure: it
-    returns the completion (type ok/fail/info) for the given invocation."""
+    returns the completion (type ok/fail/info) for the given invocation, by Jepsen's rules:
+    ok = it happened, fail = it certainly did not happen, info = unknown."""
 
     @abc.abstractmethod
     def open(self, nodes: list[Node], node: Node) -> "Client":
-        """Return a client bound to `node` (preferred node; may follow redirects)."""
+        """Return a client bound to `node` (its preferred node; it may follow redirects)."""
 
     @abc.abstractmethod
     def invoke(self, op: Op) -> Op:
         """Perform the operation; return its completion."""
+
+    def backoff_after(self, completion: Op) -> float:
+        """Seconds this worker waits before its next operation (e.g. after "no leader"), so an
+        unavailable system is not hammered. 0 by default."""
+        return 0.0
 
     def close(self) -> None:
         pass
 
 
 class Nemesis(abc.ABC):
-    #: the fault kinds this nemesis handles, e.g. {"partition"} (f names in the history)
+    #: the ops this nemesis handles, e.g. {"partition", "heal"} (f names in the history)
     fs: frozenset = frozenset()
 
     def setup(self, db: DB, nodes: list[Node]) -> None:

@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from chaos.config import (CLOCK_MODES, FAULTS, NEMESIS_FS, PROVISIONERS, TARGETS, TOPOLOGIES,
-                          WORKLOADS, BUGS, ConfigError, RunConfig, node_names)
+from chaos.config import (BUGS, CLOCK_MODES, FAULTS, LEGACY_NODE_OPTIONS, NEMESIS_FS, PROVISIONERS,
+                          TARGETS, TOPOLOGIES, ConfigError, RunConfig, node_names)
 from chaos.generator import EMPTY, Generator, before, random_nemesis, schedule_generator
 
 
@@ -49,10 +49,10 @@ SCENARIO_KEYS = {
     "provisioner": "provisioner", "bug": "bug", "keys": "keys", "ops_per_key": "ops_per_key",
     "elements_per_key": "elements_per_key", "request_timeout": "request_timeout",
     "recovery_timeout": "recovery_timeout", "final_read_timeout": "final_read_timeout",
-    "election_timeout": "election_timeout", "heartbeat_ms": "heartbeat_ms",
-    "pre_vote": "pre_vote", "check_quorum": "check_quorum", "subnet": "subnet",
-    "checker": "checker", "provisioner_options": "provisioner_options", "nemesis": None,
-    "schedule": None,
+    "subnet": "subnet", "checker": "checker", "provisioner_options": "provisioner_options",
+    "db": "db", "node": None, "nemesis": None, "schedule": None,
+    # the bundled node's settings, from before they were node options (node: {election-timeout: ...})
+    "election_timeout": None, "heartbeat_ms": None, "pre_vote": None, "check_quorum": None,
 }
 NEMESIS_KEYS = ("faults", "interval")
 REPEAT_KEYS = ("start", "period", "cycles", "steps")
@@ -182,7 +182,24 @@ def config_from_mapping(data: Any, loc: Located, path: tuple = (), *, overrides:
             fields[target] = value
     if "name" not in data and "test_name" not in fields:
         fields["test_name"] = default_name
-    fields.update(overrides or {})
+    options = dict(fields.get("node_options") or {})
+    for key in LEGACY_NODE_OPTIONS:
+        if key in data:
+            options[LEGACY_NODE_OPTIONS[key]] = data[key]
+    if "node" in data:
+        if not isinstance(data["node"], dict):
+            raise loc.error(path + ("node",), "node must be a mapping of node options "
+                            "(e.g. node: {snapshot-every: 50})")
+        for key, value in data["node"].items():
+            if not isinstance(value, (str, int, float, bool)):
+                raise loc.error(path + ("node", key), f"node option {key} must be a string, number or "
+                                f"true/false, got {value!r}")
+            options[str(key)] = value
+    fields["node_options"] = options
+    over = dict(overrides or {})
+    if "node_options" in over:
+        fields["node_options"] = {**options, **over.pop("node_options")}
+    fields.update(over)
     try:
         cfg = RunConfig(**fields)
     except TypeError as e:
@@ -209,15 +226,22 @@ def config_from_mapping(data: Any, loc: Located, path: tuple = (), *, overrides:
 
 
 def _check_types(data: dict, loc: Located, path: tuple = ()) -> None:
+    from chaos.registry import names
+
     for key in ("nodes", "concurrency", "keys", "ops_per_key", "elements_per_key", "seed", "heartbeat_ms"):
         if key in data and (isinstance(data[key], bool) or not isinstance(data[key], int)):
             raise loc.error(path + (key,), f"{key} must be an integer, got {data[key]!r}")
     for key in ("pre_vote", "check_quorum"):
         if key in data and not isinstance(data[key], bool):
             raise loc.error(path + (key,), f"{key} must be true or false, got {data[key]!r}")
-    for key, choices in (("workload", WORKLOADS), ("provisioner", PROVISIONERS), ("bug", BUGS)):
+    for key, choices in (("workload", names("splitbrain.workloads")), ("db", names("splitbrain.dbs"))):
         if key in data and data[key] is not None and data[key] not in choices:
             raise loc.error(path + (key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices)})")
+    if data.get("db", "raftnode") == "raftnode":
+        # the bundled node's own choices: a plugin's DB checks its own when the run starts
+        for key, choices in (("provisioner", PROVISIONERS), ("bug", BUGS)):
+            if key in data and data[key] is not None and data[key] not in choices:
+                raise loc.error(path + (key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices)})")
 
 
 def _key_named_in(message: str, data: dict) -> str | None:

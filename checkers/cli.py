@@ -32,7 +32,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--all-keys", action="store_true", help="check every key, not stopping at the first illegal one")
     p.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="SECONDS",
                    help="time budget for the whole check; over budget is 'unknown', never a pass "
-                        f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 for none)")
+                        f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 for none, though each key's search still stops "
+                        "after an hour)")
     p.add_argument("--append", choices=("concat", "list"), default=None,
                    help="kv append semantics (default: concat for string values, list otherwise)")
     p.set_defaults(func=run_check)
@@ -55,7 +56,7 @@ def run_check(args) -> int:
     from chaos.history import HistoryError
 
     from . import CheckError, check_history, infer_workload
-    from .election_safety import add_to_results as add_election_safety
+    from .node_health import add_checks
     from .formats import load_history
 
     path = args.path
@@ -82,7 +83,8 @@ def run_check(args) -> int:
         return EXIT_ERROR
     result["format"] = fmt
     if run_dir:
-        add_election_safety(result, run_dir)
+        from chaos.checking import db_of_run, node_checks
+        add_checks(result, node_checks(run_dir, ops, db_of_run(run_dir)))
         tmp = os.path.join(run_dir, ".results.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2, default=str)

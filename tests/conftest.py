@@ -52,9 +52,9 @@ def docker_engine():
 @pytest.fixture(scope="session")
 def node_image(docker_engine):
     """The node image tag, built once per session (cached by the image builder)."""
-    from chaos.provision.image import build_image
+    from systems.raftnode.image import build_node_image
 
-    return build_image()
+    return build_node_image()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from chaos.history import INFO, Op
-from chaos.interfaces import DB, Nemesis, Node
+from chaos.interfaces import DB, Exec, LogFiles, Nemesis, Node, Pause, Primaries, Process, StatusProbe
+from systems.raftnode.client import CLIENTS
+from systems.raftnode.db import StatusFetcher, leader_of
 
 
 class FakeState:
@@ -224,18 +226,40 @@ class FakeCluster:
         self.leader = None
 
 
-class FakeDB(DB):
-    supported_faults = frozenset({"kill", "pause"})
+class FakeDB(DB, Process, Pause, StatusProbe, Primaries, LogFiles, Exec):
+    """Speaks the bundled node's HTTP API, so the raftnode clients, status probe and leader
+    lookup serve it (the framework sees only the DB's capabilities)."""
+
+    name = "fake"
 
     def __init__(self, count_hint: int = 3, delay: float = 0.0):
         self.delay = delay
         self.cluster: FakeCluster | None = None
         self.torn_down = False
         self.logs_collected: list[str] = []
+        self.nodes: list[Node] = []
+        self._status = StatusFetcher()
+        self.request_timeout = 1.0
+
+    def probe(self, node: Node, timeout: float):
+        return self._status.get(node, timeout)
+
+    def primaries(self, view):
+        statuses = view.fresh_statuses() if view is not None else {
+            n.id: s for n in self.nodes if (s := self.probe(n, 0.5)) is not None}
+        leader = leader_of(statuses)
+        return [leader] if leader else []
+
+    def client(self, workload: str, client_id: str):
+        return CLIENTS[workload](client_id, self.request_timeout)
+
+    def is_running(self, node: Node) -> bool:
+        return self._fake(node).server is not None
 
     def setup(self, nodes: int) -> list[Node]:
         self.cluster = FakeCluster(nodes, self.delay).start()
-        return [Node(n.id, n.url, "127.0.0.1", client_port=n.port) for n in self.cluster.nodes]
+        self.nodes = [Node(n.id, n.url, "127.0.0.1", client_port=n.port) for n in self.cluster.nodes]
+        return self.nodes
 
     def _fake(self, node: Node) -> FakeNode:
         return next(n for n in self.cluster.nodes if n.id == node.id)
@@ -340,3 +364,26 @@ class FakeNemesis(Nemesis):
 
 def fake_nemesis_factory(faults, db, nodes, view, rng):
     return FakeNemesis(db, nodes, view, rng)
+
+
+class StatusOnlyDB(DB, StatusProbe, Primaries):
+    """A DB that only probes statuses and names the leader (for the status poller's tests)."""
+
+    name = "status-only"
+
+    def __init__(self, nodes: list[Node]):
+        self.nodes = nodes
+        self._status = StatusFetcher()
+
+    def setup(self, count):
+        return self.nodes
+
+    def teardown(self):
+        pass
+
+    def probe(self, node: Node, timeout: float):
+        return self._status.get(node, timeout)
+
+    def primaries(self, view):
+        leader = leader_of(view.fresh_statuses())
+        return [leader] if leader else []

@@ -32,9 +32,17 @@ def test_run_flags():
                      "--concurrency", "4", "--rate", "100", "--seed", "42", "--provisioner", "local",
                      "--bug", "stale-read", "--store", "/tmp/x", "--no-pre-vote")
     assert (cfg.nodes, cfg.workload, cfg.nemesis, cfg.time_limit, cfg.concurrency, cfg.rate, cfg.seed,
-            cfg.provisioner, cfg.bug, cfg.store, cfg.pre_vote, cfg.check_quorum) == \
-        (3, "set", ["partition", "kill"], 30, 4, 100, 42, "local", "stale-read", "/tmp/x", False, True)
+            cfg.provisioner, cfg.bug, cfg.store, cfg.db) == \
+        (3, "set", ["partition", "kill"], 30, 4, 100, 42, "local", "stale-read", "/tmp/x", "raftnode")
+    # the bundled node's own flags are node options of its DB
+    assert cfg.node_options == {"pre-vote": "false"}
     assert cfg.test_name == "set"
+
+
+def test_node_options_reach_the_config_and_the_legacy_flags_are_node_options_too():
+    cfg = config_for("--node-option", "snapshot-every=50", "--node-option", "tick=5",
+                     "--election-timeout", "300-600")
+    assert cfg.node_options == {"snapshot-every": "50", "tick": "5", "election-timeout": "300-600"}
 
 
 @pytest.mark.parametrize("text,faults", [("all", list(FAULTS)), ("none", []), ("clock", ["clock"]),
@@ -50,8 +58,10 @@ def run_cli(*argv):
 
 @pytest.mark.parametrize("argv,message", [
     (["run", "--nemesis", "partition,meteor"], "unknown nemesis 'meteor'"),
-    (["run", "--nodes", "4"], "invalid choice: 4"),
-    (["run", "--workload", "queue"], "invalid choice: 'queue'"),
+    (["run", "--nodes", "0"], "nodes must be an integer from 1 to 64"),
+    (["run", "--workload", "queue"], "unknown workload 'queue' (valid: register, set)"),
+    (["run", "--db", "mongo"], "unknown db 'mongo' (valid: raftnode"),
+    (["run", "--node-option", "snapshot-every"], "expected NAME=VALUE"),
     (["run", "--time-limit", "-1"], "must be positive"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),

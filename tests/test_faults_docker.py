@@ -11,8 +11,9 @@ import urllib.request
 
 import pytest
 
-from chaos.provision.base import NodeOptions, get_status, wait_for_leader
-from chaos.provision.docker import DockerDB
+from chaos.net import symmetric
+from systems.raftnode.db import RaftnodeDocker as DockerDB
+from systems.raftnode.db import get_status, wait_for_leader
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -21,7 +22,7 @@ SUBNET = "10.77.211.0/24"
 
 @pytest.fixture(scope="module")
 def cluster(node_image):
-    db = DockerDB(f"tfaults-{os.getpid()}", NodeOptions(), nodes=3, subnet=SUBNET, image=node_image)
+    db = DockerDB(f"tfaults-{os.getpid()}", 3, subnet=SUBNET, image=node_image)
     try:
         db.setup()
         yield db
@@ -32,7 +33,7 @@ def cluster(node_image):
 @pytest.fixture
 def db(cluster):
     yield cluster
-    cluster.heal_partition()
+    cluster.net().heal()
     for node in cluster.nodes:
         cluster.resume(node)
         cluster.start(node)
@@ -67,6 +68,15 @@ def answers_soon(node, timeout=15.0) -> bool:
     return False
 
 
+def cut(db, *pairs):
+    """A symmetric partition of the given node pairs, through the DB's network layer."""
+    db.net().drop(symmetric(pairs, [n.id for n in db.nodes]))
+
+
+def rules(db, node):
+    return db.net().rules(node)
+
+
 def leader_node(db):
     leader = wait_for_leader(db.nodes, timeout=30)
     return db.node(leader)
@@ -75,32 +85,33 @@ def leader_node(db):
 def test_a_partitioned_node_cannot_reach_its_peers_and_heals(db):
     n1, n2, n3 = db.nodes
     assert can_connect(db, n1, n2.address, n2.peer_port)
-    db.partition([("n1", "n2"), ("n1", "n3")])
+    cut(db, ("n1", "n2"), ("n1", "n3"))
     assert not can_connect(db, n1, n2.address, n2.peer_port)
     assert not can_connect(db, n1, n3.address, n3.client_port)
     assert not can_connect(db, n2, n1.address, n1.peer_port)   # both directions
     assert can_connect(db, n2, n3.address, n3.peer_port)       # the majority still talks
-    assert len(db.chain_rules_of(n1)) == 4                     # DROP -s and -d per peer
+    assert sorted(rules(db, n1)) == [f"-A SPLITBRAIN -s {n2.address}/32 -j DROP",
+                                     f"-A SPLITBRAIN -s {n3.address}/32 -j DROP"]  # n1 hears neither
     db.kill(n1)                                                # a process restart keeps the netns
     db.start(n1)
-    assert len(db.chain_rules_of(n1)) == 4
+    assert len(rules(db, n1)) == 2
     assert not can_connect(db, n1, n2.address, n2.peer_port)
-    db.heal_partition()
-    assert db.chain_rules_of(n1) == []
+    db.net().heal()
+    assert rules(db, n1) == []
     assert can_connect(db, n1, n2.address, n2.peer_port)
 
 
 def test_a_restarted_container_gets_its_partition_rules_back(db):
     n1, n2, n3 = db.nodes
-    db.partition([("n1", "n3"), ("n2", "n3")])
+    cut(db, ("n1", "n3"), ("n2", "n3"))
     container = db._container(n3)
     container.restart(timeout=1)         # a fresh network namespace: no rules, no node process
-    assert db.chain_rules_of(n3) == []
+    assert rules(db, n3) == []
     db.start(n3)
-    assert len(db.chain_rules_of(n3)) == 4
+    assert len(rules(db, n3)) == 2
     assert not can_connect(db, n3, n1.address, n1.peer_port)
     assert db.is_running(n3)
-    db.heal_partition()
+    db.net().heal()
     assert can_connect(db, n3, n1.address, n1.peer_port)
 
 
@@ -194,19 +205,15 @@ def test_the_nemesis_isolates_the_leader_and_a_new_one_is_elected(db):
     from chaos.history import Op
     from chaos.nemesis import build_nemesis
 
-    class View:
-        def leader(self):
-            return wait_for_leader(db.nodes, timeout=10)
-
-    nemesis = build_nemesis(["partition"], db, db.nodes, View(), random.Random(1))
-    old = View().leader()
+    nemesis = build_nemesis(["partition"], db, db.nodes, None, random.Random(1))
+    old = wait_for_leader(db.nodes, timeout=10)
     done = nemesis.invoke(Op(process="nemesis", type="invoke", f="partition", value={"topology": "isolate-leader"}))
     assert done.value["groups"][0] == [old]
     others = [n for n in db.nodes if n.id != old]
     new = wait_for_leader(others, timeout=20)
     assert new != old
     nemesis.heal_all()
-    assert db.chain_rules_of(db.node(old)) == []
+    assert rules(db, db.node(old)) == []
 
 
 def test_the_nemesis_kills_and_restarts_pauses_and_resumes_and_skews_through_the_history_ops(db):
@@ -215,14 +222,11 @@ def test_the_nemesis_kills_and_restarts_pauses_and_resumes_and_skews_through_the
     from chaos.history import Op
     from chaos.nemesis import build_nemesis
 
-    class View:
-        def leader(self):
-            return wait_for_leader(db.nodes, timeout=10)
-
     def op(f, value=None):
         return nemesis.invoke(Op(process="nemesis", type="invoke", f=f, value=value)).value
 
-    nemesis = build_nemesis(["kill", "pause", "clock"], db, db.nodes, View(), random.Random(3))
+    wait_for_leader(db.nodes, timeout=10)
+    nemesis = build_nemesis(["kill", "pause", "clock"], db, db.nodes, None, random.Random(3))
     killed = op("kill", {"target": "leader"})["nodes"]
     assert len(killed) == 1 and not db.is_running(db.node(killed[0]))
     assert op("start", {"target": "killed"}) == {"nodes": killed}

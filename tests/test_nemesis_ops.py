@@ -6,30 +6,63 @@ import time
 import pytest
 
 from chaos.history import INFO, INVOKE, NEMESIS, Op
-from chaos.interfaces import Node
+from chaos.interfaces import Exec, LogFiles, Network, Node, Pause, Primaries, Process, Unsupported
 from chaos.nemesis import build_nemesis
 from chaos.nemesis.topology import NoLeader
-from chaos.provision.base import ALL_FAULTS, Provisioner, clock_spec
+from chaos.net import Net, directed_links
+from chaos.provision.base import ProvisionedDB, clock_spec
 
 
-class FakeDB(Provisioner):
-    supported_faults = ALL_FAULTS
+class RecordingNet(Net):
+    def __init__(self, nodes):
+        super().__init__(nodes)
+        self.applied = []
+
+    def install(self): pass
+    def uninstall(self): pass
+    def reapply(self, node): pass
+    def rules(self, node): return []
+
+    def _apply(self, grudge):
+        self.applied.append(grudge)
+
+    def _clear(self):
+        self.applied.append({})
+
+    @property
+    def cut(self):
+        """The cut pairs in force (both directions dropped)."""
+        links = directed_links(self.current())
+        return sorted({tuple(sorted(pair)) for pair in links})
+
+
+class FakeDB(ProvisionedDB, Process, Pause, Network, Primaries, LogFiles, Exec):
+    name = "fake"
 
     def __init__(self, count=5):
-        super().__init__("fake")
+        super().__init__("fake", nodes=count)
         self.nodes = [Node(f"n{i}", f"http://127.0.0.{10 + i}:8000", f"127.0.0.{10 + i}") for i in range(1, count + 1)]
         self.calls = []
         self.specs = {}
-        self.cut = []
         self.elapsed = 0.0
+        self.the_net = RecordingNet(self.nodes)
+        self.missing = {}
+
+    def unavailable(self):
+        return dict(self.missing)
 
     def process_elapsed(self, node):
         return self.elapsed
 
-    def node_status(self, node):
-        return self.status
+    def clock_sample(self, node):
+        if not self.status:
+            return None
+        return self.status["wall_time"], self.status["monotonic_time"]
 
     status = None  # no node answers: the clock arithmetic alone is under test
+
+    def primaries(self, view):
+        return [view.current] if view is not None and view.current else []
 
     def setup(self, nodes=None):
         return self.nodes
@@ -58,19 +91,20 @@ class FakeDB(Provisioner):
     def set_clock(self, node, spec):
         self.specs[node.id] = spec
 
-    def partition(self, cut):
-        self.cut = list(cut)
+    def net(self):
+        return self.the_net
 
-    def heal_partition(self):
-        self.cut = []
+    @property
+    def cut(self):
+        return self.the_net.cut
 
 
 class FakeView:
     def __init__(self, leader="n2"):
         self.current = leader
 
-    def leader(self):
-        return self.current
+    def fresh_statuses(self):
+        return {}
 
 
 def invoke(nemesis, f, value=None):
@@ -85,6 +119,8 @@ def db():
 
 
 def build(db, faults=("partition", "kill", "pause", "clock"), leader="n2", seed=1):
+    import chaos.nemesis.common as common
+    common.LEADER_WAIT_S = 0.2  # a missing leader is awaited briefly, then the op fails
     return build_nemesis(list(faults), db, db.nodes, FakeView(leader), random.Random(seed))
 
 
@@ -147,8 +183,9 @@ def test_bad_targets_and_values_are_clear_errors(db):
 
 
 def test_build_nemesis_refuses_faults_the_db_cannot_carry(db):
-    db.supported_faults = frozenset({"kill", "pause", "clock"})
-    with pytest.raises(ValueError, match=r"cannot inject partition \(it supports: clock, kill, pause\)"):
+    db.missing = {"partition": "no iptables here"}
+    with pytest.raises(Unsupported, match=r"the partition fault needs the 'partition' capability, which "
+                                          r"'fake' lacks: no iptables here"):
         build(db)
     with pytest.raises(ValueError, match="unknown fault 'flood'"):
         build(db, faults=["flood"])

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from chaos.provision import cli
-from chaos.provision.base import get_status
+from systems.raftnode.db import get_status
 
 pytestmark = pytest.mark.timeout(120)
 

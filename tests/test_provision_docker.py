@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from chaos.provision.base import LABEL_OWNER, LABEL_RUN, NodeOptions, ProvisionError, docker_client, get_status
+from chaos.provision.base import LABEL_OWNER, LABEL_RUN, ProvisionError, docker_client
 from chaos.provision.cleanup import clean_docker, run_resources
-from chaos.provision.docker import DockerDB
+from systems.raftnode.db import RaftnodeDocker as DockerDB
+from systems.raftnode.db import get_status
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -30,7 +31,7 @@ def test_the_image_has_python_iptables_iproute_faketime_and_the_node(node_image)
 
 def test_a_five_node_cluster_comes_up_elects_a_leader_and_tears_down_to_nothing(node_image):
     client = docker_client()
-    db = DockerDB(run_id("five"), NodeOptions(), nodes=5, subnet="10.77.221.0/24", image=node_image)
+    db = DockerDB(run_id("five"), 5, subnet="10.77.221.0/24", image=node_image)
     try:
         nodes = db.setup()
         assert [n.id for n in nodes] == ["n1", "n2", "n3", "n4", "n5"]
@@ -70,7 +71,7 @@ def test_a_five_node_cluster_comes_up_elects_a_leader_and_tears_down_to_nothing(
 
 def test_a_taken_subnet_is_a_clear_error_and_leaves_nothing(node_image):
     client = docker_client()
-    first = DockerDB(run_id("first"), nodes=3, subnet="10.77.222.0/24", image=node_image, wait_leader=False)
+    first = DockerDB(run_id("first"), nodes=3, subnet="10.77.222.0/24", image=node_image, wait_ready=False)
     second = DockerDB(run_id("second"), nodes=3, subnet="10.77.222.0/24", image=node_image)
     try:
         first._create_network()
@@ -91,8 +92,11 @@ def test_a_missing_image_says_how_to_build_it(docker_engine):
 
 def test_a_cluster_that_elects_no_leader_fails_with_the_nodes_stderr_and_leaves_nothing(node_image):
     # an option the node rejects: every process exits at once, so no leader can ever appear
-    db = DockerDB(run_id("noleader"), NodeOptions(extra_args=("--no-such-flag",)), nodes=3,
-                  subnet="10.77.228.0/24", image=node_image, leader_timeout=3)
+    class BrokenNode(DockerDB):
+        def command(self, node, nodes):
+            return super().command(node, nodes) + ["--no-such-flag"]
+
+    db = BrokenNode(run_id("noleader"), 3, subnet="10.77.228.0/24", image=node_image, ready_timeout=3)
     with pytest.raises(ProvisionError) as err:
         db.setup()
     assert "--no-such-flag" in str(err.value)
@@ -102,7 +106,7 @@ def test_a_cluster_that_elects_no_leader_fails_with_the_nodes_stderr_and_leaves_
 @pytest.mark.parametrize("bad, problem", [({"subnet": "10.77.0.0/33"}, "not a network"),
                                           ({"subnet": "8.8.8.0/24"}, "private IPv4"),
                                           ({"subnet": "10.77.0.0/29"}, "too small"),
-                                          ({"nodes": 4}, "3, 5 or 7 nodes")])
+                                          ({"nodes": 0}, "at least one node")])
 def test_bad_settings_are_refused_before_anything_starts(bad, problem):
     with pytest.raises(ValueError, match=problem):
         DockerDB("x", **bad)

@@ -11,10 +11,14 @@ import urllib.request
 
 import pytest
 
+from chaos.config import RunConfig
 from chaos.interfaces import Node
-from chaos.provision import get_db
-from chaos.provision.base import NodeOptions, get_status, wait_for_leader
-from chaos.provision.local import STATE_DIR, LocalDB, find_libfaketime, read_states
+from chaos.net import symmetric
+from chaos.net.iptables import CgroupNet
+from chaos.provision import make_db
+from chaos.provision.local import STATE_DIR, find_libfaketime, read_states
+from systems.raftnode.db import RaftnodeLocal as LocalDB
+from systems.raftnode.db import get_status, wait_for_leader
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,7 +30,7 @@ def base_address(slot: int) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
-    db = get_db("local", f"tlocal-{os.getpid()}", 3, NodeOptions(), base_address=base_address(1))
+    db = LocalDB(f"tlocal-{os.getpid()}", 3, base_address=base_address(1))
     try:
         db.setup()
         yield db
@@ -67,7 +71,7 @@ def test_local_nodes_run_on_their_own_loopback_addresses_and_elect_a_leader(clus
             break
         time.sleep(0.1)
     assert seen == {leader}
-    assert {"kill", "pause"} <= cluster.supported_faults
+    assert {"kill", "pause", "leader", "status", "logs"} <= cluster.capabilities()
     assert os.path.exists(cluster.state_file)
 
 
@@ -125,7 +129,7 @@ def test_a_local_nodes_clock_moves_while_it_runs(cluster):
 
 
 def test_teardown_leaves_no_process_state_file_or_data():
-    db = LocalDB(f"tlocal-td-{os.getpid()}", nodes=3, base_address=base_address(2), wait_leader=False)
+    db = LocalDB(f"tlocal-td-{os.getpid()}", nodes=3, base_address=base_address(2), wait_ready=False)
     db.setup()
     pids = [p.pid for p in db.procs.values()]
     data_root, state_file = db.data_root, db.state_file
@@ -152,8 +156,8 @@ def test_bad_local_settings_are_refused():
         LocalDB("x", base_address="localhost")
     with pytest.raises(ValueError, match="inside 127.0.0.0/8"):
         LocalDB("x", base_address="10.0.0.1")
-    with pytest.raises(ValueError, match="unknown provisioner 'k8s'"):
-        get_db("k8s", "x")
+    with pytest.raises(ValueError, match="raftnode runs on the provisioners docker, local, not 'k8s'"):
+        make_db(RunConfig(provisioner="k8s"), "x")
 
 
 def _connects(db, src_node, dst, port) -> bool:
@@ -187,16 +191,17 @@ def test_local_partition_rules_cut_two_nodes_apart_both_ways_and_heal():
             s.listen(8)
             listeners.append(s)
         port = {addr: s.getsockname()[1] for addr, s in zip((a, b, c), listeners)}
-        db.install_chain()
+        net = CgroupNet(db.nodes, db.chain, db._cgroup_rel)
+        net.install()
         if db.cgroup_root:
             for node in db.nodes:
                 os.makedirs(os.path.join(db.cgroup_root, node.id), exist_ok=True)
-        db.partition([("n1", "n2")])
-        assert len(db.chain_rules()) == 2
+        net.drop(symmetric([("n1", "n2")], ["n1", "n2", "n3"]))
+        assert len(net.rules()) == 2
         assert not _connects(db, n1, b, port[b]) and not _connects(db, n2, a, port[a])
         assert _connects(db, n1, c, port[c]) and _connects(db, n3, b, port[b])
-        db.heal_partition()
-        assert db.chain_rules() == [] and _connects(db, n1, b, port[b])
+        net.heal()
+        assert net.rules() == [] and _connects(db, n1, b, port[b])
     finally:
         for s in listeners:
             s.close()
@@ -218,12 +223,12 @@ def test_local_state_files_name_the_owner_and_the_node_pids(cluster):
 def test_local_partition_support_is_claimed_only_when_it_really_cuts_the_leader_off(cluster):
     # Address rules work only if nodes dial their peers from their own address; setup checks
     # the live sockets and otherwise withdraws "partition" with the reason.
-    if "partition" not in cluster.supported_faults:
+    if "partition" not in cluster.capabilities():
         assert not cluster.cgroup_root and "peer connections leave from" in cluster.partition_note
         return
     old = wait_for_leader(cluster.nodes)
     others = [n for n in cluster.nodes if n.id != old]
-    cluster.partition([(old, n.id) for n in others])
+    cluster.net().drop(symmetric([(old, n.id) for n in others], [n.id for n in cluster.nodes]))
     try:
         probe = ("import socket,sys\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5)"
                  "\n    print('ok')\nexcept OSError:\n    print('fail')\n")
@@ -235,22 +240,24 @@ def test_local_partition_support_is_claimed_only_when_it_really_cuts_the_leader_
             time.sleep(0.2)
         assert wait_for_leader(others, timeout=5) != old
     finally:
-        cluster.heal_partition()
+        cluster.net().heal()
 
 
-def test_get_db_names_an_option_the_provisioner_does_not_have():
+def test_make_db_names_an_option_the_provisioner_does_not_have():
+    config = RunConfig(provisioner="local", nodes=3, provisioner_options={"subnet": "10.77.0.0/24"})
     with pytest.raises(ValueError, match=r"the local provisioner has no option 'subnet' \(its options: .*base_address"):
-        get_db("local", "x", 3, NodeOptions(), subnet="10.77.0.0/24")
+        make_db(config, "x")
 
 
 def test_without_clock_faults_nodes_run_without_libfaketime_and_clock_is_not_offered():
     # libfaketime makes every clock read a file read; a run without clock faults must not pay it,
     # and must not claim a clock fault it could not deliver.
-    db = LocalDB(f"tlocal-noclock-{os.getpid()}", NodeOptions(clock=False), nodes=3,
-                 base_address=base_address(5), wait_leader=False)
+    db = LocalDB(f"tlocal-noclock-{os.getpid()}", 3, clock=False, base_address=base_address(5),
+                 wait_ready=False)
     try:
         db.setup()
-        assert "clock" not in db.supported_faults
+        assert "clock" not in db.capabilities()
+        assert "only into runs that ask for clock faults" in db.unavailable()["clock"]
         for proc in db.procs.values():
             with open(f"/proc/{proc.pid}/environ", "rb") as f:
                 env = f.read().split(b"\0")
@@ -273,8 +280,11 @@ def test_a_setup_that_fails_leaves_the_node_logs_where_the_runner_asked(tmp_path
     # are copied out first
     from chaos.provision.base import ProvisionError
 
-    db = LocalDB(f"tlocal-salvage-{os.getpid()}", NodeOptions(extra_args=("--no-such-flag",)), nodes=3,
-                 base_address=base_address(6), leader_timeout=3.0)
+    class BrokenNode(LocalDB):
+        def command(self, node, nodes):
+            return super().command(node, nodes) + ["--no-such-flag"]
+
+    db = BrokenNode(f"tlocal-salvage-{os.getpid()}", 3, base_address=base_address(6), ready_timeout=3.0)
     db.failed_setup_log_dir = lambda node_id: str(tmp_path / node_id)
     with pytest.raises(ProvisionError):
         db.setup()

@@ -1,8 +1,13 @@
-"""Election safety from the node logs: one leader per term, one vote per voter per term."""
+"""Election safety from the bundled node's logs: one leader per term, one vote per voter per term."""
 
 import json
 
-from checkers.election_safety import add_to_results, check_node_logs
+from checkers.node_health import add_checks
+from systems.raftnode.election_safety import check_node_logs
+
+
+def add_to_results(results, run_dir):
+    return add_checks(results, [check_node_logs(run_dir)])
 
 
 def write_logs(run_dir, events_by_node, torn=None):
@@ -93,7 +98,7 @@ def test_a_violation_makes_the_combined_verdict_invalid_with_its_reason(tmp_path
     write_logs(tmp_path, logs)
     results = add_to_results({"valid": True, "reason": "Valid.", "checkers": {}}, str(tmp_path))
     assert results["valid"] is False
-    assert results["reason"].startswith("Election safety violated: n2 voted for n1 and n3 in term 1")
+    assert results["reason"].startswith("election-safety: n2 voted for n1 and n3 in term 1")
     assert results["checkers"]["election-safety"]["valid"] is False
     # an earlier invalid verdict keeps its own reason
     kept = add_to_results({"valid": False, "reason": "Key r1 is not linearizable.", "checkers": {}},

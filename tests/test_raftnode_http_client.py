@@ -14,9 +14,9 @@ import pytest
 
 from chaos.history import Op
 from chaos.interfaces import Node
-from workloads.http_client import ClientBug, HttpClient
-from workloads.register import RegisterClient
-from workloads.set import SetClient
+from systems.raftnode.http_client import ClientBug, HttpClient
+from systems.raftnode.client import RegisterClient
+from systems.raftnode.client import SetClient
 
 
 class Scripted:

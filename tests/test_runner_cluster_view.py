@@ -8,17 +8,22 @@ import time
 from chaos.cluster_view import ClusterView
 from chaos.interfaces import Node
 from chaos.progress import Counts, Progress, format_line
-from fake_node import FakeCluster
+from fake_node import FakeCluster, StatusOnlyDB
 
 
 def nodes_of(cluster):
     return [Node(n.id, n.url, "127.0.0.1", client_port=n.port) for n in cluster.nodes]
 
 
+def view_of(cluster, path=None, **kw):
+    nodes = nodes_of(cluster)
+    return ClusterView(nodes, path, db=StatusOnlyDB(nodes), **kw)
+
+
 def test_polls_every_node_at_least_ten_times_a_second_and_writes_status_lines(tmp_path):
     cluster = FakeCluster(3).start()
     path = tmp_path / "status.jsonl"
-    view = ClusterView(nodes_of(cluster), str(path)).start()
+    view = view_of(cluster, str(path)).start()
     try:
         time.sleep(1.0)
     finally:
@@ -35,7 +40,7 @@ def test_polls_every_node_at_least_ten_times_a_second_and_writes_status_lines(tm
 
 def test_leader_follows_the_cluster_and_none_without_a_leader():
     cluster = FakeCluster(3).start()
-    view = ClusterView(nodes_of(cluster)).start()
+    view = view_of(cluster).start()
     try:
         assert view.wait_stable_leader(5, stable_for=0.2) == "n1"
         assert view.leader() == "n1"
@@ -55,21 +60,34 @@ def test_leader_follows_the_cluster_and_none_without_a_leader():
 
 
 def test_a_deposed_leader_loses_to_the_higher_term():
-    view = ClusterView([Node(f"n{i}", "http://127.0.0.1:9", "127.0.0.1") for i in (1, 2, 3)])
+    nodes = [Node(f"n{i}", "http://127.0.0.1:9", "127.0.0.1") for i in (1, 2, 3)]
+    view = ClusterView(nodes, db=StatusOnlyDB(nodes))
     view.record("n1", {"role": "leader", "term": 3, "leader": "n1"}, None)
     view.record("n2", {"role": "leader", "term": 4, "leader": "n2"}, None)
     view.record("n3", {"role": "follower", "term": 4, "leader": "n2"}, None)
     assert view.leader() == "n2"
-    assert view.agreed_leader() == "n2"
-    view.record("n3", None, "timeout")
-    assert view.agreed_leader() is None  # only n2 itself says so: no majority
+
+
+def test_without_a_status_probe_nothing_is_polled_and_no_leader_is_named(tmp_path):
+    from chaos.interfaces import DB
+
+    class Bare(DB):
+        def setup(self, count):
+            return []
+
+        def teardown(self):
+            pass
+
+    view = ClusterView([Node("n1", "http://127.0.0.1:9", "127.0.0.1")], str(tmp_path / "s.jsonl"), db=Bare()).start()
+    view.stop()
+    assert view.leader() is None and view.summary() == {} and not (tmp_path / "s.jsonl").exists()
 
 
 def test_a_paused_node_does_not_slow_down_the_polls_of_the_others(tmp_path):
     cluster = FakeCluster(3).start()
     cluster.nodes[1].running.clear()  # n2 hangs like a SIGSTOPped process
     path = tmp_path / "status.jsonl"
-    view = ClusterView(nodes_of(cluster), str(path), timeout=0.3).start()
+    view = view_of(cluster, str(path), timeout=0.3).start()
     try:
         time.sleep(1.0)
     finally:

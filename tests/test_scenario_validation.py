@@ -73,8 +73,8 @@ def test_unknown_nemesis_op_and_unknown_step_key():
 
 
 def test_bad_values_are_refused_with_their_line():
-    assert error_of("name: x\nnodes: 4\n").line == 2
-    assert "nodes must be 3, 5 or 7" in str(error_of("nodes: 4\n"))
+    assert error_of("name: x\nnodes: 0\n").line == 2
+    assert "nodes must be an integer from 1 to 64" in str(error_of("nodes: 0\n"))
     e = error_of("workload: queue\n")
     assert e.line == 1 and "register, set" in str(e)
     assert error_of("name: x\ntime_limit: -3\n").line == 2
@@ -142,3 +142,13 @@ def test_overrides_from_the_command_line_win():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ScenarioError, match="cannot read scenario"):
         load_scenario(str(tmp_path / "nope.yaml"))
+
+
+def test_a_node_block_sets_node_options_and_the_old_top_level_keys_still_do():
+    from chaos.scenario import parse_scenario
+
+    cfg = parse_scenario("name: x\nnodes: 3\nnode: {snapshot-every: 50, pre-vote: false}\n"
+                         "election_timeout: 300-600\n", "s.yaml")
+    assert cfg.node_options == {"snapshot-every": 50, "pre-vote": False, "election-timeout": "300-600"}
+    assert error_of("name: x\nnode: [1, 2]\n").line == 2
+    assert "node option snapshot-every must be" in str(error_of("node: {snapshot-every: [1]}\n"))

@@ -1,4 +1,4 @@
-"""The set workload: add unique elements (the node's append), then read everything at the end.
+"""The set workload: add unique elements, then read everything at the end.
 
 A new key every `elements_per_key` elements keeps each read small. The final reads go through
 the leader and are retried; the verdict is unknown unless every one of them succeeded, because
@@ -8,38 +8,13 @@ an element missing from a read we never got is not evidence of a lost write.
 from __future__ import annotations
 
 from chaos.generator import Generator, clients, final_reads, series, stagger
-from chaos.history import Op
-from workloads.base import NodeHttpClient, Workload
-from workloads.http_client import perform
-
-
-def _list_value(body):
-    value = body["value"]
-    if not isinstance(value, list):
-        raise ValueError(f"set read returned {type(value).__name__}, expected a list")
-    return value
-
-
-class SetClient(NodeHttpClient):
-    def invoke(self, op: Op) -> Op:
-        if op.f == "add":
-            outcome = perform(self.http, "POST", self.url(op.key, "/append"),
-                              self.write_body(value=op.value), is_read=False)
-            return self.complete(op, outcome, op.value)
-        if op.f == "read":
-            outcome = perform(self.http, "GET", self.url(op.key), None, is_read=True,
-                              not_found_value=[], extract=_list_value)
-            return self.complete(op, outcome, outcome.value)
-        raise ValueError(f"set client cannot {op.f!r} (valid: add, read)")
+from workloads.base import Workload
 
 
 class SetWorkload(Workload):
     name = "set"
     checker_workload = "set"
     final_reads_required = True
-
-    def client(self, client_id: str) -> SetClient:
-        return SetClient(client_id, self.config.request_timeout)
 
 
 # -- the set workload as a generator ---------------------------------------------------------------

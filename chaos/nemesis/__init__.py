@@ -1,49 +1,35 @@
-"""Nemeses: partition/heal, kill/start, pause/resume, clock-skew/clock-reset.
+"""Nemeses: partition/heal, kill/start, pause/resume, clock-skew/clock-reset (and a plugin's
+own fault kinds, chaos.faults).
 
     nemesis = build_nemesis(["partition", "kill"], db, nodes, view, rng)
     done = nemesis.invoke(Op(process="nemesis", type="invoke", f="partition",
                              value={"topology": "isolate-leader"}))
     nemesis.heal_all()
 
-`view.leader()` names the current leader (or None); ops and values are in docs/contracts.md §1.
+Leader-aimed ops ask the DB's Primaries capability; ops and values are in docs/contracts.md §1.
 """
 
 from __future__ import annotations
 
-from chaos.nemesis.clock import ClockNemesis
+from chaos.faults import fault_kind, fault_names
+from chaos.interfaces import require
 from chaos.nemesis.composite import CompositeNemesis
-from chaos.nemesis.partition import PartitionNemesis
-from chaos.nemesis.process import KillNemesis, PauseNemesis, ProcessFaults
-
-FAULTS = ("partition", "kill", "pause", "clock")
 
 
 def build_nemesis(faults, db, nodes, view, rng) -> CompositeNemesis:
-    """A composite nemesis for the given fault kinds, checked against what the DB supports."""
+    """A composite nemesis for the given fault kinds, each checked against the DB's capabilities."""
     faults = list(dict.fromkeys(faults))
-    unknown = [f for f in faults if f not in FAULTS]
+    unknown = [f for f in faults if f not in fault_names()]
     if unknown:
-        raise ValueError(f"unknown fault {unknown[0]!r} (choose from: {', '.join(FAULTS)})")
-    supported = getattr(db, "supported_faults", frozenset())
-    missing = [f for f in faults if f not in supported]
-    if missing:
-        note = getattr(db, "partition_note", None) if "partition" in missing else None
-        raise ValueError(f"{type(db).__name__} cannot inject {', '.join(missing)} "
-                         f"(it supports: {', '.join(sorted(supported)) or 'none'})"
-                         + (f": {note}" if note else ""))
-    processes = ProcessFaults()
+        raise ValueError(f"unknown fault {unknown[0]!r} (choose from: {', '.join(fault_names())})")
     parts = []
-    for fault in faults:
-        if fault == "partition":
-            parts.append(PartitionNemesis(db, nodes, view, rng))
-        elif fault == "kill":
-            parts.append(KillNemesis(db, nodes, view, rng, processes))
-        elif fault == "pause":
-            parts.append(PauseNemesis(db, nodes, view, rng, processes))
-        else:
-            parts.append(ClockNemesis(db, nodes, view, rng))
-    return CompositeNemesis(parts)
+    for name in faults:
+        kind = fault_kind(name)
+        for capability in sorted(kind.capabilities):
+            require(db, capability, f"the {name} fault")
+        parts.append(kind.make_nemesis(db, nodes, view, rng))
+    return CompositeNemesis(parts, heal_rank={f: fault_kind(n).heal_rank for n in faults
+                                             for f in (fault_kind(n).start, fault_kind(n).heal)})
 
 
-__all__ = ["build_nemesis", "CompositeNemesis", "PartitionNemesis", "KillNemesis", "PauseNemesis",
-           "ClockNemesis", "FAULTS"]
+__all__ = ["build_nemesis", "CompositeNemesis"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import threading
 
 from chaos.history import Op
-from chaos.interfaces import Nemesis, Node
-from chaos.nemesis.common import complete, current_leader, on_nodes, value_dict
+from chaos.interfaces import Nemesis, Node, require
+from chaos.nemesis.common import complete, current_leader, down_nodes, on_nodes, value_dict, with_down
 from chaos.nemesis.topology import select_targets
 
 MODES = ("bump", "strobe", "rate")
@@ -41,8 +41,7 @@ class ClockNemesis(Nemesis):
     fs = frozenset({"clock-skew", "clock-reset"})
 
     def __init__(self, db, nodes, view, rng):
-        if not hasattr(db, "set_skew"):
-            raise ValueError(f"{type(db).__name__} cannot skew clocks (it needs set_skew)")
+        require(db, "clock", "the clock fault")
         self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
         self.by_id = {n.id: n for n in self.nodes}
         self.skewed: set[str] = set()
@@ -51,7 +50,8 @@ class ClockNemesis(Nemesis):
 
     def invoke(self, op: Op) -> Op:
         if op.f == "clock-reset":
-            return complete(op, {"nodes": self._reset()})
+            reset = self._reset()
+            return complete(op, with_down({"nodes": reset}, down_nodes(self.db, [self.by_id[i] for i in reset])))
         if op.f != "clock-skew":
             raise ValueError(f"the clock nemesis does not handle {op.f!r} (it handles clock-skew, clock-reset)")
         value = value_dict(op)
@@ -59,7 +59,7 @@ class ClockNemesis(Nemesis):
         if mode not in MODES:
             raise ValueError(f"clock-skew: unknown mode {mode!r} (choose one of: {', '.join(MODES)})")
         target = value.get("target", "one")
-        leader = current_leader(self.view) if target == "leader" else None
+        leader = current_leader(self.db, self.view) if target == "leader" else None
         nodes = [self.by_id[i] for i in select_targets(target, list(self.by_id), self.rng, leader=leader)]
         if mode == "bump":
             delta = _number(value.get("delta"), "delta")

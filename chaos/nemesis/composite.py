@@ -5,14 +5,14 @@ from __future__ import annotations
 from chaos.history import Op
 from chaos.interfaces import Nemesis
 
-# The order heal_all undoes faults in: network first (so restarted nodes find their peers),
-# then processes, then clocks.
-HEAL_ORDER = ("partition", "pause", "kill", "clock-skew")
-
 
 class CompositeNemesis(Nemesis):
-    def __init__(self, nemeses: list[Nemesis]):
+    """`heal_rank` (op f -> rank, from chaos.faults) orders heal_all: network first (so
+    restarted nodes find their peers), then processes, then clocks."""
+
+    def __init__(self, nemeses: list[Nemesis], heal_rank: dict[str, int] | None = None):
         self.nemeses = list(nemeses)
+        self.heal_rank = dict(heal_rank or {})
         self._by_f: dict[str, Nemesis] = {}
         for nemesis in self.nemeses:
             for f in nemesis.fs:
@@ -35,8 +35,7 @@ class CompositeNemesis(Nemesis):
     def heal_all(self) -> None:
         """Undo everything, trying every part even when one fails; then raise the first error."""
         def rank(nemesis):
-            fs = set(nemesis.fs)
-            return min((i for i, f in enumerate(HEAL_ORDER) if f in fs), default=len(HEAL_ORDER))
+            return min((self.heal_rank.get(f, 50) for f in nemesis.fs), default=50)
         errors = []
         for nemesis in sorted(self.nemeses, key=rank):
             try:

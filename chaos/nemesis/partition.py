@@ -1,16 +1,13 @@
-"""Network partitions: DROP rules in a chain of our own, applied by the provisioner.
-
-The provisioner (DockerDB / LocalDB) owns the rules: `db.partition(cut)` replaces the current
-partition, `db.heal_partition()` flushes it, and the DB re-applies the current partition when it
-has to recreate a node's network namespace (a restarted container). So a node restarted while
-partitioned stays partitioned.
-"""
+"""Network partitions: a topology (chaos.nemesis.topology) resolved to a grudge, applied by the
+DB's network layer (chaos.net). The layer keeps the grudge in force and re-applies it when a
+node's namespace is recreated (a restarted container), so a node restarted while partitioned
+stays partitioned."""
 
 from __future__ import annotations
 
 from chaos.history import Op
-from chaos.interfaces import Nemesis
-from chaos.nemesis.common import complete, current_leader
+from chaos.interfaces import Nemesis, require
+from chaos.nemesis.common import complete, current_leader, down_nodes, with_down
 from chaos.nemesis.topology import make_partition
 
 
@@ -18,9 +15,7 @@ class PartitionNemesis(Nemesis):
     fs = frozenset({"partition", "heal"})
 
     def __init__(self, db, nodes, view, rng):
-        if not (hasattr(db, "partition") and hasattr(db, "heal_partition")):
-            raise ValueError(f"{type(db).__name__} cannot partition the network "
-                             "(it needs partition(cut) and heal_partition())")
+        require(db, "partition", "the partition fault")
         self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
         self.active = None
 
@@ -28,17 +23,18 @@ class PartitionNemesis(Nemesis):
         if op.f == "partition":
             ids = [n.id for n in self.nodes]
             value = op.value if op.value is not None else {"topology": "random-halves"}
-            leader = current_leader(self.view) if isinstance(value, dict) and value.get("topology") == "isolate-leader" else None
+            leader = (current_leader(self.db, self.view)
+                      if isinstance(value, dict) and value.get("topology") == "isolate-leader" else None)
             partition = make_partition(value, ids, self.rng, leader=leader)
-            self.db.partition([tuple(pair) for pair in partition.cut])
+            self.db.net().drop(partition.grudge(ids))
             self.active = partition
             return complete(op, partition.to_value())
         if op.f == "heal":
-            self.db.heal_partition()
+            self.db.net().heal()
             self.active = None
-            return complete(op, {"healed": "partition"})
+            return complete(op, with_down({"healed": "partition"}, down_nodes(self.db, self.nodes)))
         raise ValueError(f"the partition nemesis does not handle {op.f!r} (it handles partition, heal)")
 
     def heal_all(self) -> None:
-        self.db.heal_partition()
+        self.db.net().heal()
         self.active = None

@@ -1,24 +1,19 @@
-"""Kill (SIGKILL, later start) and pause (SIGSTOP, later SIGCONT) of the node *process*.
+"""Kill (SIGKILL, later start) and pause (SIGSTOP, later SIGCONT) of the service *process*.
 
-The two nemeses share one ProcessFaults record, because the faults interact: a paused process
-can be killed (it is then no longer paused) and a killed process cannot be paused or resumed.
+The two nemeses share one ProcessFaults record per DB (chaos.nemesis.common.process_state),
+because the faults interact: a paused process can be killed (it is then no longer paused) and a
+killed process cannot be paused or resumed. Bringing nodes back (start, resume) checks that
+they really are back: a node that exits or does not answer is named in the completion's
+"down" (a finding: checkers.node_health makes the run invalid with it).
 """
 
 from __future__ import annotations
 
-import threading
-
 from chaos.history import Op
-from chaos.interfaces import Nemesis, Node
-from chaos.nemesis.common import complete, current_leader, on_nodes, value_dict
+from chaos.interfaces import Nemesis, Node, require
+from chaos.nemesis.common import (complete, current_leader, down_nodes, on_nodes, process_state,
+                                  value_dict, with_down)
 from chaos.nemesis.topology import select_targets
-
-
-class ProcessFaults:
-    def __init__(self):
-        self.killed: set[str] = set()
-        self.paused: set[str] = set()
-        self.lock = threading.Lock()
 
 
 def _sorted(ids):
@@ -26,14 +21,17 @@ def _sorted(ids):
 
 
 class _TargetedNemesis(Nemesis):
-    def __init__(self, db, nodes, view, rng, state: ProcessFaults | None = None):
+    capability = ""
+
+    def __init__(self, db, nodes, view, rng):
+        require(db, self.capability, f"the {self.capability} fault")
         self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
-        self.state = state or ProcessFaults()
+        self.state = process_state(db)
         self.by_id = {n.id: n for n in self.nodes}
 
     def _targets(self, target) -> list[Node]:
         ids = [n.id for n in self.nodes]
-        leader = current_leader(self.view) if target == "leader" else None
+        leader = current_leader(self.db, self.view) if target == "leader" else None
         return [self.by_id[i] for i in select_targets(target, ids, self.rng, leader=leader)]
 
     def _named(self, target, default: set[str], default_name: str) -> list[Node]:
@@ -47,6 +45,7 @@ class _TargetedNemesis(Nemesis):
 
 class KillNemesis(_TargetedNemesis):
     fs = frozenset({"kill", "start"})
+    capability = "kill"
 
     def invoke(self, op: Op) -> Op:
         value = value_dict(op)
@@ -66,7 +65,7 @@ class KillNemesis(_TargetedNemesis):
             with self.state.lock:
                 for n in nodes:
                     self.state.killed.discard(n.id)
-            return complete(op, {"nodes": [n.id for n in nodes]})
+            return complete(op, with_down({"nodes": [n.id for n in nodes]}, down_nodes(self.db, nodes)))
         raise ValueError(f"the kill nemesis does not handle {op.f!r} (it handles kill, start)")
 
     def heal_all(self) -> None:
@@ -79,6 +78,7 @@ class KillNemesis(_TargetedNemesis):
 
 class PauseNemesis(_TargetedNemesis):
     fs = frozenset({"pause", "resume"})
+    capability = "pause"
 
     def invoke(self, op: Op) -> Op:
         value = value_dict(op)
@@ -98,7 +98,7 @@ class PauseNemesis(_TargetedNemesis):
             with self.state.lock:
                 for n in nodes:
                     self.state.paused.discard(n.id)
-            return complete(op, {"nodes": [n.id for n in nodes]})
+            return complete(op, with_down({"nodes": [n.id for n in nodes]}, down_nodes(self.db, nodes)))
         raise ValueError(f"the pause nemesis does not handle {op.f!r} (it handles pause, resume)")
 
     def heal_all(self) -> None:

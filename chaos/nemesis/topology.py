@@ -9,9 +9,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring", "bridge",
-              "groups")
-TARGETS = ("one", "minority", "majority", "all", "leader")
+from chaos.faults import TARGETS, TOPOLOGIES
+from chaos.net.grudge import Grudge, symmetric
 
 
 @dataclass
@@ -22,6 +21,10 @@ class Partition:
 
     def to_value(self) -> dict:
         return {"topology": self.topology, "groups": self.groups, "cut": self.cut}
+
+    def grudge(self, nodes: list[str]) -> Grudge:
+        """Both directions of every cut pair: nobody hears anyone across the cut."""
+        return symmetric(self.cut, nodes)
 
 
 def _sort_key(node_id: str):
@@ -170,7 +173,7 @@ def select_targets(target, nodes: list[str], rng, leader: str | None = None) -> 
     target: "one" (a random node), "minority" (a random (n-1)//2 nodes), "majority"
     (a random n//2+1), "all", "leader", or a list of node ids.
     """
-    _check_nodes(nodes)
+    _check_nodes(nodes, minimum=1)
     if isinstance(target, (list, tuple)):
         if not target:
             raise ValueError("a target list must name at least one node")
@@ -196,8 +199,9 @@ def select_targets(target, nodes: list[str], rng, leader: str | None = None) -> 
     raise ValueError(f"unknown target {target!r} (choose one of: {', '.join(TARGETS)}, or a list of node ids)")
 
 
-def _check_nodes(nodes) -> None:
-    if len(nodes) < 2:
-        raise ValueError(f"need at least two nodes, got {list(nodes)!r}")
+def _check_nodes(nodes, minimum: int = 2) -> None:
+    if len(nodes) < minimum:
+        what = "a partition needs at least two nodes" if minimum == 2 else "no nodes to choose from"
+        raise ValueError(f"{what}, got {list(nodes)!r}")
     if len(set(nodes)) != len(nodes):
         raise ValueError(f"node ids must be distinct, got {list(nodes)!r}")

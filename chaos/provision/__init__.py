@@ -1,33 +1,26 @@
-"""Provisioners: bring a cluster of nodes up and down (docker containers or local processes).
+"""Provisioners: run a system's service on nodes (docker containers, local processes), and the
+DB a run uses, found by name in the registry.
 
-    db = get_db("docker", run_id, nodes=5, options=NodeOptions())
-    nodes = db.setup()          # waits for a leader
+    db = make_db(config, run_id)   # the config's db (raftnode, etcd, a plugin's) on its provisioner
+    nodes = db.setup(config.nodes) # waits until the service is ready
     ...
-    db.teardown()               # idempotent; removes everything the run created
+    db.teardown()                  # idempotent; removes everything the run created
 """
 
 from __future__ import annotations
 
-from chaos.provision.base import NodeOptions, ProvisionError, Provisioner
+from chaos.provision.base import ProvisionedDB, ProvisionError
 
 PROVISIONERS = ("docker", "local")
 
 
-def get_db(name: str, run_id: str, nodes: int = 5, options: NodeOptions | None = None, **kw) -> Provisioner:
-    """A provisioner by name ("docker" or "local"); extra keywords go to its constructor
-    (docker: subnet, image, leader_timeout; local: base_address, data_root, leader_timeout)."""
-    if name == "docker":
-        from chaos.provision.docker import DockerDB as cls
-    elif name == "local":
-        from chaos.provision.local import LocalDB as cls
-    else:
-        raise ValueError(f"unknown provisioner {name!r} (choose one of: {', '.join(PROVISIONERS)})")
-    import inspect
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "run_id", "options", "nodes")]
-    for key in kw:
-        if key not in accepted:
-            raise ValueError(f"the {name} provisioner has no option {key!r} (its options: {', '.join(accepted)})")
-    return cls(run_id, options=options, nodes=nodes, **kw)
+def make_db(config, run_id: str):
+    """The DB of a run: the `splitbrain.dbs` registry entry named config.db, built with the
+    run's config (it picks the provisioner and reads its node options)."""
+    from chaos.registry import load
+
+    factory = load("splitbrain.dbs", config.db)
+    return factory(config, run_id)
 
 
-__all__ = ["get_db", "NodeOptions", "ProvisionError", "Provisioner", "PROVISIONERS"]
+__all__ = ["make_db", "ProvisionError", "ProvisionedDB", "PROVISIONERS"]

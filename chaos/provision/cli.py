@@ -12,8 +12,9 @@ import json
 import os
 import sys
 
-from chaos.provision import PROVISIONERS, get_db
-from chaos.provision.base import NodeOptions, ProvisionError, get_status
+from chaos.interfaces import Node, StatusProbe
+from chaos.provision import PROVISIONERS, make_db
+from chaos.provision.base import ProvisionError
 from chaos.provision.image import register as register_image
 
 EXIT_CRASHED = 255
@@ -44,14 +45,17 @@ def register(subparsers) -> None:
     cluster = subparsers.add_parser("cluster", help="start, inspect and stop a cluster that outlives the command")
     sub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = sub.add_parser("up", help="start a cluster and leave it running")
+    up.add_argument("--db", default="raftnode", help="the system to run (default raftnode)")
     up.add_argument("--provisioner", choices=PROVISIONERS, default="docker")
-    up.add_argument("--nodes", type=int, choices=(3, 5, 7), default=5)
+    up.add_argument("--nodes", type=int, default=5)
     up.add_argument("--name", default="default", help="several clusters can be up under different names")
     up.add_argument("--subnet", default="10.77.0.0/24", help="docker: the run's internal network")
     up.add_argument("--base-address", default="127.0.0.11", help="local: the first node's loopback address")
     up.add_argument("--bug", default=None, help="start the nodes with a seeded bug")
-    up.add_argument("--election-timeout", default="150-300", metavar="MIN-MAX")
-    up.add_argument("--heartbeat", type=int, default=50, metavar="MS")
+    up.add_argument("--node-option", dest="node_options", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting of the system (raftnode: election-timeout=150-300, heartbeat=50, ...)")
+    up.add_argument("--election-timeout", default=None, metavar="MIN-MAX", help="raftnode: election timeout (ms)")
+    up.add_argument("--heartbeat", type=int, default=None, metavar="MS", help="raftnode: heartbeat interval (ms)")
     up.add_argument("--json", action="store_true", help='print {"nodes": [{"id", "url"}, ...]}')
     up.set_defaults(func=cmd_up)
     for name, func, text in (("status", cmd_status, "each node's role, term and leader"),
@@ -69,29 +73,47 @@ def register(subparsers) -> None:
     clean.set_defaults(func=cmd_clean)
 
 
+def _config(state: dict):
+    from chaos.config import RunConfig
+    return RunConfig.from_dict(state["config"])
+
+
 def cmd_up(args) -> int:
+    from chaos.config import RunConfig
+
     path = state_path(args.name)
     if os.path.exists(path):
         print(f"splitbrain cluster up: cluster {args.name!r} is already up ({path}); "
               "`splitbrain cluster down` first", file=sys.stderr)
         return EXIT_CRASHED
-    options = NodeOptions(election_timeout=args.election_timeout, heartbeat_ms=args.heartbeat, bug=args.bug)
+    options = {}
+    for item in args.node_options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"splitbrain cluster up: --node-option expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_CRASHED
+        options[key.strip()] = value.strip()
+    if args.election_timeout:
+        options["election-timeout"] = args.election_timeout
+    if args.heartbeat:
+        options["heartbeat"] = args.heartbeat
+    extra = {"subnet": args.subnet} if args.provisioner == "docker" else {"base_address": args.base_address}
     run_id = f"cluster-{args.name}"
-    kw = {"detached": True}
-    if args.provisioner == "docker":
-        from chaos.provision.image import build_image
-        kw.update(subnet=args.subnet, image=build_image())
-    else:
-        kw.update(base_address=args.base_address)
-    db = get_db(args.provisioner, run_id, args.nodes, options, **kw)
     try:
+        config = RunConfig(db=args.db, nodes=args.nodes, provisioner=args.provisioner, bug=args.bug,
+                           node_options=options, nemesis=["partition", "kill", "pause"],
+                           provisioner_options=extra).validate()
+        db = make_db(config, run_id)
+        db.detached = True
         nodes = db.setup(args.nodes)
-    except ProvisionError as e:
+    except (ProvisionError, ValueError) as e:
         print(f"splitbrain cluster up: {e}", file=sys.stderr)
         return EXIT_CRASHED
     state = {"name": args.name, "run_id": run_id, "provisioner": args.provisioner, "count": args.nodes,
-             "subnet": args.subnet if args.provisioner == "docker" else None,
-             "nodes": [{"id": n.id, "url": n.client_url, "address": n.address} for n in nodes]}
+             "db": args.db, "subnet": args.subnet if args.provisioner == "docker" else None,
+             "config": {k: v for k, v in config.to_dict().items() if k != "schedule"},
+             "nodes": [{"id": n.id, "url": n.client_url, "address": n.address,
+                        "client_port": n.client_port, "peer_port": n.peer_port} for n in nodes]}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(state, f, indent=1)
@@ -100,7 +122,7 @@ def cmd_up(args) -> int:
     else:
         for n in nodes:
             print(f"{n.id}  {n.client_url}")
-        print(f"cluster {args.name!r} is up ({args.provisioner}); `splitbrain cluster down` removes it")
+        print(f"cluster {args.name!r} is up ({args.db} on {args.provisioner}); `splitbrain cluster down` removes it")
     return 0
 
 
@@ -109,16 +131,19 @@ def cmd_status(args) -> int:
     if state is None:
         print(f"splitbrain cluster status: no cluster {args.name!r} is up", file=sys.stderr)
         return EXIT_CRASHED
+    db = make_db(_config(state), state["run_id"]) if "config" in state else None
     rows = []
-    for node in state["nodes"]:
-        status = get_status(node["url"], timeout=1.0)
-        rows.append({"id": node["id"], "url": node["url"], "status": status})
+    for entry in state["nodes"]:
+        node = Node(entry["id"], entry["url"], entry["address"], entry.get("peer_port", 9000),
+                    entry.get("client_port", 8000))
+        status = db.probe(node, 1.0) if isinstance(db, StatusProbe) else None
+        rows.append({"id": node.id, "url": node.client_url, "status": status})
     if args.json:
         print(json.dumps({"name": state["name"], "provisioner": state["provisioner"], "nodes": rows}))
     else:
         for row in rows:
             st = row["status"]
-            text = (f"{st.get('role')} term {st.get('term')} leader {st.get('leader')} commit {st.get('commit_index')}"
+            text = (" ".join(f"{k} {st.get(k)}" for k in ("role", "term", "leader", "commit_index") if k in st)
                     if st else "no answer")
             print(f"{row['id']}  {row['url']}  {text}")
     return 0 if any(r["status"] for r in rows) else 1
@@ -126,8 +151,12 @@ def cmd_status(args) -> int:
 
 def teardown_state(state: dict) -> None:
     if state["provisioner"] == "docker":
-        from chaos.provision.docker import DockerDB
-        DockerDB(state["run_id"], nodes=state.get("count", 5), subnet=state.get("subnet") or "10.77.0.0/24").teardown()
+        db = make_db(_config(state), state["run_id"]) if "config" in state else None
+        if db is None:
+            from chaos.provision.docker import ContainerDB
+            db = ContainerDB(state["run_id"], nodes=state.get("count", 3),
+                             subnet=state.get("subnet") or "10.77.0.0/24")
+        db.teardown()
     else:
         from chaos.provision.local import destroy_state, read_states
         for local in read_states():

@@ -1,18 +1,28 @@
 """Docker provisioner: one container per node on a run's own `--internal` network.
 
-Each container runs tini as PID 1 (`sleep infinity` under it) and the node is started beside it
-with `docker exec`. Killing, pausing and restarting therefore act on the node *process*: the
-container, its network namespace, fixed address, iptables rules, faketime file and data
-directory survive. If the container itself was restarted (new network namespace, no rules),
-start() re-applies the run's partition before starting the node.
+ContainerDB is the generic container DB: a system says which image, which command line, which
+ports and where its data and logs live, and gets kill, pause, partitions, clock skew, commands
+and log collection (systems/raftnode/db.py, examples/etcd/db.py):
 
-Faults inside a container:
-- partition: our own iptables chain SPLITBRAIN, jumped to first from INPUT and OUTPUT, holding a
-  DROP per blocked peer address in each direction; replaced atomically with iptables-restore.
-- clock: the node runs under libfaketime reading FAKETIME_TIMESTAMP_FILE on every call
+    class EtcdDB(ContainerDB):
+        name = "etcd"; client_port = 2379; peer_port = 2380
+        data_dir = "/var/lib/etcd"; log_dir = "/var/log/etcd"
+        def image_tag(self): return build_etcd_image()
+        def command(self, node, nodes): return ["etcd", "--name", node.id, ...]
+
+Each container runs tini as PID 1 (`sleep infinity` under it) and the service is started beside
+it with `docker exec`. Killing, pausing and restarting therefore act on the service *process*:
+the container, its network namespace, fixed address, iptables rules, faketime file and data
+directory survive. If the container itself was restarted (new network namespace, no rules),
+start() re-applies the run's partition before starting the service.
+
+Inside a container:
+- partition: chaos.net.NamespaceNet (our chain SPLITBRAIN, jumped to first from INPUT);
+- clock: the service runs under libfaketime reading FAKETIME_TIMESTAMP_FILE on every call
   (FAKETIME_NO_CACHE=1), so rewriting that file changes its wall clock while it runs.
   CLOCK_MONOTONIC is left real (FAKETIME_DONT_FAKE_MONOTONIC=1): libfaketime 0.9.10 faking it
-  hangs Python's timed waits (Event.wait, Lock.acquire(timeout)) forever.
+  hangs Python's timed waits (Event.wait, Lock.acquire(timeout)) forever. A service that does
+  not read time through libc (Go) declares `faketime = False` and has no clock capability.
 """
 
 from __future__ import annotations
@@ -27,25 +37,20 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from chaos.interfaces import Node
-from chaos.provision.base import (ALL_FAULTS, LABEL, LABEL_RUN, NodeOptions, ProvisionError, Provisioner, faketime_env,
-                                  docker_client, node_argv, node_ids, run_labels)
+from chaos.interfaces import Exec, LogFiles, Network, Node, Pause, Process
+from chaos.net.iptables import NamespaceNet
+from chaos.provision.base import (LABEL, LABEL_RUN, ProvisionedDB, ProvisionError, docker_client,
+                                  faketime_env, node_ids, run_labels)
 
-CHAIN = "SPLITBRAIN"
-DATA_DIR = "/var/lib/raftnode"
-LOG_DIR = "/var/log/raftnode"
-LOG_FILE = f"{LOG_DIR}/node.log"
-STDERR_FILE = f"{LOG_DIR}/stderr.log"
-PID_FILE = "/run/raftnode.pid"
+PID_FILE = "/run/splitbrain-service.pid"
 FAKETIME_FILE = "/var/lib/splitbrain/faketime"
 FAKETIME_LIB = "/usr/local/lib/libfaketime.so.1"
-CLIENT_PORT, PEER_PORT = 8000, 9000
 FIRST_HOST = 11  # n1 is .11 in the subnet, n2 .12, ...
 
 #: a libfaketime relative spec as we write it: "+5", "-2.5", "+0 x1", "+3 x0.5"
 CLOCK_SPEC = re.compile(r"^[+-]\d+(\.\d+)?( x\d+(\.\d+)?)?$")
 
-# Exit code of our signal script when the node process is not running.
+# Exit code of our signal script when the service process is not running.
 _NOT_RUNNING = 3
 
 
@@ -56,44 +61,15 @@ def check_clock_spec(spec: str) -> str:
     return spec
 
 
-def chain_setup_script() -> str:
-    """Create our chain and jump to it first from INPUT and OUTPUT (idempotent)."""
-    return (f"iptables -w -N {CHAIN} 2>/dev/null || true; "
-            f"iptables -w -C INPUT -j {CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN}; "
-            f"iptables -w -C OUTPUT -j {CHAIN} 2>/dev/null || iptables -w -I OUTPUT 1 -j {CHAIN}")
-
-
-def chain_rules(blocked_addresses) -> str:
-    """iptables-restore input replacing our chain's rules with a DROP each way per address."""
-    lines = ["*filter", f":{CHAIN} - [0:0]"]
-    for address in sorted(blocked_addresses, key=ipaddress.ip_address):
-        lines.append(f"-A {CHAIN} -s {address}/32 -j DROP")
-        lines.append(f"-A {CHAIN} -d {address}/32 -j DROP")
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def signal_script(signal: str) -> str:
-    """Send a signal to the node process named in the pid file; exit 3 when it is not running."""
+def signal_script(signal: str, process_match: str) -> str:
+    """Send a signal to the process named in the pid file; exit 3 when it is not running."""
+    match = shlex.quote(process_match)
     return (f"pid=$(cat {PID_FILE} 2>/dev/null) || exit {_NOT_RUNNING}; "
             f"[ -n \"$pid\" ] && [ -d /proc/$pid ] || exit {_NOT_RUNNING}; "
-            f"grep -q raftnode /proc/$pid/cmdline 2>/dev/null || exit {_NOT_RUNNING}; "
+            f"grep -q -- {match} /proc/$pid/cmdline 2>/dev/null || exit {_NOT_RUNNING}; "
             f"state=$(sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f1); "
             f"[ \"$state\" = Z ] && exit {_NOT_RUNNING}; "
             f"kill -s {signal} $pid")
-
-
-def blocked_by_node(cut, nodes: list[Node]) -> dict[str, set[str]]:
-    """For each node id, the addresses of the peers it must not exchange packets with."""
-    address = {n.id: n.address for n in nodes}
-    blocked: dict[str, set[str]] = {n.id: set() for n in nodes}
-    for a, b in cut:
-        if a not in address or b not in address:
-            unknown = a if a not in address else b
-            raise ValueError(f"partition names unknown node {unknown!r} (nodes: {', '.join(address)})")
-        blocked[a].add(address[b])
-        blocked[b].add(address[a])
-    return blocked
 
 
 def node_addresses(subnet: str, count: int) -> list[str]:
@@ -108,42 +84,67 @@ def node_addresses(subnet: str, count: int) -> list[str]:
     return [str(network.network_address + FIRST_HOST + i) for i in range(count)]
 
 
-class DockerDB(Provisioner):
-    """Nodes as containers on an internal network; see the module docstring."""
+class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
+    """A service in containers on an internal network; see the module docstring."""
 
-    supported_faults = ALL_FAULTS
+    name = "container"
+    image: str | None = None          # the image to run; or override image_tag()
+    data_dir = "/var/lib/service"
+    log_dir = "/var/log/service"
+    #: a word of the service's command line: signals go only to a process whose cmdline has it
+    process_match: str | None = None
+    #: False for a service that does not read time through libc (a Go binary): no clock faults
+    faketime = True
 
-    def __init__(self, run_id: str, options: NodeOptions | None = None, nodes: int = 5,
-                 subnet: str = "10.77.0.0/24", image: str | None = None, leader_timeout: float = 30.0,
-                 wait_leader: bool = True, client=None, detached: bool = False):
-        super().__init__(run_id, options, detached=detached)
-        self.count = nodes
-        node_ids(nodes)  # validates the count early
+    def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
+                 subnet: str = "10.77.0.0/24", image: str | None = None, ready_timeout: float = 30.0,
+                 wait_ready: bool = True, clock: bool = True, docker=None, detached: bool = False):
+        super().__init__(run_id, nodes, node_options, detached=detached, ready_timeout=ready_timeout)
         self.subnet = subnet
         node_addresses(subnet, nodes)
-        self.image = image  # None: build_image() at setup (a no-op when the image is up to date)
-        self.leader_timeout = leader_timeout
-        self.wait_leader = wait_leader
-        self._client = client
+        if image is not None:
+            self.image = image
+        self.wait_ready_at_setup = wait_ready
+        self.clock_enabled = clock
+        self._docker = docker
         self.network_name = f"splitbrain-{run_id}"
-        self.cut: list[tuple[str, str]] = []
         self.clock: dict[str, str] = {}
+        self._net: NamespaceNet | None = None
         self._lock = threading.Lock()
-        if not self.options.clock:
-            self.supported_faults = ALL_FAULTS - {"clock"}
+
+    # -- what a system may override ------------------------------------------------------------
+    def image_tag(self) -> str:
+        """The image to run (build it here when needed)."""
+        if not self.image:
+            raise ProvisionError(f"{type(self).__name__} names no image (set `image` or override image_tag)")
+        return self.image
+
+    @property
+    def stderr_file(self) -> str:
+        return f"{self.log_dir}/stderr.log"
+
+    # -- capabilities ----------------------------------------------------------------------------
+    def unavailable(self) -> dict[str, str]:
+        if not self.faketime:
+            return {"clock": f"{self.name} does not read its clock through libc, so libfaketime "
+                             "cannot reach it"}
+        if not self.clock_enabled:
+            return {"clock": "libfaketime is loaded only into runs that ask for clock faults"}
+        return {}
 
     # -- plumbing --------------------------------------------------------------------------
     @property
-    def client(self):
-        if self._client is None:
-            self._client = docker_client()
-        return self._client
+    def docker(self):
+        """The Docker SDK client (named so that DB.client(), a system's clients, stays free)."""
+        if self._docker is None:
+            self._docker = docker_client()
+        return self._docker
 
     def container_name(self, node_id: str) -> str:
         return f"splitbrain-{self.run_id}-{node_id}"
 
     def _container(self, node: Node):
-        return self.client.containers.get(node.meta.get("container") or self.container_name(node.id))
+        return self.docker.containers.get(node.meta.get("container") or self.container_name(node.id))
 
     def _sh(self, node: Node, script: str, check: bool = True) -> tuple[int, str]:
         container = self._container(node)
@@ -162,26 +163,33 @@ class DockerDB(Provisioner):
         with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
             return list(pool.map(fn, nodes))
 
+    def _match(self, node: Node) -> str:
+        if self.process_match:
+            return self.process_match
+        return os.path.basename(self.command(node, self.nodes)[0])
+
     # -- lifecycle ---------------------------------------------------------------------------
-    def setup(self, nodes: int | None = None) -> list[Node]:
-        count = nodes or self.count
-        ids = node_ids(count)
+    def setup(self, count: int | None = None) -> list[Node]:
+        count = count or self.count
+        ids = node_ids(count, self.node_counts)
         addresses = node_addresses(self.subnet, count)
         self.count = count
-        if self.image is None:
-            from chaos.provision.image import build_image
-            self.image = build_image()
+        image = self.image_tag()
         try:
             self._create_network()
-            self.nodes = [Node(id=nid, client_url=f"http://{addr}:{CLIENT_PORT}", address=addr,
-                               peer_port=PEER_PORT, client_port=CLIENT_PORT,
+            self.nodes = [Node(id=nid, client_url="", address=addr, peer_port=self.peer_port,
+                               client_port=self.client_port,
                                meta={"container": self.container_name(nid), "provisioner": "docker"})
                           for nid, addr in zip(ids, addresses)]
-            self._parallel(self._create_container, self.nodes)
+            for node in self.nodes:
+                node.client_url = self.client_url(node)
+            self._net = NamespaceNet(self.nodes, run=lambda n, s: self._sh(n, s)[1],
+                                     reachable=self._container_running)
+            self._parallel(lambda n: self._create_container(n, image), self.nodes)
             self._parallel(self._start_process, self.nodes)
-            if self.wait_leader:
+            if self.wait_ready_at_setup:
                 try:
-                    self.wait_for_leader(self.leader_timeout)
+                    self.wait_ready(self.nodes, self.ready_timeout)
                 except ProvisionError as e:
                     raise ProvisionError(f"{e}\n{self._stderr_tails()}") from None
         except BaseException:
@@ -192,14 +200,14 @@ class DockerDB(Provisioner):
 
     def _stderr_tails(self, lines: int = 5) -> str:
         """The last lines each node wrote to stderr: why a cluster did not come up."""
-        parts = []
-        for node in self.nodes:
-            try:
-                tail = self._sh(node, f"tail -n {lines} {STDERR_FILE} 2>/dev/null", check=False)[1].rstrip()
-            except Exception as e:  # noqa: BLE001 - diagnostics only
-                tail = f"(cannot read: {e})"
-            parts.append(f"--- {node.id} stderr ---\n{tail or '(empty)'}")
-        return "\n".join(parts)
+        return "\n".join(f"--- {node.id} stderr ---\n{self.exit_report(node, lines) or '(empty)'}"
+                         for node in self.nodes)
+
+    def exit_report(self, node: Node, lines: int = 20) -> str:
+        try:
+            return self._sh(node, f"tail -n {lines} {self.stderr_file} 2>/dev/null", check=False)[1].rstrip()
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            return f"(cannot read {self.stderr_file}: {e})"
 
     def _create_network(self):
         import docker.errors
@@ -208,7 +216,7 @@ class DockerDB(Provisioner):
         labels = run_labels(self.run_id, self.detached)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=self.subnet)])
         try:
-            self.client.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
+            self.docker.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
                                         labels=labels, check_duplicate=True)
         except docker.errors.APIError as e:
             text = str(e)
@@ -218,20 +226,20 @@ class DockerDB(Provisioner):
                                      f"a crashed run's leftovers ({e.explanation})") from None
             raise ProvisionError(f"cannot create network {self.network_name}: {e.explanation or e}") from None
 
-    def _create_container(self, node: Node):
+    def _create_container(self, node: Node, image: str):
         import docker.errors
 
-        api = self.client.api
+        api = self.docker.api
         labels = dict(run_labels(self.run_id, self.detached), **{"splitbrain.node": node.id})
         host_config = api.create_host_config(cap_add=["NET_ADMIN"], network_mode=self.network_name)
         networking = api.create_networking_config(
             {self.network_name: api.create_endpoint_config(ipv4_address=node.address)})
         try:
-            created = api.create_container(self.image, name=self.container_name(node.id), hostname=node.id,
+            created = api.create_container(image, name=self.container_name(node.id), hostname=node.id,
                                            labels=labels, host_config=host_config,
                                            networking_config=networking, detach=True)
         except docker.errors.ImageNotFound:
-            raise ProvisionError(f"image {self.image} is missing: run `splitbrain image build`") from None
+            raise ProvisionError(f"image {image} is missing: build it first (`splitbrain image build`)") from None
         except docker.errors.APIError as e:
             if e.status_code == 409:
                 raise ProvisionError(f"container {self.container_name(node.id)} already exists (a crashed run "
@@ -247,22 +255,21 @@ class DockerDB(Provisioner):
     def _prepare_container(self, node: Node):
         """Our chain, this run's rules for the node, and its clock file: after every container start."""
         with self._lock:
-            blocked = blocked_by_node(self.cut, self.nodes)[node.id] if self.cut else set()
             spec = self.clock.get(node.id, "+0 x1")
-        script = chain_setup_script()
-        if blocked:
-            script += f"; printf '%s' {shlex.quote(chain_rules(blocked))} | iptables-restore -w --noflush"
-        script += f"; printf '%s\\n' {shlex.quote(spec)} > {FAKETIME_FILE}"
-        self._sh(node, script)
+        self._net.reapply(node)
+        self._sh(node, f"mkdir -p {os.path.dirname(FAKETIME_FILE)} && "
+                       f"printf '%s\\n' {shlex.quote(spec)} > {FAKETIME_FILE}")
         # The container start this preparation belongs to: another start means a fresh netns.
         node.meta["prepared_start"] = self._started_at(node)
 
     def _start_process(self, node: Node):
-        argv = node_argv(node, self.nodes, self.options, DATA_DIR, LOG_FILE)
-        env = " ".join(f"{k}={v}" for k, v in faketime_env(FAKETIME_LIB, FAKETIME_FILE).items()) \
-            if self.options.clock else ""
-        script = (f"mkdir -p {DATA_DIR} {LOG_DIR} && echo $$ > {PID_FILE} && "
-                  f"exec env {env} {' '.join(shlex.quote(a) for a in argv)} >> {STDERR_FILE} 2>&1")
+        argv = self.command(node, self.nodes)
+        env = dict(self.environment(node))
+        if self.clock_enabled and self.faketime:
+            env.update(faketime_env(FAKETIME_LIB, FAKETIME_FILE))
+        env_text = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
+        script = (f"mkdir -p {self.data_dir} {self.log_dir} && echo $$ > {PID_FILE} && "
+                  f"exec env {env_text} {' '.join(shlex.quote(a) for a in argv)} >> {self.stderr_file} 2>&1")
         spec = self._clock_before_start(node)
         if spec is not None:
             self.set_clock(node, spec)
@@ -273,8 +280,7 @@ class DockerDB(Provisioner):
         deadline = time.monotonic() + 10
         while not self.is_running(node):
             if time.monotonic() > deadline:
-                tail = self._sh(node, f"tail -n 20 {STDERR_FILE} 2>/dev/null", check=False)[1]
-                raise ProvisionError(f"{node.id}: the node process did not start:\n{tail}")
+                raise ProvisionError(f"{node.id}: the service process did not start:\n{self.exit_report(node)}")
             time.sleep(0.05)
         self._measure_process_age(node)
 
@@ -295,19 +301,19 @@ class DockerDB(Provisioner):
             self._process_started[node.id] = (asked + answered) / 2 - age
 
     def is_running(self, node: Node) -> bool:
-        """True while the node process exists (running or stopped by SIGSTOP), not a zombie."""
-        code, _ = self._sh(node, signal_script("0"), check=False)
+        """True while the service process exists (running or stopped by SIGSTOP), not a zombie."""
+        code, _ = self._sh(node, signal_script("0", self._match(node)), check=False)
         return code == 0
 
     def teardown(self) -> None:
         import docker.errors
 
         try:
-            self.client
+            self.docker
         except ProvisionError:
             return  # no engine: nothing of ours can exist
         flt = {"label": [f"{LABEL}=1", f"{LABEL_RUN}={self.run_id}"]}
-        for container in self.client.containers.list(all=True, filters=flt):
+        for container in self.docker.containers.list(all=True, filters=flt):
             try:
                 container.remove(force=True, v=True)
             except docker.errors.NotFound:
@@ -315,17 +321,17 @@ class DockerDB(Provisioner):
             except docker.errors.APIError as e:
                 if "already in progress" not in str(e):
                     raise
-        for network in self.client.networks.list(filters=flt):
+        for network in self.docker.networks.list(filters=flt):
             try:
                 network.remove()
             except docker.errors.NotFound:
                 pass
-        self.cut, self.clock = [], {}
+        self.clock = {}
         self._clock_state.clear()
 
     # -- process faults ------------------------------------------------------------------------
     def _signal(self, node: Node, signal: str) -> bool:
-        code, _ = self._sh(node, signal_script(signal), check=False)
+        code, _ = self._sh(node, signal_script(signal, self._match(node)), check=False)
         if code not in (0, _NOT_RUNNING):
             raise ProvisionError(f"{node.id}: sending SIG{signal} failed (exit {code})")
         return code == 0
@@ -335,9 +341,9 @@ class DockerDB(Provisioner):
             return
         self._signal(node, "KILL")
         deadline = time.monotonic() + 10
-        while self.is_running(node):  # reaped by docker's shim; ports free once it is gone
+        while self.is_running(node):  # reaped by tini; ports free once it is gone
             if time.monotonic() > deadline:
-                raise ProvisionError(f"{node.id}: the node process survived SIGKILL for 10 s")
+                raise ProvisionError(f"{node.id}: the service process survived SIGKILL for 10 s")
             time.sleep(0.05)
 
     def pause(self, node: Node) -> None:
@@ -357,7 +363,7 @@ class DockerDB(Provisioner):
         return container.status == "running"
 
     def start(self, node: Node) -> None:
-        """Start the node process; first restart its container (and re-apply rules) if needed."""
+        """Start the service process; first restart its container (and re-apply rules) if needed."""
         if not self._container_running(node):
             self._container(node).start()
         if self._started_at(node) != node.meta.get("prepared_start"):
@@ -368,33 +374,11 @@ class DockerDB(Provisioner):
             return
         self._start_process(node)
 
-    # -- network and clock faults ----------------------------------------------------------------
-    def partition(self, cut) -> None:
-        """Drop traffic between each pair in `cut` (replaces the previous partition)."""
-        cut = [tuple(sorted(pair)) for pair in cut]
-        blocked = blocked_by_node(cut, self.nodes)
-        with self._lock:
-            self.cut = cut
-
-        def apply(node):
-            if self._container_running(node):
-                script = f"printf '%s' {shlex.quote(chain_rules(blocked[node.id]))} | iptables-restore -w --noflush"
-                self._sh(node, script)
-        self._parallel(apply, self.nodes)
-
-    def heal_partition(self) -> None:
-        with self._lock:
-            self.cut = []
-
-        def flush(node):
-            if self._container_running(node):
-                self._sh(node, f"iptables -w -F {CHAIN} 2>/dev/null || true")
-        self._parallel(flush, self.nodes)
-
-    def chain_rules_of(self, node: Node) -> list[str]:
-        """The rules currently in the node's chain (iptables -S form), for tests and reports."""
-        out = self._sh(node, f"iptables -w -S {CHAIN} 2>/dev/null || true")[1]
-        return [line for line in out.splitlines() if line.startswith("-A ")]
+    # -- network and clock -------------------------------------------------------------------------
+    def net(self) -> NamespaceNet:
+        if self._net is None:
+            raise ProvisionError("the cluster is not set up: no network to partition")
+        return self._net
 
     def set_clock(self, node: Node, spec: str) -> None:
         check_clock_spec(spec)
@@ -402,7 +386,7 @@ class DockerDB(Provisioner):
             self.clock[node.id] = spec
         if self._container_running(node):
             tmp = FAKETIME_FILE + ".tmp"
-            # rename() so the node never reads a half-written spec
+            # rename() so the service never reads a half-written spec
             self._sh(node, f"printf '%s\\n' {shlex.quote(spec)} > {tmp} && mv {tmp} {FAKETIME_FILE}")
 
     # -- commands and logs -------------------------------------------------------------------------
@@ -414,7 +398,7 @@ class DockerDB(Provisioner):
 
         os.makedirs(dest_dir, exist_ok=True)
         try:
-            stream, _ = self._container(node).get_archive(LOG_DIR)
+            stream, _ = self._container(node).get_archive(self.log_dir)
         except docker.errors.NotFound:
             return []
         buffer = io.BytesIO(b"".join(stream))

@@ -1,10 +1,14 @@
-"""Build the node image (`splitbrain image build`).
+"""Build a system's image from a Docker build context (`splitbrain image build [--db NAME]`).
 
 1. The base: the stock `debian:bookworm-slim` when it is present or can be pulled; otherwise
    `splitbrain-base:bookworm`, made once with debootstrap from the host's own Debian mirror
-   (node_image/base/mkbase.sh) and cached: later builds skip it while it exists.
-2. The node image from node_image/Dockerfile with `--build-arg BASE=<base>`, labelled with a hash
-   of its build context; a build is skipped when an image with that hash is already tagged.
+   (chaos/provision/mkbase.sh: python3, iptables, iproute2, faketime, procps, tini) and cached:
+   later builds skip it while it exists.
+2. The system's image from its context's Dockerfile with `--build-arg BASE=<base>`, labelled with
+   a hash of the build context; a build is skipped when an image with that hash is already tagged.
+
+A system names its context and tag (systems/raftnode/image.py builds node_image/ into
+splitbrain-node:latest; examples/etcd builds its own).
 """
 
 from __future__ import annotations
@@ -20,12 +24,8 @@ import time
 from chaos.provision.apt_sources import host_mirror
 from chaos.provision.base import ProvisionError, docker_client
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The build context: node_image/ of the checkout (SPLITBRAIN_NODE_IMAGE_DIR overrides it).
-CONTEXT_DIR = os.environ.get("SPLITBRAIN_NODE_IMAGE_DIR") or os.path.join(REPO_ROOT, "node_image")
-MKBASE = os.path.join(CONTEXT_DIR, "base", "mkbase.sh")
+MKBASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mkbase.sh")
 
-NODE_TAG = "splitbrain-node:latest"
 STOCK_BASE = "debian:bookworm-slim"
 BASE_TAG = "splitbrain-base:bookworm"
 CONTEXT_LABEL = "splitbrain.context"
@@ -56,21 +56,25 @@ def _image(client, tag: str):
         return None
 
 
-def context_files(context_dir: str = CONTEXT_DIR) -> list[str]:
-    """The files the build uses (relative paths, sorted): the Dockerfile and the raftnode package."""
+def context_files(context_dir: str, include: tuple[str, ...] = ()) -> list[str]:
+    """The files the build uses (relative paths, sorted): the Dockerfile, .dockerignore, and the
+    files under each `include` path (a file or a folder of the context)."""
     files = ["Dockerfile", ".dockerignore"]
-    package = os.path.join(context_dir, "raftnode")
-    for dirpath, dirnames, filenames in os.walk(package):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.endswith((".pyc", ".pyo")):
-                files.append(os.path.relpath(os.path.join(dirpath, name), context_dir))
+    for part in include:
+        top = os.path.join(context_dir, part)
+        if os.path.isfile(top):
+            files.append(part)
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.endswith((".pyc", ".pyo")):
+                    files.append(os.path.relpath(os.path.join(dirpath, name), context_dir))
     return [f for f in files if os.path.isfile(os.path.join(context_dir, f))]
 
 
-def context_hash(base_id: str, context_dir: str = CONTEXT_DIR) -> str:
+def context_hash(base_id: str, context_dir: str, include: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256(base_id.encode())
-    for rel in context_files(context_dir):
+    for rel in context_files(context_dir, include):
         digest.update(b"\0" + rel.encode() + b"\0")
         with open(os.path.join(context_dir, rel), "rb") as f:
             digest.update(f.read())
@@ -117,21 +121,21 @@ def resolve_base(client, force: bool = False) -> str:
     return build_base(client, force=force)
 
 
-def build_image(force: bool = False, tag: str = NODE_TAG, base: str | None = None,
-                context_dir: str = CONTEXT_DIR) -> str:
-    """Build the node image (and its base when needed); return the tag. Skips when up to date."""
+def build_image(context_dir: str, tag: str, include: tuple[str, ...] = (), force: bool = False,
+                base: str | None = None) -> str:
+    """Build an image from context_dir (and its base when needed); return the tag. Skips when
+    an image of the same context (the Dockerfile and the `include` files) is already tagged."""
     import docker.errors
 
     if not os.path.isfile(os.path.join(context_dir, "Dockerfile")):
-        raise ProvisionError(f"no node image build context at {context_dir} (run from a checkout installed "
-                             "with `pip install -e .`, or set SPLITBRAIN_NODE_IMAGE_DIR to its node_image/)")
+        raise ProvisionError(f"no image build context at {context_dir} (no Dockerfile there)")
     client = docker_client()
     with _build_lock():
         base = base or resolve_base(client, force=force)
         base_image = _image(client, base)
         if base_image is None:
             raise ProvisionError(f"base image {base!r} is not present")
-        digest = context_hash(base_image.id, context_dir)
+        digest = context_hash(base_image.id, context_dir, include)
         current = _image(client, tag)
         if not force and current is not None and current.labels.get(CONTEXT_LABEL) == digest:
             return tag
@@ -158,20 +162,28 @@ def build_image(force: bool = False, tag: str = NODE_TAG, base: str | None = Non
 
 
 def register(subparsers) -> None:
-    """`splitbrain image build [--force]`."""
-    image = subparsers.add_parser("image", help="the node image")
+    """`splitbrain image build [--db NAME] [--force]`."""
+    image = subparsers.add_parser("image", help="the images of a system under test")
     sub = image.add_subparsers(dest="image_command", required=True)
-    build = sub.add_parser("build", help="build the node image (and its Debian base when it cannot be pulled)")
-    build.add_argument("--force", action="store_true", help="rebuild the base and the image from nothing")
+    build = sub.add_parser("build", help="build a system's images (and the Debian base when it cannot be pulled)")
+    build.add_argument("--db", default="raftnode", help="the system whose images to build (default raftnode)")
+    build.add_argument("--force", action="store_true", help="rebuild the base and the images from nothing")
     build.set_defaults(func=_cmd_build)
 
 
 def _cmd_build(args) -> int:
+    from chaos.registry import RegistryError, load
+
     started = time.monotonic()
     try:
-        tag = build_image(force=args.force)
-    except (ProvisionError, ValueError) as e:
+        factory = load("splitbrain.dbs", args.db)
+        builder = getattr(factory, "build_images", None)
+        if builder is None:
+            print(f"splitbrain image build: {args.db} has no images to build", file=sys.stderr)
+            return 0
+        tags = builder(force=args.force)
+    except (ProvisionError, ValueError, RegistryError) as e:
         print(f"splitbrain image build: {e}", file=sys.stderr)
         return 255
-    print(f"{tag} ready in {time.monotonic() - started:.1f} s")
+    print(f"{', '.join(tags)} ready in {time.monotonic() - started:.1f} s")
     return 0

@@ -1,19 +1,21 @@
-"""Local provisioner: the nodes as plain processes on loopback addresses (127.0.0.11, .12, ...).
+"""Local provisioner: a service as plain processes on loopback addresses (127.0.0.11, .12, ...).
 
-Fast, for development and tests. Faults:
-- kill, pause: signals to the node's pid (always);
-- clock: libfaketime preloaded into each node, as in the containers (when the host has it);
-- partition: only as root, with iptables DROP rules in a chain of our own (SB<owner pid>-<run>),
-  jumped to from OUTPUT (every loopback packet passes it). On loopback a node's outgoing
-  connections leave from 127.0.0.1 unless it binds its own address, so addresses alone cannot
-  tell nodes apart. Each node therefore runs in its own cgroup (v2) and a cut between A and B
-  drops what A's sockets send to B's address and what B's send to A's (`-m cgroup --path`).
-  Without a cgroup v2 hierarchy the rules match source and destination addresses instead, and
-  setup() checks on the live sockets that the nodes bind their own address, withdrawing
-  "partition" from supported_faults (with the reason) when they do not.
+ProcessDB is the generic local DB: a system says its command line and environment per node and
+gets kill, pause, clock skew (libfaketime, when the host has it), partitions (as root) and log
+collection. Fast, for development and tests: our 3-node cluster is ready in about a second.
 
-Each run leaves a state file (STATE_DIR/<run>.json: owner, pids, chain, data dir) so that
-`splitbrain clean` can remove what a crashed controller left behind.
+- kill, pause: signals to the node's pid;
+- clock: libfaketime preloaded into each process, reading a spec file we rewrite live;
+- partition: only as root, with chaos.net.CgroupNet: each node runs in a cgroup (v2) of its
+  own and "n1 stops hearing n2" drops what n2's sockets send to n1's address, in a chain of our
+  own (SB<owner pid>-<run>) jumped to from OUTPUT. Without a cgroup v2 hierarchy the rules match
+  source and destination addresses instead, and setup() checks on the live sockets that the
+  nodes bind their own address, withdrawing "partition" (with the reason) when they do not.
+
+Files of node n: <data_root>/<n>/data (the service's data), <data_root>/<n>/logs (its logs,
+stderr.log included: collected into the run's store). Each run leaves a state file
+(STATE_DIR/<run>.json: owner, pids, chain, data dir) so that `splitbrain clean` can remove what
+a crashed controller left behind.
 """
 
 from __future__ import annotations
@@ -25,22 +27,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
-from chaos.interfaces import Node
-from chaos.provision.base import (LABEL_OWNER, NodeOptions, ProvisionError, Provisioner, faketime_env, node_argv,
-                                  node_ids, owner_alive, process_start_ticks)
+from chaos.interfaces import Exec, LogFiles, Network, Node, Pause, Process
+from chaos.net.iptables import CgroupNet, host_iptables, remove_host_chain
+from chaos.provision.base import (LABEL_OWNER, ProvisionedDB, ProvisionError, faketime_env, node_ids,
+                                  owner_alive, process_start_ticks)
 from chaos.provision.docker import check_clock_spec
 
 STATE_DIR = os.path.join(tempfile.gettempdir(), "splitbrain-local")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NODE_PATH = os.path.join(REPO_ROOT, "node_image")
 FAKETIME_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
                        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
                        "/usr/local/lib/faketime/libfaketimeMT.so.1",
                        "/usr/lib/faketime/libfaketimeMT.so.1")
+MAX_LOCAL_NODES = 32
 
 
 def find_libfaketime() -> str | None:
@@ -54,21 +55,17 @@ def chain_name(run_id: str, owner_pid: int | None = None) -> str:
     """Our iptables chain for a run; it names the owner's pid so `clean` can tell dead runs."""
     import hashlib
     digest = hashlib.sha1(run_id.encode()).hexdigest()[:8]
-    return f"SB{owner_pid or os.getpid()}-{digest}"  # at most 2+7+1+8 = 18 < 29 characters
+    return f"SB{owner_pid if owner_pid is not None else os.getpid()}-{digest}"  # at most 18 characters
 
 
 def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise ProvisionError(f"iptables {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc
+    try:
+        return host_iptables(*args, check=check)
+    except RuntimeError as e:
+        raise ProvisionError(str(e)) from None
 
 
-def remove_chain(chain: str) -> None:
-    while iptables("-D", "OUTPUT", "-j", chain, check=False).returncode == 0:
-        pass
-    iptables("-F", chain, check=False)
-    iptables("-X", chain, check=False)
+remove_chain = remove_host_chain
 
 
 def cgroup2_root() -> str | None:
@@ -100,56 +97,72 @@ def _hex_ip(address: str) -> str:
     return "".join(f"{b:02X}" for b in reversed(ipaddress.ip_address(address).packed))
 
 
-class LocalDB(Provisioner):
+class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
+    name = "process"
 
-    def __init__(self, run_id: str, options: NodeOptions | None = None, nodes: int = 5,
-                 base_address: str = "127.0.0.11", client_port: int = 8000, peer_port: int = 9000,
-                 data_root: str | None = None, leader_timeout: float = 30.0, wait_leader: bool = True,
-                 python: str = sys.executable, detached: bool = False):
-        super().__init__(run_id, options, detached=detached)
-        node_ids(nodes)
-        self.count = nodes
+    def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
+                 base_address: str = "127.0.0.11", client_port: int | None = None,
+                 peer_port: int | None = None, data_root: str | None = None,
+                 ready_timeout: float = 30.0, wait_ready: bool = True, clock: bool = True,
+                 detached: bool = False):
+        super().__init__(run_id, nodes, node_options, detached=detached, ready_timeout=ready_timeout)
         try:
             base = ipaddress.ip_address(base_address)
         except ValueError:
             raise ValueError(f"base_address {base_address!r} is not an IPv4 address") from None
-        if base not in ipaddress.ip_network("127.0.0.0/8") or base + 7 not in ipaddress.ip_network("127.0.0.0/8"):
-            raise ValueError(f"base_address must leave room for 7 nodes inside 127.0.0.0/8, got {base_address}")
+        loopback = ipaddress.ip_network("127.0.0.0/8")
+        if base not in loopback or base + nodes - 1 not in loopback or nodes > MAX_LOCAL_NODES:
+            raise ValueError(f"base_address must leave room for {nodes} nodes inside 127.0.0.0/8, "
+                             f"got {base_address}")
         self.base_address = base
-        self.client_port, self.peer_port = client_port, peer_port
+        if client_port is not None:
+            self.client_port = client_port
+        if peer_port is not None:
+            self.peer_port = peer_port
         self.data_root = data_root
         self._own_data_root = data_root is None
-        self.leader_timeout = leader_timeout
-        self.wait_leader = wait_leader
-        self.python = python
-        self.faketime = find_libfaketime()
+        self.wait_ready_at_setup = wait_ready
+        self.clock_enabled = clock
+        self.faketime_lib = find_libfaketime()
         self.chain = chain_name(run_id, 0 if self.detached else None)
         self.procs: dict[str, subprocess.Popen] = {}
-        self.cut: list[tuple[str, str]] = []
         self.partition_note: str | None = None
+        self.cgroup_mount: str | None = None
         self.cgroup_root: str | None = None   # our run's cgroup dir (one child per node)
-        faults = {"kill", "pause"}
-        if self.faketime and self.options.clock:
-            faults.add("clock")
         if os.geteuid() == 0 and shutil.which("iptables"):
-            faults.add("partition")
             mount = cgroup2_root()
             if mount:
                 self.cgroup_mount = mount
                 self.cgroup_root = os.path.join(mount, "splitbrain", self.chain)
         else:
             self.partition_note = "partitions need root and iptables"
-        self.supported_faults = frozenset(faults)
+        self._net: CgroupNet | None = None
+
+    def unavailable(self) -> dict[str, str]:
+        missing = {}
+        if self.partition_note:
+            missing["partition"] = self.partition_note
+        if not self.faketime_lib:
+            missing["clock"] = "libfaketime is not installed on this host (apt-get install faketime)"
+        elif not self.clock_enabled:
+            missing["clock"] = "libfaketime is loaded only into runs that ask for clock faults"
+        return missing
 
     # -- paths and state ------------------------------------------------------------------------
-    def _node_dir(self, node: Node) -> str:
+    def node_dir(self, node: Node) -> str:
         return os.path.join(self.data_root, node.id)
 
-    def _clock_file(self, node: Node) -> str:
-        return os.path.join(self._node_dir(node), "faketime")
+    def data_dir(self, node: Node) -> str:
+        return os.path.join(self.node_dir(node), "data")
 
-    def log_file(self, node: Node) -> str:
-        return os.path.join(self._node_dir(node), "node.log")
+    def log_dir(self, node: Node) -> str:
+        return os.path.join(self.node_dir(node), "logs")
+
+    def _clock_file(self, node: Node) -> str:
+        return os.path.join(self.node_dir(node), "faketime")
+
+    def _stderr_file(self, node: Node) -> str:
+        return os.path.join(self.log_dir(node), "stderr.log")
 
     @property
     def state_file(self) -> str:
@@ -160,7 +173,7 @@ class LocalDB(Provisioner):
         owner = 0 if self.detached else os.getpid()
         state = {"run": self.run_id, LABEL_OWNER: owner, "owner_start": process_start_ticks(owner) if owner else None,
                  "data_root": self.data_root, "own_data_root": self._own_data_root,
-                 "chain": self.chain if "partition" in self.supported_faults else None,
+                 "chain": self.chain if self._net is not None else None,
                  "cgroup": self.cgroup_root,
                  "nodes": [{"id": n.id, "url": n.client_url, "pid": p.pid, "start": process_start_ticks(p.pid)}
                            for n in self.nodes for p in [self.procs.get(n.id)] if p is not None]}
@@ -170,14 +183,16 @@ class LocalDB(Provisioner):
         os.replace(tmp, self.state_file)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def setup(self, nodes: int | None = None) -> list[Node]:
-        count = nodes or self.count
-        ids = node_ids(count)
+    def setup(self, count: int | None = None) -> list[Node]:
+        count = count or self.count
+        ids = node_ids(count, self.node_counts)
         self.count = count
-        self.nodes = [Node(id=nid, client_url=f"http://{self.base_address + i}:{self.client_port}",
-                           address=str(self.base_address + i), peer_port=self.peer_port,
-                           client_port=self.client_port, meta={"provisioner": "local"})
+        self.nodes = [Node(id=nid, client_url="", address=str(self.base_address + i),
+                           peer_port=self.peer_port, client_port=self.client_port,
+                           meta={"provisioner": "local"})
                       for i, nid in enumerate(ids)]
+        for node in self.nodes:
+            node.client_url = self.client_url(node)
         existing = os.path.join(STATE_DIR, f"{self.run_id}.json")
         if os.path.exists(existing):
             raise ProvisionError(f"a local run {self.run_id!r} already exists ({existing}); "
@@ -187,20 +202,23 @@ class LocalDB(Provisioner):
             if self.data_root is None:
                 self.data_root = tempfile.mkdtemp(prefix=f"splitbrain-{self.run_id}-")
             for node in self.nodes:
-                os.makedirs(self._node_dir(node), exist_ok=True)
+                os.makedirs(self.data_dir(node), exist_ok=True)
+                os.makedirs(self.log_dir(node), exist_ok=True)
                 with open(self._clock_file(node), "w") as f:
                     f.write("+0 x1\n")
+            if self.partition_note is None:
+                self._net = CgroupNet(self.nodes, self.chain, self._cgroup_rel)
             self._save_state()
-            if "partition" in self.supported_faults:
-                self.install_chain()
+            if self._net is not None:
+                self._net.install()
                 if self.cgroup_root:
                     for node in self.nodes:
                         os.makedirs(os.path.join(self.cgroup_root, node.id), exist_ok=True)
             for node in self.nodes:
                 self._start_process(node)
             self._save_state()
-            if self.wait_leader:
-                self.wait_for_leader(self.leader_timeout)
+            if self.wait_ready_at_setup:
+                self.wait_ready(self.nodes, self.ready_timeout)
                 self._check_source_binding()
         except BaseException:
             self.salvage_logs()
@@ -208,12 +226,10 @@ class LocalDB(Provisioner):
             raise
         return self.nodes
 
-    def install_chain(self) -> None:
-        """Our (empty) chain, jumped to first from OUTPUT: loopback packets all pass OUTPUT."""
-        iptables("-N", self.chain, check=False)
-        iptables("-F", self.chain)
-        if iptables("-C", "OUTPUT", "-j", self.chain, check=False).returncode != 0:
-            iptables("-I", "OUTPUT", "1", "-j", self.chain)
+    def _cgroup_rel(self, node: Node) -> str | None:
+        if not self.cgroup_root:
+            return None
+        return os.path.relpath(os.path.join(self.cgroup_root, node.id), self.cgroup_mount)
 
     def _check_ports_free(self) -> None:
         for node in self.nodes:
@@ -228,27 +244,25 @@ class LocalDB(Provisioner):
                                              "cluster? pick another --base-address") from None
 
     def _start_process(self, node: Node) -> None:
-        argv = node_argv(node, self.nodes, self.options, os.path.join(self._node_dir(node), "data"),
-                         self.log_file(node), python=self.python)
+        argv = self.command(node, self.nodes)
         env = dict(os.environ)
-        env["PYTHONPATH"] = NODE_PATH + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.faketime and self.options.clock:
-            env.update(faketime_env(self.faketime, self._clock_file(node)))
+        env.update(self.environment(node))
+        if self.faketime_lib and self.clock_enabled:
+            env.update(faketime_env(self.faketime_lib, self._clock_file(node)))
             spec = self._clock_before_start(node)
             if spec is not None:
                 self.set_clock(node, spec)
-        if self.cgroup_root and "partition" in self.supported_faults:
-            # The shell moves itself into the node's cgroup, then becomes the node: every
-            # socket the node creates belongs to that cgroup.
+        if self.cgroup_root and self._net is not None:
+            # The shell moves itself into the node's cgroup, then becomes the service: every
+            # socket the service creates belongs to that cgroup.
             procs = os.path.join(self.cgroup_root, node.id, "cgroup.procs")
-            argv = ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh"] + argv
-        stderr = open(os.path.join(self._node_dir(node), "stderr.log"), "ab")
+            argv = ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh"] + list(argv)
+        stderr = open(self._stderr_file(node), "ab")
         try:
             # Own session: a Ctrl-C to the controller's terminal does not reach the nodes; the
             # controller's teardown stops them.
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                    start_new_session=True)
+                                    start_new_session=True, cwd=self.node_dir(node))
         finally:
             stderr.close()
         self.procs[node.id] = proc
@@ -256,9 +270,9 @@ class LocalDB(Provisioner):
         self._process_started_now(node)
 
     def _check_source_binding(self) -> None:
-        """Drop partition support if a node's peer connections do not leave from its own address
+        """Withdraw partitions if a node's peer connections do not leave from its own address
         (only matters without cgroups: cgroup rules do not depend on source addresses)."""
-        if "partition" not in self.supported_faults or self.cgroup_root:
+        if self._net is None or self.cgroup_root:
             return
         peers = {(_hex_ip(n.address), f"{n.peer_port:04X}") for n in self.nodes}
         for node in self.nodes:
@@ -280,12 +294,21 @@ class LocalDB(Provisioner):
                     self.partition_note = (f"{node.id}'s peer connections leave from "
                                            f"{socket.inet_ntoa(bytes.fromhex(local.split(':')[0])[::-1])}, "
                                            f"not its own {node.address}: address rules cannot cut it off")
-                    self.supported_faults = self.supported_faults - {"partition"}
                     return
 
     def is_running(self, node: Node) -> bool:
         proc = self.procs.get(node.id)
         return proc is not None and proc.poll() is None
+
+    def exit_report(self, node: Node, lines: int = 20) -> str:
+        proc = self.procs.get(node.id)
+        status = "" if proc is None or proc.poll() is None else f"exit status {proc.returncode}\n"
+        try:
+            with open(self._stderr_file(node), "rb") as f:
+                tail = f.read()[-8192:].decode("utf-8", "replace").splitlines()[-lines:]
+        except OSError as e:
+            tail = [f"(cannot read {self._stderr_file(node)}: {e.strerror})"]
+        return status + "\n".join(tail)
 
     def start(self, node: Node) -> None:
         if self.is_running(node):
@@ -321,7 +344,6 @@ class LocalDB(Provisioner):
             remove_chain(self.chain)  # ours by name; absent when partitions were never supported
         if self.cgroup_root:
             remove_cgroups(self.cgroup_root)
-        self.cut = []
         if self._own_data_root and self.data_root and os.path.isdir(self.data_root):
             shutil.rmtree(self.data_root, ignore_errors=True)
         try:
@@ -330,46 +352,19 @@ class LocalDB(Provisioner):
             pass
 
     # -- faults --------------------------------------------------------------------------------
-    def partition(self, cut) -> None:
-        if "partition" not in self.supported_faults:
-            raise ProvisionError(f"the local provisioner cannot partition: {self.partition_note}")
-        address = {n.id: n.address for n in self.nodes}
-        lines = ["*filter", f":{self.chain} - [0:0]"]
-        pairs = []
-        for a, b in cut:
-            if a not in address or b not in address:
-                raise ValueError(f"partition names unknown node {a if a not in address else b!r}")
-            pairs.append(tuple(sorted((a, b))))
-            for src, dst in ((a, b), (b, a)):
-                if self.cgroup_root:
-                    path = os.path.relpath(os.path.join(self.cgroup_root, src), self.cgroup_mount)
-                    lines.append(f"-A {self.chain} -m cgroup --path {path} -d {address[dst]}/32 -j DROP")
-                else:
-                    lines.append(f"-A {self.chain} -s {address[src]}/32 -d {address[dst]}/32 -j DROP")
-        lines.append("COMMIT")
-        proc = subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(lines) + "\n",
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ProvisionError(f"iptables-restore failed: {proc.stderr.strip()}")
-        self.cut = pairs
-
-    def heal_partition(self) -> None:
-        if "partition" in self.supported_faults:
-            iptables("-F", self.chain, check=False)
-        self.cut = []
-
-    def chain_rules(self) -> list[str]:
-        out = iptables("-S", self.chain, check=False).stdout
-        return [line for line in out.splitlines() if line.startswith("-A ")]
+    def net(self) -> CgroupNet:
+        if self._net is None or self.partition_note:
+            raise ProvisionError(f"the local provisioner cannot partition: {self.partition_note or 'not set up'}")
+        return self._net
 
     def set_clock(self, node: Node, spec: str) -> None:
-        if not self.faketime:
-            raise NotImplementedError("libfaketime is not installed on this host (apt-get install faketime)")
+        if not self.faketime_lib:
+            raise ProvisionError("libfaketime is not installed on this host (apt-get install faketime)")
         check_clock_spec(spec)
         path = self._clock_file(node)
         with open(path + ".tmp", "w") as f:
             f.write(spec + "\n")
-        os.replace(path + ".tmp", path)  # the node never reads a half-written spec
+        os.replace(path + ".tmp", path)  # the service never reads a half-written spec
 
     # -- commands and logs ---------------------------------------------------------------------
     def exec(self, node: Node, argv: list[str], check: bool = True) -> str:
@@ -386,9 +381,12 @@ class LocalDB(Provisioner):
     def collect_logs(self, node: Node, dest_dir: str) -> list[str]:
         os.makedirs(dest_dir, exist_ok=True)
         written = []
-        for name in ("node.log", "stderr.log"):
-            source = os.path.join(self._node_dir(node), name)
-            if self.data_root and os.path.exists(source):
+        source_dir = self.log_dir(node) if self.data_root else None
+        if not source_dir or not os.path.isdir(source_dir):
+            return written
+        for name in sorted(os.listdir(source_dir)):
+            source = os.path.join(source_dir, name)
+            if os.path.isfile(source):
                 shutil.copyfile(source, os.path.join(dest_dir, name))
                 written.append(os.path.join(dest_dir, name))
         return written

@@ -19,7 +19,10 @@ from collections import defaultdict
 
 
 def check_node_logs(run_dir: str) -> dict | None:
-    """The election-safety result for a run's nodes/<id>/node.log files, or None when there are none."""
+    """The election-safety result for a run's nodes/<id>/node.log files, or None when there are none.
+
+    A node-log checker of the raftnode DB (systems.raftnode.db): it runs only on runs of our
+    node, whose log format it knows; another system's logs are never read as if they were ours."""
     paths = sorted(glob.glob(os.path.join(run_dir, "nodes", "*", "node.log")))
     if not paths:
         return None
@@ -52,6 +55,7 @@ def check_node_logs(run_dir: str) -> dict | None:
               "double_votes": double_votes, "terms_with_a_leader": len(leaders),
               "elections_won": sum(len(nodes) for nodes in leaders.values()),
               "node_logs": len(paths), "unreadable_lines": unreadable}
+    result["name"] = "election-safety"
     if two_leaders:
         t = two_leaders[0]
         result["reason"] = f"two leaders in term {t['term']}: {' and '.join(t['leaders'])}"
@@ -60,16 +64,3 @@ def check_node_logs(run_dir: str) -> dict | None:
         result["reason"] = (f"{d['voter']} voted for {' and '.join(d['candidates'])} in term {d['term']} "
                             "(one vote per term)")
     return result
-
-
-def add_to_results(results: dict, run_dir: str) -> dict:
-    """Add the election-safety check of run_dir's node logs to a results dict, combining verdicts."""
-    election = check_node_logs(run_dir)
-    if election is None:
-        return results
-    results.setdefault("checkers", {})["election-safety"] = election
-    if election["valid"] is False:
-        if results.get("valid") is not False:
-            results["reason"] = f"Election safety violated: {election['reason']}."
-        results["valid"] = False
-    return results

@@ -1,4 +1,4 @@
-"""HTTP/JSON client for the node API, with Jepsen's outcome rules.
+"""HTTP/JSON client for the bundled node's API, with Jepsen's outcome rules.
 
 One HttpClient per worker process (not thread-safe): keep-alive connections per node, a
 per-request timeout, and 307 redirects to the leader followed (more than 3 redirects is a fail).
@@ -28,14 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from chaos.interfaces import ClientBug
+
 OK, FAIL, INFO = "ok", "fail", "info"
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 3
-
-
-class ClientBug(RuntimeError):
-    """The node rejected a request as malformed (400): a bug in our client, not in the node.
-    The runner aborts the run (exit 255) instead of recording a misleading history."""
 
 
 @dataclass

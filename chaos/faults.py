@@ -1,0 +1,182 @@
+"""The fault kinds: the one place that says what each fault is called, which ops start and heal
+it, which DB capabilities it needs, how to build its nemesis and how to draw a random instance.
+
+    kind = fault_kind("partition")
+    kind.start, kind.heal                  # "partition", "heal"   (history f names)
+    kind.needs(value)                      # {"partition", "leader"} for isolate-leader
+    kind.nemesis(db, nodes, view, rng)     # the Nemesis that handles both ops
+
+Built-in kinds are registered below; a plugin adds its own through the `splitbrain.faults`
+entry point group (an entry point naming a FaultKind). chaos.config, the scenario reader, the
+random schedule and the runner all read this table instead of keeping their own lists.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+TARGETS = ("one", "minority", "majority", "all", "leader")
+TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring",
+              "bridge", "groups")
+CLOCK_MODES = ("bump", "strobe", "rate")
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str                                  # what --nemesis names: "partition"
+    start: str                                 # the op that starts it: "partition"
+    heal: str                                  # the op that heals it: "heal"
+    capabilities: frozenset[str]               # DB capabilities it always needs
+    make_nemesis: Callable[..., Any]           # (db, nodes, view, rng) -> Nemesis for both ops
+    random_value: Callable[[random.Random, int, bool], dict]  # (rng, node count, has leader)
+    heal_value: dict | None = None             # the heal op's invoke value
+    #: parameters a schedule step of each op takes: name -> required?
+    params: dict[str, dict[str, bool]] = field(default_factory=dict)
+    #: heal order at the end of a run: lower heals first (network before processes)
+    heal_rank: int = 50
+    description: str = ""
+
+    def needs(self, value: Any = None) -> frozenset[str]:
+        """Capabilities one op of this kind needs; aiming at the leader also needs "leader"."""
+        return self.capabilities | ({"leader"} if aims_at_leader(value) else frozenset())
+
+
+def aims_at_leader(value: Any) -> bool:
+    return isinstance(value, dict) and (value.get("target") == "leader"
+                                        or value.get("topology") == "isolate-leader")
+
+
+# -- built-in kinds ----------------------------------------------------------------------------
+
+def _partition_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.partition import PartitionNemesis
+    return PartitionNemesis(db, nodes, view, rng)
+
+
+def _kill_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.process import KillNemesis
+    return KillNemesis(db, nodes, view, rng)
+
+
+def _pause_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.process import PauseNemesis
+    return PauseNemesis(db, nodes, view, rng)
+
+
+def _clock_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.clock import ClockNemesis
+    return ClockNemesis(db, nodes, view, rng)
+
+
+def _random_partition(rng: random.Random, nodes: int, leader: bool) -> dict:
+    topologies = ["isolate-one", "halves", "random-halves"]
+    if nodes >= 3:
+        topologies += ["majorities-ring", "bridge"]
+    if leader:
+        topologies.insert(1, "isolate-leader")
+    return {"topology": rng.choice(topologies)}
+
+
+def _random_target(leader: bool) -> tuple[str, ...]:
+    return ("one", "minority", "majority", "leader") if leader else ("one", "minority", "majority")
+
+
+def _random_process(rng: random.Random, nodes: int, leader: bool) -> dict:
+    return {"target": rng.choice(_random_target(leader))}
+
+
+def _random_clock(rng: random.Random, nodes: int, leader: bool) -> dict:
+    targets = ("one", "minority", "leader", "all") if leader else ("one", "minority", "all")
+    target = rng.choice(targets)
+    mode = rng.choice(CLOCK_MODES)
+    if mode == "bump":
+        return {"target": target, "mode": "bump", "delta": rng.choice((-60, -10, -2, 2, 10, 60, 300))}
+    if mode == "strobe":
+        return {"target": target, "mode": "strobe", "delta": rng.choice((0.2, 0.5, 2.0, 5.0)),
+                "period": rng.choice((0.05, 0.2, 1.0))}
+    return {"target": target, "mode": "rate", "rate": rng.choice((0.5, 0.8, 1.5, 2.0))}
+
+
+BUILTIN_KINDS = (
+    FaultKind("partition", "partition", "heal", frozenset({"partition"}), _partition_nemesis,
+              _random_partition, params={"partition": {"topology": True, "groups": False, "node": False},
+                                         "heal": {}},
+              heal_rank=10, description="iptables drops between groups of nodes"),
+    FaultKind("kill", "kill", "start", frozenset({"kill"}), _kill_nemesis, _random_process,
+              heal_value={"target": "killed"}, params={"kill": {"target": True}, "start": {"target": False}},
+              heal_rank=30, description="SIGKILL the service process, start it later"),
+    FaultKind("pause", "pause", "resume", frozenset({"pause"}), _pause_nemesis, _random_process,
+              params={"pause": {"target": True}, "resume": {}}, heal_rank=20,
+              description="SIGSTOP the service process, SIGCONT later"),
+    FaultKind("clock", "clock-skew", "clock-reset", frozenset({"clock"}), _clock_nemesis, _random_clock,
+              params={"clock-skew": {"target": True, "mode": True, "delta": False, "period": False,
+                                     "rate": False}, "clock-reset": {}},
+              heal_rank=40, description="skew, strobe or slow down the service's clock"),
+)
+
+
+# -- the registry -------------------------------------------------------------------------------
+
+_KINDS: dict[str, FaultKind] | None = None
+
+
+def _load() -> dict[str, FaultKind]:
+    global _KINDS
+    if _KINDS is None:
+        kinds = {k.name: k for k in BUILTIN_KINDS}
+        from chaos.registry import entry_point_objects
+        for name, kind in entry_point_objects("splitbrain.faults"):
+            if not isinstance(kind, FaultKind):
+                raise TypeError(f"entry point splitbrain.faults:{name} is {type(kind).__name__}, not a FaultKind")
+            kinds.setdefault(kind.name, kind)
+        _KINDS = kinds
+    return _KINDS
+
+
+def register(kind: FaultKind) -> None:
+    """Add a fault kind at run time (tests, or a plugin that prefers code to entry points)."""
+    _load()[kind.name] = kind
+
+
+def fault_kinds() -> dict[str, FaultKind]:
+    return dict(_load())
+
+
+def fault_names() -> tuple[str, ...]:
+    return tuple(_load())
+
+
+def fault_kind(name: str) -> FaultKind:
+    kinds = _load()
+    if name not in kinds:
+        raise KeyError(f"unknown fault {name!r} (valid: {', '.join(kinds)})")
+    return kinds[name]
+
+
+def kind_of_op(f: str) -> FaultKind | None:
+    """The fault kind an op (start or heal) belongs to, or None for a non-fault op."""
+    for kind in _load().values():
+        if f in (kind.start, kind.heal):
+            return kind
+    return None
+
+
+def start_ops() -> dict[str, str]:
+    return {k.start: k.name for k in _load().values()}
+
+
+def heal_ops() -> dict[str, str]:
+    return {k.heal: k.name for k in _load().values()}
+
+
+def nemesis_fs() -> tuple[str, ...]:
+    return tuple(f for k in _load().values() for f in (k.start, k.heal))
+
+
+def step_params(f: str) -> dict[str, bool]:
+    kind = kind_of_op(f)
+    if kind is None:
+        raise KeyError(f)
+    return dict(kind.params.get(f, {}))
