@@ -121,6 +121,9 @@ def _facts(run: RunData, an: Analysis, tl: RaftTimeline, started: str) -> str:
     items = [("started", started), ("duration", f"{an.duration:.1f} s"),
              ("operations", f"{len(an.client):,}"), ("nodes", str(len(tl.nodes)) if tl.nodes else "?"),
              ("faults", str(len(an.faults))), ("seed", _plain(cfg.get("seed", "?")))]
+    db = cfg.get("db_info", {}).get("name") if isinstance(cfg.get("db_info"), dict) else cfg.get("db")
+    if db:
+        items.append(("system", _plain(db)))
     for k in ("workload", "provisioner", "bug"):
         if cfg.get(k) not in (None, "", "none"):
             items.append((k, _plain(cfg[k])))
@@ -516,10 +519,14 @@ def _plural(n: int, word: str) -> str:
 
 
 def _timeout_note(config: dict) -> str:
-    et = config.get("election_timeout") or config.get("election-timeout")
-    if et:
-        return f" Election timeout configured: {esc(et)} ms."
-    return ""
+    """The system's own settings as its DB described them (config.json db_info), e.g. the
+    bundled node's election timeout; nothing for a DB that states none."""
+    info = config.get("db_info") if isinstance(config.get("db_info"), dict) else {}
+    options = info.get("node options") if isinstance(info.get("node options"), dict) else {}
+    if not options:
+        return ""
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(options.items()))
+    return f" Settings of {esc(info.get('name', 'the system'))}: {esc(shown)}."
 
 
 def _config_section(config: dict, command: str) -> str:
