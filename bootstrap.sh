@@ -6,7 +6,8 @@
 #   bash bootstrap.sh                                set up only
 #
 # Idempotent: what is already there is not installed again. Set-up steps:
-#   1. Debian packages: docker.io, debootstrap, iptables, iproute2, faketime, chromium + driver, wrk
+#   1. Debian packages: docker.io, debootstrap, iptables, iproute2, faketime, chromium + driver, wrk,
+#      redis-server (the Redis example)
 #   2. a Docker engine: dockerd started in the background when `docker info` fails
 #   3. a virtualenv in .venv with splitbrain installed editable, with its test extras
 #   4. the porcupine helper (Go) built into the cache
@@ -38,6 +39,7 @@ install_debian_packages() {
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
     command -v wrk >/dev/null || missing+=(wrk)
+    command -v redis-server >/dev/null || missing+=(redis-server)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
         missing+=(golang-go)
@@ -73,12 +75,15 @@ install_python_package() {
         say "creating $venv"
         python3 -m venv "$venv"
     fi
-    # Re-install only when pyproject.toml changed since the last install.
+    # Re-install only when a pyproject.toml changed since the last install.
     local stamp="$venv/.splitbrain-installed"
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ examples/redis/pyproject.toml -nt "$stamp" ]; then
         say "installing splitbrain and its test extras into $venv"
         "$venv/bin/python" -m pip install --quiet --upgrade pip >"$log_dir/pip.log" 2>&1 || true
         "$venv/bin/python" -m pip install --quiet -e ".[test]" >>"$log_dir/pip.log" 2>&1 \
+            || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
+        # the example plug-ins, installed as a user's own package would be (entry points)
+        "$venv/bin/python" -m pip install --quiet -e examples/redis >>"$log_dir/pip.log" 2>&1 \
             || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
         touch "$stamp"
     fi

@@ -1,0 +1,2 @@
+"""Redis as a splitbrain system under test: see db.py (lifecycle, node options) and client.py
+(the register client)."""

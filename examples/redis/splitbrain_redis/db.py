@@ -1,0 +1,65 @@
+"""One redis-server as the system under test, a local process on 127.0.0.x.
+
+    splitbrain run --db redis --provisioner local --nodes 1 --workload register \
+        --nemesis kill --node-option appendonly=no
+
+Node options are Redis's own persistence settings: `appendonly=yes|no` and
+`fsync=always|everysec|no` (appendfsync). RDB snapshots are always off, so that what survives a
+kill depends on the append-only file alone, not on when a snapshot happened to run.
+"""
+
+from __future__ import annotations
+
+from chaos.interfaces import Node
+from chaos.provision.local import ProcessDB
+from splitbrain_redis.client import RegisterClient
+
+CHOICES = {"appendonly": ("yes", "no"), "fsync": ("always", "everysec", "no")}
+
+
+class RedisDB(ProcessDB):
+    name = "redis"
+    node_counts = (1,)                # no replication here: one server is the whole system
+    client_port = peer_port = 6379    # no peer port either
+    node_option_help = {"appendonly": "yes (default) or no: keep an append-only file",
+                        "fsync": "appendfsync: always (default), everysec or no"}
+    fatal_log_patterns = (r"REDIS BUG REPORT", r"Bad file format reading the append only file")
+
+    def __init__(self, run_id: str, nodes: int = 1, node_options: dict | None = None, **kw):
+        super().__init__(run_id, nodes, node_options, **kw)
+        self.persistence = {"appendonly": "yes", "fsync": "always"}
+        for name, value in self.node_options.items():
+            if str(value) not in CHOICES[name]:
+                raise ValueError(f"node option {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
+            self.persistence[name] = str(value)
+        # withdraws the partition capability, with this reason: nothing to partition
+        self.partition_note = "a single redis-server has no peers to cut off"
+        self.request_timeout = 3.0
+
+    def command(self, node: Node, nodes: list[Node]) -> list[str]:
+        return ["redis-server", "--bind", node.address, "--port", str(self.client_port),
+                "--dir", self.data_dir(node), "--save", "",
+                "--appendonly", self.persistence["appendonly"], "--appendfsync", self.persistence["fsync"]]
+
+    def client_url(self, node: Node) -> str:
+        return f"redis://{node.address}:{self.client_port}"
+
+    def client(self, workload: str, client_id: str) -> RegisterClient:
+        if workload != "register":
+            return super().client(workload, client_id)  # Unsupported, naming the workload
+        return RegisterClient(self.request_timeout)
+
+    def describe(self) -> dict:
+        return {"system": "redis-server (Debian)", "node options": dict(self.persistence)}
+
+
+def make_db(config, run_id: str) -> RedisDB:
+    """The registry's entry (splitbrain.dbs: redis)."""
+    if config.provisioner != "local":
+        raise ValueError(f"redis runs on the local provisioner (--provisioner local), not {config.provisioner!r}")
+    if config.bug:
+        raise ValueError(f"redis has no seeded bugs (got --bug {config.bug})")
+    db = RedisDB(run_id, config.nodes, config.node_options,
+                 clock="clock" in config.faults_in_use, **config.provisioner_options)
+    db.request_timeout = config.request_timeout
+    return db
