@@ -39,6 +39,7 @@ install_debian_packages() {
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
     command -v wrk >/dev/null || missing+=(wrk)
+    command -v etcd >/dev/null || missing+=(etcd-server)   # for the etcd example (examples/etcd)
     command -v redis-server >/dev/null || missing+=(redis-server)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
@@ -86,6 +87,15 @@ install_python_package() {
         "$venv/bin/python" -m pip install --quiet -e examples/redis >>"$log_dir/pip.log" 2>&1 \
             || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
         touch "$stamp"
+    fi
+    # The etcd example is a plugin in a package of its own, found through its entry point.
+    local etcd_stamp="$venv/.splitbrain-etcd-installed"
+    if [ ! -f "$etcd_stamp" ] || [ examples/etcd/pyproject.toml -nt "$etcd_stamp" ] \
+        || [ "$stamp" -nt "$etcd_stamp" ]; then
+        say "installing the etcd example (examples/etcd) into $venv"
+        "$venv/bin/python" -m pip install --quiet -e examples/etcd >>"$log_dir/pip.log" 2>&1 \
+            || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
+        touch "$etcd_stamp"
     fi
 }
 
