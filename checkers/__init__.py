@@ -9,6 +9,8 @@ does (invalid > unknown > valid) into the results.json shape of docs/contracts.m
   * porcupine through its Go helper (checkers.porcupine), or
   * our own Wing & Gong / Lowe search (checkers.search), used when Go is missing or when asked.
   Illegal keys get porcupine's HTML visualization in out_dir/porcupine/<key>.html when Go is there.
+  A Jepsen `independent` history (each value [key value]) is split into one register per key by
+  checkers.independent's explicit rule (or `independent=True/False`).
 - set (set workload): lost, duplicated, unexpected and recovered elements;
 - stats and availability (always).
 """
@@ -24,6 +26,7 @@ from chaos.history import HistoryError, Op
 from chaos.interfaces import Checker, merge_valid
 
 from . import porcupine as _porcupine
+from .independent import split_independent
 from .prepare import KeyHistory, history_t0, partition
 from .search import check_key as _search_key
 from .set_checker import check_set
@@ -54,16 +57,17 @@ def _safe_name(key: Any) -> str:
 def check_linearizable(ops: list[Op], *, model: str = "register", checker: str = "auto",
                        out_dir: str | None = None, time_budget_s: float | None = None,
                        all_keys: bool = False, append_mode: str | None = None,
-                       workers: int | None = None) -> dict:
+                       workers: int | None = None, source: str = "history") -> dict:
     """The "linearizable" part of results.json: per-key verdicts, combined.
 
     workers: processes for our search over several keys (default: one per CPU, at most 4).
+    source: the history's name in error messages (its file).
     """
     if checker not in CHECKERS:
         raise ValueError(f"unknown checker {checker!r} (expected one of {', '.join(CHECKERS)})")
     started = time.monotonic()
     deadline = started + time_budget_s if time_budget_s else None
-    keys, notes = partition(ops, model, append_mode)
+    keys, notes = partition(ops, model, append_mode, source=source)
     mode = notes["append_mode"]
     t0 = history_t0(ops)
     have_go = checker != "python" and _porcupine.available()
@@ -291,23 +295,37 @@ def infer_workload(ops: list[Op]) -> str:
 
 def check_history(ops: list[Op] | str, *, workload: str | None = "register", checker: str = "auto",
                   out_dir: str | None = None, time_budget_s: float | None = None,
-                  all_keys: bool = False, append_mode: str | None = None) -> dict:
+                  all_keys: bool = False, append_mode: str | None = None,
+                  independent: bool | None = None, source: str | None = None) -> dict:
     """Check a history (ops, or a path to a history file / run folder); results.json shape.
 
+    independent: a Jepsen `independent` register history (values [key value]) is split by key;
+    None decides by checkers.independent's rule, True insists, False never splits.
+    source: the history's name in error messages (default: the path, or "history").
     Raises chaos.history.HistoryError for a malformed history, CheckError when the requested
-    checker cannot run.
+    checker cannot run (or --independent is asked of a history that is not a register's).
     """
     if isinstance(ops, (str, os.PathLike)):
         from .formats import load_history
+        source = source or os.fspath(ops)
         ops, _ = load_history(os.fspath(ops))
+    source = source or "history"
     workload = workload or infer_workload(ops)
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r} (expected one of {', '.join(WORKLOADS)})")
+    split = None
+    if workload == "register":
+        ops, split = split_independent(ops, independent, source)
+    elif independent:
+        raise CheckError(f"--independent splits register histories (read/write/cas by [key value]), "
+                         f"not a {workload} history")
     checkers: dict[str, dict] = {}
     if workload in ("register", "kv"):
         checkers["linearizable"] = check_linearizable(
             ops, model=workload, checker=checker, out_dir=out_dir, time_budget_s=time_budget_s,
-            all_keys=all_keys, append_mode=append_mode)
+            all_keys=all_keys, append_mode=append_mode, source=source)
+        if split is not None:
+            checkers["linearizable"]["independent"] = split
     else:
         checkers["set"] = check_set(ops)
     checkers["stats"] = check_stats(ops)
@@ -329,7 +347,7 @@ class HistoryChecker(Checker):
         return check_history(history, workload=opts.get("workload", self.workload),
                              checker=opts.get("checker", self.checker), out_dir=opts.get("out_dir"),
                              time_budget_s=opts.get("time_budget_s", self.time_budget_s),
-                             all_keys=opts.get("all_keys", False))
+                             all_keys=opts.get("all_keys", False), independent=opts.get("independent"))
 
 
 __all__ = ["check_history", "check_linearizable", "check_set", "check_stats", "check_availability",

@@ -34,6 +34,11 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="time budget for the whole check; over budget is 'unknown', never a pass "
                         f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 for none, though each key's search still stops "
                         "after an hour)")
+    p.add_argument("--independent", action=argparse.BooleanOptionalAction, default=None,
+                   help="a Jepsen independent register history (each value [key value], e.g. :write [1 3], "
+                        ":read [2 nil], :cas [1 [3 4]]): check one register per key. Default: only when "
+                        "every operation has that shape and a read is invoked with [key nil] (a plain "
+                        "register's never is); --no-independent never splits")
     p.add_argument("--append", choices=("concat", "list"), default=None,
                    help="kv append semantics (default: concat for string values, list otherwise)")
     p.set_defaults(func=run_check)
@@ -57,7 +62,7 @@ def run_check(args) -> int:
 
     from . import CheckError, check_history, infer_workload
     from .node_health import add_checks
-    from .formats import load_history
+    from .formats import load_history, resolve_path
 
     path = args.path
     run_dir = path if os.path.isdir(path) else None
@@ -74,7 +79,8 @@ def run_check(args) -> int:
     try:
         result = check_history(ops, workload=workload, checker=args.checker, out_dir=out_dir,
                                time_budget_s=args.time_budget or None, all_keys=args.all_keys,
-                               append_mode=args.append)
+                               append_mode=args.append, independent=args.independent,
+                               source=resolve_path(path))
     except HistoryError as e:
         print(f"splitbrain check: malformed history: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -101,6 +107,10 @@ def _summary(result: dict) -> str:
     verdict = {True: "VALID", False: "INVALID"}.get(result["valid"], "UNKNOWN")
     lines = [f"{verdict}: {result['reason']}"]
     lin = result["checkers"].get("linearizable")
+    if lin and lin.get("independent", {}).get("independent"):
+        split = lin["independent"]
+        lines.append(f"  independent history: one register per key, {split['keys']} key(s)"
+                     f"{' (detected: every value is [key value])' if split['decided_by'] == 'auto' else ''}")
     if lin:
         for key, r in lin["keys"].items():
             v = {True: "ok", False: "ILLEGAL"}.get(r["valid"], "skipped" if r.get("skipped") else "unknown")

@@ -1,14 +1,19 @@
 """Reading histories in the formats a Jepsen user has: ours, Knossos/Jepsen EDN, Jepsen log lines.
 
 - splitbrain JSON lines (chaos/history.py), `history.jsonl` in a run folder;
-- EDN, one map per line or one vector of maps:
+- EDN, one map per line or one vector (or list) of maps, `;` comments anywhere:
   `{:process 0, :type :invoke, :f :write, :value 3}` (`:key`, `:time`, `:index` optional);
 - Jepsen 0.0.x log lines: `INFO  jepsen.util - 3	:ok	:read	2` (other lines are skipped).
 
 Everything becomes a list of `chaos.history.Op` (keywords become plain strings, vectors lists) with
-`op.extra["line"]` set, and is validated with `pair_ops` so a completion without an invocation or
-an operation completing twice is reported with its line. Jepsen's nemesis ops in EDN and log
-imports are dropped (they carry no fault windows in our sense).
+`op.extra["line"]` set, and the client operations are validated with `pair_ops` so a completion
+without an invocation or an operation completing twice is reported with its line.
+
+Nemesis operations are not client operations: nothing pairs or validates them, in any format.
+Jepsen logs both halves of a nemesis operation as `:type :info` (no `:invoke`), and a history
+cut short leaves lone infos; our own histories pair an invoke with an info. Jepsen's nemesis ops
+in EDN and log imports are dropped: their f (`:start`, `:stop`, ...) means whatever that test's
+nemesis made it mean, so they carry no fault windows in our sense.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import re
 from typing import Any
 
-from chaos.history import INVOKE, TYPES, HistoryError, Op, iter_jsonl, pair_ops
+from chaos.history import INVOKE, NEMESIS, TYPES, HistoryError, Op, iter_jsonl, pair_ops
 
 from . import edn
 
@@ -41,14 +46,21 @@ def detect_format(text: str) -> str:
     head = text[:65536]
     if _JEPSEN_LINE.search(head) or (head.strip() and "jepsen.util - " in head):
         return JEPSEN_LOG
+    saw_comment = False
     for raw in head.splitlines():
         line = raw.strip()
         if not line:
             continue
-        if line.startswith(("[", "(", "{:", "{ :")):
+        if line.startswith(";"):  # an EDN comment (Knossos's test data starts with them)
+            saw_comment = True
+            continue
+        if line.startswith(("[", "(", "#")):
             return EDN
-        return JSONL
-    return JSONL
+        if line.startswith("{"):
+            # '{"' opens a JSON object; '{:' (or '{ :', a symbol, a nested form) an EDN map
+            return JSONL if line[1:].lstrip().startswith(('"', "}")) and not saw_comment else EDN
+        return EDN if saw_comment else JSONL
+    return EDN if saw_comment else JSONL
 
 
 def load_history(path: str) -> tuple[list[Op], str]:
@@ -71,7 +83,8 @@ def parse_history(text: str, source: str = "history", fmt: str | None = None) ->
         raise ValueError(f"unknown history format {fmt!r}")
     for i, op in enumerate(ops):
         op.index = i
-    pair_ops(ops, source=source)  # validates: raises HistoryError with the line
+    # validates the client operations: raises HistoryError with the line
+    pair_ops([op for op in ops if not op.is_nemesis], source=source)
     return ops, fmt
 
 
@@ -92,55 +105,54 @@ def plain(value: Any) -> Any:
     return value
 
 
+class _Lines:
+    """Line numbers of increasing offsets in one text, counted incrementally (linear overall)."""
+
+    def __init__(self, text: str):
+        self.text, self.offset, self.line = text, 0, 1
+
+    def of(self, offset: int) -> int:
+        if offset < self.offset:  # not expected, but never wrong
+            self.offset, self.line = 0, 1
+        self.line += self.text.count("\n", self.offset, offset)
+        self.offset = offset
+        return self.line
+
+
 def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
 def _parse_edn(text: str, source: str) -> list[Op]:
-    forms: list[tuple[int, Any]] = []
+    forms: list[tuple[int, Any, list[int] | None]] = []
     try:
-        for offset, form in edn.iter_forms(text):
-            forms.append((_line_of(text, offset), form))
+        forms = list(edn.read_forms(text, child_offsets=True))
     except edn.EdnError as e:
         raise HistoryError(_line_of(text, e.offset), f"malformed EDN: {e.problem}", source) from None
+    lines = _Lines(text)
     # One vector (or list) holding every op, or one map per line.
     if len(forms) == 1 and isinstance(forms[0][1], list):
-        inner_text_line = forms[0][0]
-        maps = [(inner_text_line, m) for m in forms[0][1]]
-        # Recover each map's line: re-scan the vector's body form by form.
-        try:
-            reader = edn._Reader(text)
-            reader.skip_ws()
-            reader.pos += 1  # the opening bracket
-            lines = []
-            while True:
-                reader.skip_ws()
-                if reader.pos >= len(text) or text[reader.pos] in "])":
-                    break
-                lines.append(_line_of(text, reader.pos))
-                reader.read()
-            if len(lines) == len(maps):
-                maps = [(ln, m) for ln, (_, m) in zip(lines, maps)]
-        except edn.EdnError:
-            pass
+        _, items, starts = forms[0]
+        maps = [(lines.of(start), m) for start, m in zip(starts, items)]
     else:
-        maps = forms
+        maps = [(lines.of(start), m) for start, m, _ in forms]
     ops: list[Op] = []
-    use_time = all(isinstance(m, dict) and isinstance(m.get(edn.Keyword("time")), int) for _, m in maps)
+    time_key = edn.Keyword("time")
+    use_time = bool(maps) and all(isinstance(m, dict) and type(m.get(time_key)) is int for _, m in maps)
     for seq, (line, m) in enumerate(maps):
         if not isinstance(m, dict):
-            raise HistoryError(line, f"expected an EDN map for an operation, got {type(m).__name__}", source)
+            raise HistoryError(line, f"expected an EDN map for an operation, got {_describe(m)}", source)
         d = {str(k): v for k, v in m.items()}
         for name in ("process", "type", "f"):
             if name not in d:
                 raise HistoryError(line, f"operation has no :{name}", source)
         process = d["process"]
-        if isinstance(process, edn.Keyword) or isinstance(process, str):
-            if str(process) == "nemesis":
+        if isinstance(process, str):
+            if str(process) == NEMESIS:
                 continue
             raise HistoryError(line, f"process must be an integer or :nemesis, got {process!r}", source)
-        if not isinstance(process, int):
-            raise HistoryError(line, f"process must be an integer, got {process!r}", source)
+        if not isinstance(process, int) or isinstance(process, bool):
+            raise HistoryError(line, f"process must be an integer or :nemesis, got {process!r}", source)
         type_ = str(d["type"])
         if type_ not in TYPES:
             raise HistoryError(line, f"unknown :type {d['type']!r} (expected :invoke, :ok, :fail or :info)", source)
@@ -156,6 +168,12 @@ def _parse_edn(text: str, source: str) -> list[Op]:
     return ops
 
 
+def _describe(value: Any) -> str:
+    if isinstance(value, edn.Keyword):
+        return f"the keyword {value!r}"
+    return type(value).__name__
+
+
 def _parse_jepsen_log(text: str, source: str) -> list[Op]:
     ops: list[Op] = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -168,7 +186,8 @@ def _parse_jepsen_log(text: str, source: str) -> list[Op]:
         try:
             process = int(process_text)
         except ValueError:
-            raise HistoryError(number, f"process must be an integer, got {process_text!r}", source) from None
+            raise HistoryError(number, f"process must be an integer or :nemesis, got {process_text!r}",
+                               source) from None
         type_ = type_kw[1:]
         if type_ not in TYPES:
             raise HistoryError(number, f"unknown type {type_kw!r}", source)
