@@ -12,6 +12,7 @@ of etcd-raft's tracker package. A follower's Progress is in one of three states:
   SNAPSHOT   the follower needs entries the leader has compacted: the snapshot goes in chunks,
              one chunk in flight at a time. Only the reply to that chunk moves the transfer on;
              a chunk without a reply is sent again only after a timeout (`chunk_timed_out`).
+             Once the follower reports the snapshot installed, it is replicated from there.
 """
 
 from __future__ import annotations
