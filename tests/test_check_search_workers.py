@@ -13,7 +13,8 @@ from checkers.workers import DIED, DONE, LATE, WorkerError, run_jobs
 
 
 def children_of_this_process() -> set[int]:
-    """Our child processes, zombies included (a zombie is a child that was not reaped)."""
+    """Our child processes, zombies included (a zombie is a child that was not reaped), except
+    multiprocessing's resource tracker: the first spawn starts it, and it lives as long as we do."""
     me, found = os.getpid(), set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -21,10 +22,12 @@ def children_of_this_process() -> set[int]:
         try:
             with open(f"/proc/{name}/stat") as f:
                 stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
         except OSError:
             continue
         # the command name may hold spaces and parentheses: the fields follow the last ')'
-        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me and b"multiprocessing.resource_tracker" not in cmdline:
             found.add(int(name))
     return found
 
@@ -172,4 +175,18 @@ def test_a_search_still_running_past_its_deadline_makes_its_key_unknown_never_a_
     assert r["valid"] == "unknown"
     assert [k["valid"] for k in r["keys"].values()] == ["unknown"] * 4
     assert all("killed" in k["reason"] for k in r["keys"].values())
+    assert children_of_this_process() == before
+
+
+@pytest.mark.timeout(120)
+def test_spawned_workers_as_under_the_threaded_controller_give_the_same_verdicts(monkeypatch):
+    # The runner has threads, so its searches run in spawned (not forked) workers.
+    ops = many_keys_with_large_payloads(n_keys=6, key_bytes=10)
+    monkeypatch.setattr(checkers, "PROBE_S", 0.0)
+    sequential = checkers.check_linearizable(ops, checker="python", all_keys=True, workers=1)
+    monkeypatch.setattr(workers, "start_method", lambda: "spawn")
+    before = children_of_this_process()
+    spawned = checkers.check_linearizable(ops, checker="python", all_keys=True, workers=2)
+    assert {k: r["valid"] for k, r in spawned["keys"].items()} == \
+           {k: r["valid"] for k, r in sequential["keys"].items()} == {k: False for k in sequential["keys"]}
     assert children_of_this_process() == before
