@@ -116,3 +116,22 @@ def test_no_entry_data_makes_apply_raise_and_replicas_always_agree(data):
     strict_json(body)
     for sm in replicas:
         assert_everything_still_encodes(sm)
+
+
+def test_an_unforeseen_failure_while_executing_is_an_error_result_but_running_out_of_memory_is_not(monkeypatch):
+    # validate_command rejects everything _execute cannot take; should a bug let something
+    # through, the entry still gets the same error result on every replica instead of
+    # stopping them all. Memory is not a property of the entry: that one must propagate.
+    sm = KVStateMachine()
+
+    def broken(command):
+        raise KeyError("a bug")
+    monkeypatch.setattr(sm, "_execute", broken)
+    assert sm.apply(Entry(1, 1, COMMAND, {"op": "put", "key": "k", "value": 1})) == (
+        400, {"error": "bad_command", "detail": "cannot be applied: KeyError"})
+
+    def out_of_memory(command):
+        raise MemoryError()
+    monkeypatch.setattr(sm, "_execute", out_of_memory)
+    with pytest.raises(MemoryError):
+        sm.apply(Entry(2, 1, COMMAND, {"op": "put", "key": "k", "value": 1}))

@@ -73,7 +73,7 @@ def test_bad_requests_get_400_naming_the_problem(cluster, leader, method, path, 
 
 def test_unknown_endpoints_and_methods_are_refused(cluster, leader):
     assert cluster.request(leader, "GET", "/nope")[0] == 404
-    assert cluster.request(leader, "POST", "/kv/k")[0] == 404
+    assert cluster.request(leader, "POST", "/kv/k")[0] == 405
     assert cluster.request(leader, "PATCH", "/kv/k")[0] == 405
     assert cluster.request(leader, "POST", "/status")[0] == 405
 

@@ -51,7 +51,7 @@ def test_garbage_on_the_peer_port_is_logged_and_dropped_while_the_node_keeps_run
         expect_close(member(), FRAME_HEADER.pack(MAGIC, PROTOCOL_VERSION, 5) + b"\x05abcd")   # undecodable
         frame = encode_message(Message(APPEND, other, target, 1))
         expect_close(member(), frame[:-3], half_close=True)                                    # truncated
-        expect_close(member(), encode_message(Message(APPEND, "intruder", target, 99)))       # not its src
+        expect_close(member(), encode_message(Message(APPEND, leader, target, 99)))           # not its src
         expect_close(member(), encode_message(Message(APPEND, other, "n9", 1)))               # misaddressed
         garbage = garbage_events(cluster, target, 8)
         assert len(garbage) == 8, garbage
@@ -59,7 +59,8 @@ def test_garbage_on_the_peer_port_is_logged_and_dropped_while_the_node_keeps_run
         errors = [e["error"] for e in garbage]
         assert "handshake" in errors[0] and "magic" in errors[1] and "version" in errors[2]
         assert "exceeds" in errors[3] and "inside a frame" in errors[5]
-        assert "intruder" in errors[6] and "n9" in errors[7]
+        assert f"frame from {leader!r} on the connection authenticated as {other!r}" in errors[6]
+        assert "n9" in errors[7]
         # The node is alive, still a follower of the same leader, and still replicates.
         assert cluster.running(target)
         assert cluster.write("/kv/after-garbage", {"value": 1}) == (200, {})

@@ -497,7 +497,7 @@ class RaftNode:
         method = req.method
         if path == "/status":
             if method != "GET":
-                conn.respond(405, {"error": "method_not_allowed", "detail": "use GET /status"})
+                conn.respond(405, {"error": "method_not_allowed", "detail": "use GET /status"}, {"Allow": "GET"})
                 return
             conn.respond(200, self._status())
             return
@@ -518,11 +518,14 @@ class RaftNode:
             elif rest.endswith("/append"):
                 op, rest = "append", rest[:-7]
             else:
-                conn.respond(404, {"error": "no_such_endpoint",
-                                   "detail": "POST goes to /kv/<key>/cas or /kv/<key>/append"})
+                # /kv/<key> exists; POST is not one of its methods
+                conn.respond(405, {"error": "method_not_allowed",
+                                   "detail": "POST goes to /kv/<key>/cas or /kv/<key>/append"},
+                             {"Allow": "GET, PUT, DELETE"})
                 return
         else:
-            conn.respond(405, {"error": "method_not_allowed", "detail": f"{method} is not supported on /kv/"})
+            conn.respond(405, {"error": "method_not_allowed", "detail": f"{method[:20]} is not supported on /kv/"},
+                         {"Allow": "GET, PUT, DELETE, POST" if rest.endswith(("/cas", "/append")) else "GET, PUT, DELETE"})
             return
         key = unquote(rest) if "%" in rest else rest
         if not key:
