@@ -117,11 +117,17 @@ def test_node_options_and_node_count_are_checked_before_anything_starts(redis_pl
     assert proc.returncode == 255 and "this system runs with 1 nodes, got 3" in proc.stderr
 
 
-def test_a_partition_is_refused_with_the_reason(redis_plugin, tmp_path):
-    proc = splitbrain("run", "--db", "redis", "--provisioner", "local", "--nodes", "1", "--nemesis", "partition",
+@pytest.mark.parametrize("fault, reason", [
+    ("partition", "a single redis-server has no peers to cut off"),
+    ("clock", "redis-server hangs at start under libfaketime"),
+])
+def test_faults_it_cannot_take_are_refused_with_the_reason(redis_plugin, tmp_path, fault, reason):
+    proc = splitbrain("run", "--db", "redis", "--provisioner", "local", "--nodes", "1", "--nemesis", fault,
                       "--time-limit", "1", "--store", str(tmp_path))
     assert proc.returncode == 255
-    assert "needs the 'partition' capability, which 'redis' lacks: a single redis-server has no peers" in proc.stderr
+    assert f"the {fault} fault needs the '{fault}' capability, which 'redis' lacks: {reason}" in proc.stderr
+    config = json.load(open(os.path.join(str(tmp_path), "latest", "config.json")))
+    assert config["nodes_detail"] == []  # refused before any server started
 
 
 # -- the client's outcome rules, against a socket that misbehaves on purpose ---------------------
