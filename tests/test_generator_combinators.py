@@ -3,12 +3,12 @@ chaos.generator.simulate (no threads, 1 ms per op unless a test scripts otherwis
 
 import pytest
 
-from chaos.generator import (EMPTY, PENDING, Context, GeneratorError, any_of, before, clients,
-                             cycle, delay, each_process, each_thread, filter_ops, flip_flop, lift,
-                             limit, log_message, map_ops, mix, nemesis, nemesis_and_clients,
-                             on_threads, once, phases, repeat, reserve, rotating_keys, sequence,
-                             series, simulate, sleep, sleep_until, stagger, synchronize, then,
-                             then_keys, time_limit, until_ok)
+from chaos.generator import (EMPTY, PENDING, Context, Generator, GeneratorError, any_of, before,
+                             clients, cycle, delay, each_process, each_thread, filter_ops,
+                             flip_flop, lift, limit, log_message, map_ops, mix, nemesis,
+                             nemesis_and_clients, on_threads, once, phases, repeat, reserve,
+                             rotating_keys, sequence, series, simulate, sleep, sleep_until, stagger,
+                             synchronize, then, then_keys, time_limit, until_ok)
 
 MS = 1_000_000
 
@@ -49,8 +49,8 @@ def test_a_function_is_called_for_every_op_and_may_end_by_returning_none():
 
 def test_a_function_may_be_called_without_dispatching_so_it_must_keep_no_state():
     calls = []
-    sim(clients(limit(2, lambda: calls.append(1) or {"f": "w"})), concurrency=1)
-    assert len(calls) > 2  # asked again while its thread was busy
+    h = sim(clients(limit(1, lambda: calls.append(1) or {"f": "w", "time": 5 * MS})), concurrency=1)
+    assert len(invokes(h)) == 1 and len(calls) == 2  # asked, held until 5 ms, asked again
 
 
 def test_a_function_without_arguments_is_fine_and_may_return_a_generator():
@@ -249,6 +249,18 @@ def test_then_keys_reads_every_key_the_load_touched_after_the_load_completed():
     assert min(op.time for op in reads) >= last_add_done
 
 
+class Stuck(Generator):
+    """Always waiting for an event that will never come."""
+
+    def op(self, ctx):
+        return PENDING, self
+
+
 def test_a_generator_that_can_never_go_on_is_reported_not_waited_on_forever():
     with pytest.raises(GeneratorError, match="pending but no operation is in flight"):
-        sim(clients(on_threads(lambda t: False, {"f": "r"})))
+        sim(clients([{"f": "r"}, Stuck()]))
+
+
+def test_a_generator_no_thread_may_run_is_empty():
+    assert sim(clients(on_threads(lambda t: False, repeat({"f": "r"})))) == []
+    assert fs(sim(any_of(clients(nemesis({"f": "never"})), {"f": "x"}))) == ["x"]

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from chaos.generator import (Generator, Worker, WorkerFactory, clients, fill_op, limit, nemesis,
-                             nemesis_and_clients, repeat, run, sleep, time_limit)
+from chaos.generator import (Generator, Worker, WorkerFactory, clients, fill_op, limit,
+                             nemesis_and_clients, repeat, run, series, sleep, time_limit)
 from chaos.history import Op, pair_ops
 
 MS = 1_000_000
@@ -103,13 +103,14 @@ class ClientBug(Exception):
 
 @pytest.mark.timeout(30)
 def test_a_fatal_exception_ends_the_run_and_is_raised_with_its_op_left_open():
-    factory = Factory(answer=lambda op: ClientBug("bad request body") if op.value == 3 else "ok")
+    factory = Factory(answer=lambda op: ClientBug("bad request body") if op.value == 20 else "ok")
     history = []
-    gen = clients(limit(1000, repeat(lambda ctx: {"f": "w", "value": ctx.rng.randrange(5)})))
+    gen = clients(limit(1000, series(lambda i: {"f": "w", "value": i})))
     with pytest.raises(ClientBug, match="bad request body"):
         run(gen, concurrency=2, workers=factory, record=history.append, seed=1, fatal=(ClientBug,))
     open_ops = [p for p in pair_ops(history) if p.complete is None]
-    assert [p.invoke.value for p in open_ops] == [3]
+    assert [p.invoke.value for p in open_ops] == [20]
+    assert max(op.value for op in history) < 30  # nothing new after it
 
 
 @pytest.mark.timeout(30)
@@ -229,3 +230,17 @@ def test_a_time_limited_load_runs_about_as_long_as_its_limit():
     assert summary.ended == "exhausted"
     assert 0.28 < time.monotonic() - t0 < 1.5
     assert len(history) > 100
+
+
+@pytest.mark.timeout(30)
+def test_a_history_that_cannot_be_written_ends_the_run_with_that_error():
+    written = []
+
+    def record(op):
+        if len(written) == 10:
+            raise OSError("No space left on device")
+        written.append(op)
+
+    with pytest.raises(OSError, match="No space left"):
+        run(clients(repeat({"f": "r"})), concurrency=2, workers=Factory(), record=record, seed=1)
+    assert len(written) == 10

@@ -9,8 +9,8 @@ import os
 import pytest
 
 from chaos.config import FAULTS, RunConfig
-from chaos.generator import (clients, executed_schedule, heal_generator, nemesis_and_clients, phases,
-                             random_nemesis, random_schedule, repeat, replay_schedule,
+from chaos.generator import (clients, executed_schedule, heal_generator, nemesis_and_clients,
+                             phases, random_nemesis, random_schedule, repeat, replay_schedule,
                              schedule_generator, simulate, time_limit)
 from chaos.scenario import compile_nemesis, load_scenario, parse_scenario, validate_steps
 

@@ -19,13 +19,12 @@ legacy       the pre-interpreter client generators the runner still drives by ha
 
 from chaos.generator.core import (EMPTY, LOG, PENDING, SLEEP, Context, Generator, GeneratorError,
                                   any_of, before, clients, cycle, delay, each_process, each_thread,
-                                  filter_ops, fill_op, final_reads, flip_flop, is_client_thread,
+                                  fill_op, filter_ops, final_reads, flip_flop, is_client_thread,
                                   lift, limit, log_message, map_ops, mix, nemesis,
                                   nemesis_and_clients, on_threads, once, phases, repeat, reserve,
                                   rotating_keys, sequence, series, sleep, sleep_until, stagger,
                                   synchronize, then, then_keys, time_limit, until_ok)
-from chaos.generator.interpreter import (RunSummary, Scheduler, Worker, WorkerFactory, run,
-                                         simulate)
+from chaos.generator.interpreter import RunSummary, Scheduler, Worker, WorkerFactory, run, simulate
 from chaos.generator.legacy import (REGISTER_MIX, ClientGenerator, RateLimiter, RegisterGenerator,
                                     SetGenerator, client_generator)
 from chaos.generator.schedule import (RANDOM_CLOCK_TARGETS, RANDOM_TARGETS, RANDOM_TOPOLOGIES,

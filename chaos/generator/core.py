@@ -36,7 +36,8 @@ import bisect
 import inspect
 import logging
 import random
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from chaos.history import INVOKE, NEMESIS, OK, Op
 
@@ -74,6 +75,53 @@ def is_client_thread(thread: Any) -> bool:
 
 # -- context ------------------------------------------------------------------------------------
 
+_MASK64 = (1 << 64) - 1
+
+
+class StepRandom(random.Random):
+    """random.Random's methods over splitmix64: a fresh stream costs well under a microsecond
+    (seeding a Mersenne Twister costs several), and the interpreter makes one per event."""
+
+    def __init__(self, seed: int):
+        # Random.__init__ would seed the Mersenne Twister state we never use.
+        self._state = seed & _MASK64
+        self.gauss_next = None
+
+    def seed(self, a=None, version=2) -> None:
+        self._state = (a if isinstance(a, int) else hash(a)) & _MASK64
+        self.gauss_next = None
+
+    def getstate(self):
+        return self._state, self.gauss_next
+
+    def setstate(self, state) -> None:
+        self._state, self.gauss_next = state
+
+    def _next64(self) -> int:
+        s = self._state = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return z ^ (z >> 31)
+
+    def random(self) -> float:
+        return (self._next64() >> 11) * (1.0 / 9007199254740992.0)
+
+    def getrandbits(self, k: int) -> int:
+        if k <= 64:
+            return self._next64() >> (64 - k)
+        bits = 0
+        for _ in range(0, k, 64):
+            bits = (bits << 64) | self._next64()
+        return bits >> (-k % 64)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The stream of event `step` of a run seeded `seed` (distinct for distinct pairs)."""
+    return ((seed & _MASK64) * 0x9E3779B97F4A7C15 + step * 0xD1B54A32D192ED03 + (seed >> 64)) & _MASK64
+
+
+_RESTRICTED: dict = {}  # (keep, id(threads)) -> (threads, kept, excluded): scopes are fixed
+
 class Context:
     """What a generator may know when asked: the time, the threads in its scope (client threads
     0..C-1, then "nemesis"), which of them are free (longest-free first), the process each thread
@@ -99,28 +147,54 @@ class Context:
     def rng(self) -> random.Random:
         box = self._rng
         if box[0] is None:
-            # abs() because Random(int) seeds from |n|; the sign goes into the low bit instead.
-            key = ((abs(self._seed) * 2 + (self._seed < 0)) << 64) | self._step
-            box[0] = random.Random(key)
+            box[0] = StepRandom(step_seed(self._seed, self._step))
         return box[0]
 
-    def _derive(self, **changes) -> "Context":
+    def _derive(self, **changes) -> Context:
         fields = {"time": self.time, "threads": self.threads, "free": self.free,
                   "workers": self.workers, "concurrency": self.concurrency}
         fields.update(changes)
         return Context(fields["time"], fields["threads"], fields["free"], fields["workers"],
                        fields["concurrency"], self._seed, self._step, self._rng)
 
-    def restrict(self, keep: Callable[[Any], bool]) -> "Context":
+    def restrict(self, keep: Callable[[Any], bool]) -> Context:
         """The same moment seen by only the threads for which keep(thread) is true."""
-        return self._derive(threads=tuple(t for t in self.threads if keep(t)),
-                            free=tuple(t for t in self.free if keep(t)))
+        # Keyed by identity: a run's thread tuples are few and live as long as it does (hashing
+        # the tuple on every question would cost more than the filtering it saves).
+        cache_key = (keep, id(self.threads))
+        scope = _RESTRICTED.get(cache_key)
+        if scope is None or scope[0] is not self.threads:
+            if len(_RESTRICTED) > 10_000:
+                _RESTRICTED.clear()  # unbounded distinct keep functions: never grow forever
+            kept = tuple(t for t in self.threads if keep(t))
+            scope = _RESTRICTED[cache_key] = (self.threads, kept,
+                                              frozenset(t for t in self.threads if t not in kept))
+        _, threads, excluded = scope
+        if not excluded:
+            return self
+        free = self.free
+        if len(threads) == 1:
+            free = threads if threads[0] in free else ()
+        elif len(excluded) <= 2:
+            # the common scopes (clients: all but the nemesis) exclude a thread or two
+            for t in excluded:
+                if t in free:
+                    rest = list(free)
+                    rest.remove(t)
+                    free = tuple(rest)
+        else:
+            free = tuple(t for t in free if t not in excluded)
+        return Context(self.time, threads, free, self.workers, self.concurrency, self._seed,
+                       self._step, self._rng)
 
-    def only(self, threads: Iterable) -> "Context":
-        chosen = set(threads)
-        return self.restrict(chosen.__contains__)
+    def only(self, threads: Iterable) -> Context:
+        """The same moment seen by only the given threads."""
+        chosen = threads if isinstance(threads, (set, frozenset)) else set(threads)
+        return Context(self.time, tuple(t for t in self.threads if t in chosen),
+                       tuple(t for t in self.free if t in chosen), self.workers, self.concurrency,
+                       self._seed, self._step, self._rng)
 
-    def at(self, time: int) -> "Context":
+    def at(self, time: int) -> Context:
         return self._derive(time=time)
 
     def process_thread(self, process: Any) -> Any:
@@ -151,11 +225,15 @@ class Generator:
 
     __slots__ = ()
 
-    def op(self, ctx: Context) -> tuple[Any, "Generator | None"]:
+    def op(self, ctx: Context) -> tuple[Any, Generator | None]:
         raise NotImplementedError
 
-    def update(self, ctx: Context, event: Op) -> "Generator":
+    def update(self, ctx: Context, event: Op) -> Generator:
         return self
+
+
+def _ignores_updates(gen: Generator) -> bool:
+    return type(gen).update is Generator.update
 
 
 class _Empty(Generator):
@@ -193,8 +271,11 @@ def lift(x: Any) -> Generator:
                          "list, a function or a Generator)")
 
 
-def fill_op(template: dict, ctx: Context, extra_keys: tuple = ()) -> Any:
-    """A dict -> a fresh invoke Op on the longest-free process in scope (PENDING if none)."""
+def fill_op(template: dict, ctx: Context, extra_keys: tuple | None = None) -> Any:
+    """A dict -> a fresh invoke Op on the longest-free process in scope (PENDING if none); keys
+    other than Op's fields go into Op.extra."""
+    if extra_keys is None:
+        extra_keys = tuple(k for k in template if k not in OP_FIELDS)
     process = template.get("process")
     if process is None:
         process = ctx.some_free_process()
@@ -288,7 +369,8 @@ class Seq(Generator):
         if self.i >= len(self.items):
             return self
         gen = self.current if self.current is not None else lift(self.items[self.i])
-        return Seq(self.items, self.i, gen.update(ctx, event))
+        updated = gen.update(ctx, event)
+        return self if updated is self.current else Seq(self.items, self.i, updated)
 
     def __repr__(self) -> str:
         return f"Seq(at {self.i} of {len(self.items)})"
@@ -311,7 +393,8 @@ class Limit(Generator):
         return o, Limit(self.remaining if o is PENDING else self.remaining - 1, rest)
 
     def update(self, ctx, event):
-        return Limit(self.remaining, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else Limit(self.remaining, gen)
 
 
 def limit(n: int, gen) -> Generator:
@@ -343,7 +426,8 @@ class Repeat(Generator):
         return o, Repeat(self.gen, None if self.remaining is None else self.remaining - 1)
 
     def update(self, ctx, event):
-        return Repeat(self.gen.update(ctx, event), self.remaining)
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else Repeat(gen, self.remaining)
 
 
 def repeat(gen, times: int | None = None) -> Generator:
@@ -458,7 +542,8 @@ class Stagger(Generator):
         return o, Stagger(self.span, o.time + gap, rest)
 
     def update(self, ctx, event):
-        return Stagger(self.span, self.next_time, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else Stagger(self.span, self.next_time, gen)
 
 
 def stagger(dt: float, gen) -> Generator:
@@ -484,7 +569,8 @@ class Delay(Generator):
         return o, Delay(self.dt, o.time + self.dt, rest)
 
     def update(self, ctx, event):
-        return Delay(self.dt, self.next_time, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else Delay(self.dt, self.next_time, gen)
 
 
 def delay(dt: float, gen) -> Generator:
@@ -512,7 +598,8 @@ class TimeLimit(Generator):
         return o, TimeLimit(self.dt, cutoff, rest)
 
     def update(self, ctx, event):
-        return TimeLimit(self.dt, self.cutoff, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else TimeLimit(self.dt, self.cutoff, gen)
 
 
 def time_limit(dt: float, gen) -> Generator:
@@ -532,7 +619,8 @@ class Synchronize(Generator):
         return PENDING, self
 
     def update(self, ctx, event):
-        return Synchronize(self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else Synchronize(gen)
 
 
 def synchronize(gen) -> Generator:
@@ -564,15 +652,20 @@ class OnThreads(Generator):
         self.keep, self.gen = keep, gen
 
     def op(self, ctx):
-        o, rest = self.gen.op(ctx.restrict(self.keep))
+        sub = ctx.restrict(self.keep)
+        if not sub.free:
+            # no thread in scope can take an op now; with no thread at all, none ever will
+            return (PENDING, self) if sub.threads else (None, EMPTY)
+        o, rest = self.gen.op(sub)
         if o is None:
             return None, EMPTY
         return o, OnThreads(self.keep, rest)
 
     def update(self, ctx, event):
-        if not self.keep(ctx.process_thread(event.process)):
+        if not self.keep(ctx.process_thread(event.process)) or _ignores_updates(self.gen):
             return self
-        return OnThreads(self.keep, self.gen.update(ctx.restrict(self.keep), event))
+        gen = self.gen.update(ctx.restrict(self.keep), event)
+        return self if gen is self.gen else OnThreads(self.keep, gen)
 
 
 def on_threads(keep: Callable[[Any], bool], gen) -> Generator:
@@ -723,6 +816,8 @@ class Reserve(Generator):
     def op(self, ctx):
         best, pending = None, False
         for i, threads in enumerate(self._ranges(ctx)):
+            if not threads:
+                continue  # nobody runs this range
             o, rest = self.gens[i].op(ctx.only(threads))
             if o is None:
                 continue
@@ -846,11 +941,15 @@ class Log(Generator):
         self.message = message
 
     def op(self, ctx):
-        return Op(process=None, type=LOG, f=LOG, value=self.message, time=ctx.time), EMPTY
+        process = ctx.some_free_process()
+        if process is None:
+            return PENDING, self
+        return Op(process=process, type=LOG, f=LOG, value=self.message, time=ctx.time), EMPTY
 
 
 def log_message(message: str) -> Generator:
-    """Log message (chaos.generator logger) when reached; takes no thread, not recorded."""
+    """Log message (chaos.generator logger) when reached, on a free thread (which it does not
+    keep busy); not recorded."""
     return Log(str(message))
 
 
@@ -871,7 +970,8 @@ class FilterOps(Generator):
             gen = rest
 
     def update(self, ctx, event):
-        return FilterOps(self.pred, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else FilterOps(self.pred, gen)
 
 
 def filter_ops(pred: Callable[[Op], bool], gen) -> Generator:
@@ -896,7 +996,8 @@ class MapOps(Generator):
         return o, MapOps(self.fn, rest)
 
     def update(self, ctx, event):
-        return MapOps(self.fn, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else MapOps(self.fn, gen)
 
 
 def map_ops(fn: Callable[[Op], Op], gen) -> Generator:
@@ -932,18 +1033,22 @@ class RotatingKeys(Generator):
 
     def __init__(self, per_key, prefix, ops_per_key, slots, next_index):
         self.per_key, self.prefix, self.ops_per_key = per_key, prefix, ops_per_key
-        self.slots, self.next_index = slots, next_index
+        self.slots, self.next_index = slots, next_index  # slots: (key, its generator, ops so far)
+
+    def _fresh(self, index: int) -> tuple:
+        key = f"{self.prefix}{index}"
+        return key, lift(self.per_key(key)), 0
 
     def op(self, ctx):
         slots, next_index = self.slots, self.next_index
         s = ctx.rng.randrange(len(slots))
         for _ in range(2):
-            index, gen, count = slots[s]
+            key, gen, count = slots[s]
             o, rest = gen.op(ctx)
             if o is not None:
                 break
             # this key's generator is done: the slot moves on to a fresh key
-            slots = _replace(slots, s, (next_index, lift(self.per_key(f"{self.prefix}{next_index}")), 0))
+            slots = _replace(slots, s, self._fresh(next_index))
             next_index += 1
         else:
             return None, EMPTY
@@ -951,21 +1056,19 @@ class RotatingKeys(Generator):
             return PENDING, self
         count += 1
         if count >= self.ops_per_key:
-            fresh = (next_index, lift(self.per_key(f"{self.prefix}{next_index}")), 0)
+            slot = self._fresh(next_index)
             next_index += 1
         else:
-            fresh = (index, rest, count)
-        return o, RotatingKeys(self.per_key, self.prefix, self.ops_per_key,
-                               _replace(slots, s, fresh), next_index)
+            slot = (key, rest, count)
+        return o, RotatingKeys(self.per_key, self.prefix, self.ops_per_key, _replace(slots, s, slot), next_index)
 
     def update(self, ctx, event):
-        key = event.key
-        if not isinstance(key, str) or not key.startswith(self.prefix):
-            return self
-        for s, (index, gen, count) in enumerate(self.slots):
-            if key == f"{self.prefix}{index}":
+        for s, (key, gen, count) in enumerate(self.slots):
+            if key == event.key:
+                if _ignores_updates(gen):
+                    return self
                 return RotatingKeys(self.per_key, self.prefix, self.ops_per_key,
-                                    _replace(self.slots, s, (index, gen.update(ctx, event), count)),
+                                    _replace(self.slots, s, (key, gen.update(ctx, event), count)),
                                     self.next_index)
         return self
 
@@ -981,8 +1084,9 @@ def rotating_keys(per_key: Callable[[str], Any], *, keys: int = 5, ops_per_key: 
     for name, n in (("keys", keys), ("ops_per_key", ops_per_key)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise GeneratorError(f"rotating_keys needs a positive integer {name}, got {n!r}")
-    slots = tuple((i, lift(per_key(f"{prefix}{i}")), 0) for i in range(keys))
-    return RotatingKeys(per_key, prefix, ops_per_key, slots, keys)
+    gen = RotatingKeys(per_key, prefix, ops_per_key, (), keys)
+    gen.slots = tuple(gen._fresh(i) for i in range(keys))
+    return gen
 
 
 class ThenKeys(Generator):
@@ -1035,7 +1139,8 @@ class Before(Generator):
         return o, Before(self.cutoff, rest)
 
     def update(self, ctx, event):
-        return Before(self.cutoff, self.gen.update(ctx, event))
+        gen = self.gen.update(ctx, event)
+        return self if gen is self.gen else Before(self.cutoff, gen)
 
 
 def before(t: float, gen) -> Generator:

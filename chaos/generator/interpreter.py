@@ -1,13 +1,19 @@
 """The interpreter: runs a generator against worker threads and records the history.
 
-One coordinating thread (the caller's) owns the generator, the context and the history; every
-worker thread (client threads 0..C-1, and "nemesis") has an inbox and hands its completions
-back on one queue. The loop, as Jepsen's interpreter:
+Every thread of the generator (client threads 0..C-1, and "nemesis") is a worker thread with an
+inbox. The generator and its context are behind one lock; each event is settled under it, in the
+order events happen, as in Jepsen's interpreter loop:
 
-    completions first (they are latency-sensitive: a late one would fake concurrency)
-    -> feed each to the generator (update) and record it
-    -> ask the generator for an op: dispatch it (record, update, hand to its thread), or wait
-       until its time, the next completion, a thread waking or the deadline -- never polling
+    a completion (or a thread's sleep or backoff ending) -> record it, feed it to the generator
+    -> ask the generator: record and dispatch every op it has ready, or note when to ask again
+
+Two things differ from Jepsen's single loop, both for CPython's GIL (bench/bench_generator.py
+measures them): the thread an event happened on settles it itself and simply runs next the op
+the generator gives it, so an op costs no hand-over between threads (a coordinating thread
+spent most of its time waiting to get the GIL back); and record() runs on a recorder thread, in
+the same order, so that encoding and writing the history stays out of the lock. The caller's
+thread coordinates: it starts the run, wakes up for ops timed in the future, notices stop and
+the deadline, and winds down. Nothing polls: every wait is a blocking wait with a timeout.
 
 Everything a generator sees comes from the Scheduler, which has no threads and no clock, so that
 the same events in the same order give the same operations (`simulate` drives it in virtual
@@ -23,8 +29,9 @@ import logging
 import queue
 import threading
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chaos.generator.core import (LOG, PENDING, SLEEP, Context, Generator, GeneratorError,
                                   is_client_thread, lift)
@@ -112,6 +119,8 @@ class Scheduler:
     def next(self, now: int) -> tuple[str, Any]:
         """Ask the generator: (INVOKED | SLEEPING, (thread, op)), (LOGGED, op), (WAIT_UNTIL, t),
         (WAIT, None) until some event, or (DONE, None)."""
+        if not self.free:
+            return WAIT, None  # every op needs a free thread: only a completion can help
         o, rest = self.gen.op(self.context(now))
         if o is None:
             return (WAIT, None) if self.busy else (DONE, None)
@@ -190,15 +199,125 @@ _EXIT = object()
 _WAKE = object()
 
 
-class _Pool:
-    """One daemon thread per generator thread, started at its first op."""
+def _close(worker: Any, thread: Any) -> None:
+    if worker is not None:
+        try:
+            worker.close()
+        except Exception as e:
+            log.warning("thread %s: closing its worker failed: %s", thread, e)
+    return None
 
-    def __init__(self, factory: WorkerFactory, completions: queue.SimpleQueue, fatal: tuple):
-        self.factory, self.completions, self.fatal = factory, completions, fatal
+
+class _Recorder:
+    """Calls record(op) on its own thread, one op at a time in the order they were handed over,
+    so that encoding and writing the history stays out of the interpreter's lock (which every
+    event waits for). run() returns only once everything handed over is recorded."""
+
+    def __init__(self, record: Callable[[Op], Any], on_error: Callable[[BaseException], None]):
+        self.record, self.on_error = record, on_error
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.failed = False
+        self.thread = threading.Thread(target=self._loop, name="generator-record", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            op = self.queue.get()
+            if op is _EXIT:
+                return
+            if self.failed:
+                continue
+            try:
+                self.record(op)
+            except Exception as e:  # noqa: BLE001 - a history that cannot be written ends the run
+                self.failed = True
+                self.on_error(e)
+
+    def close(self, timeout: float) -> None:
+        self.queue.put(_EXIT)
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            log.warning("recording the history is still under way %.0f s after the run", timeout)
+
+
+class _Run:
+    """One call of run(): the Scheduler behind one lock, the worker threads, the coordinator."""
+
+    def __init__(self, generator, concurrency, factory, record, seed, stop, deadline_ns, clock,
+                 grace_s, fatal, processes):
+        self.sched = Scheduler(generator, concurrency=concurrency, seed=seed, processes=processes)
+        self.factory, self.record, self.clock = factory, record, clock
+        self.fatal, self.stop, self.deadline_ns, self.grace_s = tuple(fatal), stop, deadline_ns, grace_s
+        self.lock = threading.Lock()
+        self.wakeups: queue.SimpleQueue = queue.SimpleQueue()   # pokes for the coordinator
+        self.halt = threading.Event()      # winding down: sleeps and backoffs end at once
         self.inboxes: dict = {}
         self.threads: dict = {}
+        self.in_flight: dict = {}          # thread -> its recorded, uncompleted invocation
+        self.open_for_good: list = []      # invocations whose worker raised a fatal error
+        self.stopping = False              # nothing new is dispatched
+        self.finished = False              # run() is returning: late completions are dropped
+        self.error: BaseException | None = None
+        self.done = False                  # the generator is exhausted and no thread is busy
+        self.next_wake: int | None = None  # the generator's next op is not due before this
+        self.waiting_until: int | None = None  # the coordinator's wake-up (None: when poked)
+        self.recorder = _Recorder(record, self._record_failed)
+        self.start = clock()
+        self.summary = RunSummary(start_ns=self.start, ended="exhausted")
 
-    def send(self, thread: Any, op: Op) -> None:
+    def _record_failed(self, error: BaseException) -> None:
+        with self.lock:
+            self.error = self.error or error
+            self._begin_stop("fatal")
+
+    # -- under the lock -----------------------------------------------------------------------------
+    def _poke(self) -> None:
+        self.wakeups.put(_WAKE)
+
+    def _begin_stop(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.summary.ended = reason
+            self.halt.set()
+            self._poke()
+
+    def _halted(self, now: int) -> bool:
+        if self.stopping:
+            return True
+        if self.stop.is_set():
+            self._begin_stop("stopped")
+        elif self.deadline_ns is not None and now >= self.deadline_ns:
+            self._begin_stop("deadline")
+        return self.stopping
+
+    def _dispatch(self, now: int, me: Any = None) -> Op | None:
+        """Hand out every op the generator has ready; return the one for thread `me`, if any."""
+        mine = None
+        while True:
+            kind, x = self.sched.next(now)
+            if kind == INVOKED or kind == SLEEPING:
+                thread, op = x
+                if kind == INVOKED:
+                    op = Op(process=op.process, type=INVOKE, f=op.f, key=op.key, value=op.value,
+                            time=self.start + now, node=op.node, extra=dict(op.extra) if op.extra else {})
+                    self.recorder.queue.put(op)
+                    self.summary.invocations += 1
+                    self.in_flight[thread] = op
+                if thread == me:
+                    mine = op
+                else:
+                    self._send(thread, op)
+            elif kind == LOGGED:
+                log.info("%s", x.value)
+            else:
+                self.done = kind == DONE
+                self.next_wake = x if kind == WAIT_UNTIL else None
+                if self.done or (self.next_wake is not None and
+                                 (self.waiting_until is None or self.next_wake < self.waiting_until)):
+                    self._poke()  # the coordinator has to wake up earlier than it planned
+                return mine
+
+    def _send(self, thread: Any, op: Op) -> None:
         inbox = self.inboxes.get(thread)
         if inbox is None:
             inbox = self.inboxes[thread] = queue.SimpleQueue()
@@ -208,72 +327,186 @@ class _Pool:
             t.start()
         inbox.put(op)
 
-    def exit_all(self) -> None:
-        for inbox in self.inboxes.values():
-            inbox.put(_EXIT)
+    # -- worker threads ---------------------------------------------------------------------------
+    def _settle(self, thread: Any, invoke: Op | None = None, done: Op | None = None,
+                backoff: float = 0.0) -> tuple[Op | None, bool]:
+        """A completion (or, with none, the end of a sleep or backoff) of `thread`: record it, tell
+        the generator, dispatch. Returns (this thread's next op, whether it holds for backoff)."""
+        with self.lock:
+            if self.finished:
+                return None, False
+            try:
+                now = self.clock() - self.start
+                held = False
+                if done is None:
+                    self.sched.wake(thread, now)
+                else:
+                    self.in_flight.pop(thread, None)
+                    done.process = invoke.process
+                    done.time = self.start + now
+                    self.recorder.queue.put(done)
+                    self.summary.completions += 1
+                    held = backoff > 0 and not self.stopping
+                    event = Op(process=done.process, type=done.type, f=done.f, key=done.key,
+                               value=done.value, time=now, node=done.node, error=done.error,
+                               extra=done.extra)
+                    self.sched.complete(thread, event, now, now + int(backoff * 1e9) if held else None)
+                if self._halted(now):
+                    if not self.in_flight:
+                        self._poke()  # the wind-down waits for exactly this
+                    return None, False
+                return self._dispatch(now, thread), held
+            except Exception as e:
+                self.error = self.error or e
+                self._begin_stop("fatal")
+                return None, False
+
+    def _settle_fatal(self, thread: Any, error: BaseException) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.open_for_good.append(self.in_flight.pop(thread))
+            self.error = self.error or error
+            self._begin_stop("fatal")
+
+    def _perform(self, thread: Any, op: Op, worker: Any, process: Any):
+        """op on this thread's worker, opened afresh for a new process:
+        (completion or None if fatal, backoff s, fatal exception, worker, process)."""
+        if worker is None or process != op.process:
+            worker = _close(worker, thread)
+            try:
+                worker, process = self.factory.open(thread, op.process), op.process
+            except self.fatal as e:
+                return None, 0.0, e, None, None
+            except Exception as e:
+                log.warning("thread %s: could not open a worker for process %s: %s", thread, op.process, e)
+                done = Op(process=op.process, type=FAIL, f=op.f, key=op.key, value=op.value,
+                          node=op.node, error=f"could not open a worker: {type(e).__name__}: {e}")
+                return done, OPEN_FAILURE_BACKOFF_S, None, None, None
+        try:
+            done = worker.invoke(op)
+            if not isinstance(done, Op) or done.type not in (OK, FAIL, INFO):
+                raise TypeError(f"worker returned {done!r}, not a completion Op (type ok, fail or info)")
+        except self.fatal as e:
+            return None, 0.0, e, worker, process
+        except Exception as e:
+            log.warning("thread %s: %s on %s %s: %s", thread, type(e).__name__, op.f, op.key, e)
+            done = Op(process=op.process, type=INFO, f=op.f, key=op.key, value=op.value,
+                      node=op.node, error=f"{type(e).__name__}: {e}")
+        backoff = 0.0
+        try:
+            backoff = max(0.0, float(getattr(worker, "backoff_after", _no_backoff)(done) or 0.0))
+        except Exception as e:
+            log.warning("thread %s: backoff_after failed: %s", thread, e)
+        if done.type == INFO and is_client_thread(thread):
+            worker, process = _close(worker, thread), None  # its process is retired
+        return done, backoff, None, worker, process
 
     def _work(self, thread: Any, inbox: queue.SimpleQueue) -> None:
         worker, process = None, None
         try:
-            while True:
-                op = inbox.get()
-                if op is _EXIT:
-                    return
-                if worker is None or process != op.process:
-                    worker = _close(worker, thread)
-                    try:
-                        worker, process = self.factory.open(thread, op.process), op.process
-                    except self.fatal as e:
-                        self.completions.put((thread, op, None, 0.0, e))
+            op = inbox.get()
+            while op is not _EXIT:
+                if op.type == SLEEP:
+                    self.halt.wait(max(0.0, (op.value - (self.clock() - self.start)) / 1e9))
+                    op, _ = self._settle(thread)
+                else:
+                    done, backoff, fatal, worker, process = self._perform(thread, op, worker, process)
+                    if fatal is not None:
+                        self._settle_fatal(thread, fatal)
                         return
-                    except Exception as e:  # noqa: BLE001 - the op certainly did not happen
-                        log.warning("thread %s: could not open a worker for process %s: %s", thread, op.process, e)
-                        done = Op(process=op.process, type=FAIL, f=op.f, key=op.key, value=op.value,
-                                  node=op.node, error=f"could not open a worker: {type(e).__name__}: {e}")
-                        self.completions.put((thread, op, done, OPEN_FAILURE_BACKOFF_S, None))
-                        continue
-                try:
-                    done = worker.invoke(op)
-                    if not isinstance(done, Op) or done.type not in (OK, FAIL, INFO):
-                        raise TypeError(f"worker returned {done!r}, not a completion Op (type ok, fail or info)")
-                except self.fatal as e:
-                    self.completions.put((thread, op, None, 0.0, e))
-                    return
-                except Exception as e:  # noqa: BLE001 - unknown error: the outcome is unknown
-                    log.warning("thread %s: %s on %s %s: %s", thread, type(e).__name__, op.f, op.key, e)
-                    done = Op(process=op.process, type=INFO, f=op.f, key=op.key, value=op.value,
-                              node=op.node, error=f"{type(e).__name__}: {e}")
-                backoff = 0.0
-                try:
-                    backoff = float(getattr(worker, "backoff_after", _no_backoff)(done) or 0.0)
-                except Exception as e:  # noqa: BLE001 - a broken hint must not stop the thread
-                    log.warning("thread %s: backoff_after failed: %s", thread, e)
-                if done.type == INFO and is_client_thread(thread):
-                    worker = _close(worker, thread)  # its process is retired
-                self.completions.put((thread, op, done, max(0.0, backoff), None))
+                    op, held = self._settle(thread, op, done, backoff)
+                    if held:
+                        self.halt.wait(backoff)
+                        op, _ = self._settle(thread)
+                if op is None:
+                    op = inbox.get()
         finally:
             _close(worker, thread)
+
+    # -- the coordinator ----------------------------------------------------------------------------
+    def _wait(self, timeout: float | None) -> None:
+        try:
+            self.wakeups.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while not self.wakeups.empty():  # one look covers every poke so far
+            self.wakeups.get()
+
+    def coordinate(self) -> None:
+        while True:
+            with self.lock:
+                now = self.clock() - self.start
+                if self._halted(now):
+                    break
+                self._dispatch(now)
+                if self.done:
+                    break
+                wake = self.next_wake
+                if self.deadline_ns is not None and (wake is None or self.deadline_ns < wake):
+                    wake = self.deadline_ns
+                self.waiting_until = wake
+                timeout = None if wake is None else max(1e-6, (wake - now) / 1e9)
+            self._wait(timeout)
+        # Wind down: nothing new; in-flight ops get grace_s to complete.
+        end = _time.monotonic() + self.grace_s
+        while True:
+            with self.lock:
+                self.stopping = True
+                self.halt.set()
+                if not self.in_flight:
+                    break
+            remaining = end - _time.monotonic()
+            if remaining <= 0:
+                break
+            self._wait(remaining)
+
+    def finish(self, clean: bool) -> RunSummary:
+        locked = self.lock.acquire(timeout=CLOSE_WAIT_S)
+        if not locked:
+            log.warning("a worker thread holds the interpreter's lock; finishing without it")
+        try:
+            self.finished = self.stopping = True
+            self.halt.set()
+            unfinished = self.open_for_good + list(self.in_flight.values())
+            abandoned = sorted(self.in_flight, key=str)
+        finally:
+            if locked:
+                self.lock.release()
+        for inbox in self.inboxes.values():
+            inbox.put(_EXIT)
+        self.recorder.close(CLOSE_WAIT_S * 5)
+        if clean:
+            close_end = _time.monotonic() + CLOSE_WAIT_S
+            for thread, t in self.threads.items():
+                if thread not in abandoned:
+                    t.join(timeout=max(0.0, close_end - _time.monotonic()))
+                    if t.is_alive():
+                        abandoned.append(thread)
+        for invoke in unfinished:
+            # it may still take effect: its process is never used again
+            self.sched.retire(self.sched.thread_of(invoke.process), invoke.process)
+        summary = self.summary
+        summary.unfinished, summary.abandoned_threads = unfinished, abandoned
+        summary.processes = dict(self.sched.workers)
+        summary.elapsed_s = (self.clock() - self.start) / 1e9
+        if unfinished:
+            log.warning("%d operation(s) still open after the %.1f s grace (they count as info): %s",
+                        len(unfinished), self.grace_s,
+                        ", ".join(f"{o.process}:{o.f}" for o in unfinished[:10]))
+        return summary
 
 
 def _no_backoff(completion: Op) -> float:
     return 0.0
 
 
-def _close(worker: Any, thread: Any) -> None:
-    if worker is not None:
-        try:
-            worker.close()
-        except Exception as e:  # noqa: BLE001
-            log.warning("thread %s: closing its worker failed: %s", thread, e)
-    return None
-
-
-def _watch(stop: threading.Event, completions: queue.SimpleQueue, finished: threading.Event) -> None:
-    # Turns stop.set() into a wake-up of the coordinating thread's blocking wait; lives at most
-    # half a second past the run.
+def _watch(stop: threading.Event, wakeups: queue.SimpleQueue, finished: threading.Event) -> None:
+    # Turns stop.set() into a wake-up of the coordinator's blocking wait; lives at most half a
+    # second past the run.
     while not finished.is_set():
         if stop.wait(0.5):
-            completions.put(_WAKE)
+            wakeups.put(_WAKE)
             return
 
 
@@ -282,136 +515,31 @@ def run(generator: Any, *, concurrency: int, workers: WorkerFactory, record: Cal
         clock: Callable[[], int] = _time.monotonic_ns, grace_s: float = 5.0, fatal: tuple = (),
         processes: dict | None = None) -> RunSummary:
     """Run `generator` until it is exhausted, `stop` is set or `deadline_ns` (ns after the start)
-    passes; record(op) gets every invocation and completion, in order, on this thread.
+    passes. record(op) gets every invocation and completion, in the order they happen, one call
+    at a time on a recorder thread; all of them have returned when run() returns. Workers must
+    not change the invocation they are given (it is the recorded op).
 
     After stop or the deadline nothing new is dispatched; ops in flight get grace_s seconds to
     complete, and those that do not stay open in the history (which counts them as info). An
     exception of a class in `fatal` raised by a worker ends the run the same way and is then
-    re-raised here. `processes` (thread -> process, from a previous RunSummary) continues the
-    process numbering of an earlier run."""
-    sched = Scheduler(generator, concurrency=concurrency, seed=seed, processes=processes)
-    stop = stop if stop is not None else threading.Event()
-    completions: queue.SimpleQueue = queue.SimpleQueue()
-    pool = _Pool(workers, completions, tuple(fatal))
-    finished = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(stop, completions, finished), name="generator-stop", daemon=True)
+    re-raised here, as is an exception of the generator or of record. `processes` (thread ->
+    process, from a previous RunSummary) continues the process numbering of an earlier run."""
+    state = _Run(generator, concurrency, workers, record, seed,
+                 stop if stop is not None else threading.Event(), deadline_ns, clock, grace_s,
+                 fatal, processes)
+    watcher_done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(state.stop, state.wakeups, watcher_done),
+                               name="generator-stop", daemon=True)
     watcher.start()
-    start = clock()
-    summary = RunSummary(start_ns=start, ended="exhausted")
-    in_flight: dict = {}          # thread -> the recorded invocation
-    open_for_good: list = []      # invocations whose worker raised a fatal error
-    timers: list = []             # (wake time, seq, thread): sleeps and backoffs
-    seq = itertools.count()
-    fatal_error: BaseException | None = None
     clean = False
-
-    def complete(item, now: int, winding_down: bool = False) -> None:
-        nonlocal fatal_error
-        thread, invoke, done, backoff, error = item
-        if error is not None:
-            fatal_error = fatal_error or error
-            open_for_good.append(in_flight.pop(thread))  # its invocation stays open
-            return
-        in_flight.pop(thread, None)
-        done.process = invoke.process
-        done.time = start + now
-        record(done)
-        summary.completions += 1
-        event = Op(process=done.process, type=done.type, f=done.f, key=done.key, value=done.value,
-                   time=now, node=done.node, error=done.error, extra=done.extra)
-        hold = now + int(backoff * 1e9) if backoff > 0 and not winding_down else None
-        sched.complete(thread, event, now, hold)
-        if hold is not None:
-            heapq.heappush(timers, (hold, next(seq), thread))
-
     try:
-        timeout: float | None = 0.0
-        while True:
-            try:
-                item = completions.get_nowait() if timeout == 0.0 else completions.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            timeout = 0.0
-            now = clock() - start
-            if item is not None:
-                if item is not _WAKE:
-                    complete(item, now)
-                continue
-            while timers and timers[0][0] <= now:
-                _, _, thread = heapq.heappop(timers)
-                sched.wake(thread, now)
-            if fatal_error is not None:
-                summary.ended = "fatal"
-                break
-            if stop.is_set():
-                summary.ended = "stopped"
-                break
-            if deadline_ns is not None and now >= deadline_ns:
-                summary.ended = "deadline"
-                break
-            kind, x = sched.next(now)
-            if kind == INVOKED:
-                thread, op = x
-                recorded = Op(process=op.process, type=INVOKE, f=op.f, key=op.key, value=op.value,
-                              time=start + now, node=op.node, extra=dict(op.extra) if op.extra else {})
-                record(recorded)
-                summary.invocations += 1
-                in_flight[thread] = recorded
-                pool.send(thread, recorded)
-            elif kind == SLEEPING:
-                thread, op = x
-                heapq.heappush(timers, (op.value, next(seq), thread))
-            elif kind == LOGGED:
-                log.info("%s", x.value)
-            elif kind == DONE:
-                break
-            else:
-                wake = x if kind == WAIT_UNTIL else None
-                if timers and (wake is None or timers[0][0] < wake):
-                    wake = timers[0][0]
-                if deadline_ns is not None and (wake is None or deadline_ns < wake):
-                    wake = deadline_ns
-                timeout = None if wake is None else max(0.0, (wake - now) / 1e9)
-                if timeout == 0.0:
-                    timeout = 1e-6  # due already: a zero would mean "don't block" to the loop
-        # Wind down: nothing new; in-flight ops get grace_s to complete.
-        wind_down_end = clock() + int(grace_s * 1e9)
-        while in_flight:
-            remaining = (wind_down_end - clock()) / 1e9
-            if remaining <= 0:
-                break
-            try:
-                item = completions.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if item is not _WAKE:
-                complete(item, clock() - start, winding_down=True)
-        if fatal_error is not None:
-            summary.ended = "fatal"
+        state.coordinate()
         clean = True
     finally:
-        finished.set()
-        pool.exit_all()
-        summary.unfinished = open_for_good + list(in_flight.values())
-        summary.abandoned_threads = sorted(in_flight, key=str)
-        if clean:
-            close_end = _time.monotonic() + CLOSE_WAIT_S
-            for thread, t in pool.threads.items():
-                if thread not in in_flight:
-                    t.join(timeout=max(0.0, close_end - _time.monotonic()))
-                    if t.is_alive():
-                        summary.abandoned_threads.append(thread)
-        for invoke in summary.unfinished:
-            # it may still take effect: its process is never used again
-            sched.retire(sched.thread_of(invoke.process), invoke.process)
-        summary.processes = {t: p for t, p in sched.workers.items()}
-        summary.elapsed_s = (clock() - start) / 1e9
-    if summary.unfinished:
-        log.warning("%d operation(s) still open after the %.1f s grace (they count as info): %s",
-                    len(summary.unfinished), grace_s,
-                    ", ".join(f"{o.process}:{o.f}" for o in summary.unfinished[:10]))
-    if fatal_error is not None:
-        raise fatal_error
+        watcher_done.set()
+        summary = state.finish(clean)
+    if state.error is not None:
+        raise state.error
     return summary
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import random
-from typing import Iterable
+from collections.abc import Iterable
 
 from chaos.config import FAULT_OPS, HEAL_OPS, START_OPS
 from chaos.generator.core import (EMPTY, NS, PENDING, Generator, GeneratorError, Seq, fill_op,
