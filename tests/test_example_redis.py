@@ -25,6 +25,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO = os.path.join(ROOT, "examples", "redis", "kill.yaml")
 
 
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 @pytest.fixture(scope="module")
 def redis_plugin():
     """redis-server installed and the example's entry point registered (bootstrap.sh does both).
@@ -43,7 +53,7 @@ def redis_plugin():
 
 def splitbrain(*argv, timeout=180):
     return subprocess.run([sys.executable, "-m", "chaos.cli", *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          check=False, timeout=timeout, cwd=ROOT)
 
 
 def kill_run(store, *options, seed=1):
@@ -68,7 +78,7 @@ def acknowledged_writes_just_before_kills(ops, window_ns=50_000_000):
 
 
 def redis_processes_on(address):
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
     return [line for line in out.splitlines() if "redis-server" in line and address in line]
 
 
@@ -82,12 +92,12 @@ def test_with_appendfsync_always_acknowledged_writes_survive_kills(redis_plugin,
     assert len(acknowledged_writes_just_before_kills(ops)) >= 3
     assert sum(1 for op in ops if op.type == OK and op.f in ("write", "cas") and not op.extra.get("final")) > 500
     assert any(op.type == OK and op.extra.get("final") and op.value is not None for op in ops)
-    results = json.load(open(os.path.join(run_dir, "results.json")))
+    results = read_json(os.path.join(run_dir, "results.json"))
     assert results["valid"] is True, results.get("reason")
-    config = json.load(open(os.path.join(run_dir, "config.json")))
+    config = read_json(os.path.join(run_dir, "config.json"))
     assert config["db_info"]["name"] == "redis"
     assert config["db_info"]["node options"] == {"appendonly": "yes", "fsync": "always"}
-    assert "Ready to accept connections" in open(os.path.join(run_dir, "nodes", "n1", "stderr.log")).read()
+    assert "Ready to accept connections" in read_text(os.path.join(run_dir, "nodes", "n1", "stderr.log"))
     assert not redis_processes_on(address)
 
 
@@ -95,7 +105,7 @@ def test_with_appendfsync_always_acknowledged_writes_survive_kills(redis_plugin,
 def test_without_the_append_only_file_a_kill_loses_acknowledged_writes(redis_plugin, tmp_path):
     proc, run_dir, address = kill_run(tmp_path / "store", "--node-option", "appendonly=no")
     assert proc.returncode == 1, proc.stderr[-4000:]
-    results = json.load(open(os.path.join(run_dir, "results.json")))
+    results = read_json(os.path.join(run_dir, "results.json"))
     assert results["valid"] is False
     assert "not linearizable" in results["reason"]
     # the evidence: after a restart, a key whose write Redis had acknowledged reads as empty
@@ -126,7 +136,7 @@ def test_faults_it_cannot_take_are_refused_with_the_reason(redis_plugin, tmp_pat
                       "--time-limit", "1", "--store", str(tmp_path))
     assert proc.returncode == 255
     assert f"the {fault} fault needs the '{fault}' capability, which 'redis' lacks: {reason}" in proc.stderr
-    config = json.load(open(os.path.join(str(tmp_path), "latest", "config.json")))
+    config = read_json(os.path.join(str(tmp_path), "latest", "config.json"))
     assert config["nodes_detail"] == []  # refused before any server started
 
 
@@ -155,8 +165,9 @@ class OneShotServer:
 
 
 def invoke(port, f, value=None, reply=b"+OK\r\n", timeout=2.0):
-    from chaos.interfaces import Node
     from splitbrain_redis.client import RegisterClient
+
+    from chaos.interfaces import Node
 
     client = RegisterClient(timeout).open([], Node(id="n1", client_url="", address="127.0.0.1", client_port=port))
     try:

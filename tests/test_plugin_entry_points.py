@@ -21,6 +21,16 @@ from chaos.history import INFO, OK, read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
 SERVER = '''
 """toykv: a key-value server, one line per request and per answer (GET k, SET k v, CAS k old new).
 Every write is appended to DATA_DIR/writes.log before it is answered, so a kill loses nothing
@@ -202,7 +212,7 @@ def splitbrain(plugin_path, *argv, timeout=180):
     paths = ([plugin_path] if plugin_path else []) + [ROOT, os.path.join(ROOT, "node_image")]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return subprocess.run([sys.executable, "-m", "chaos.cli", *argv], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+                          check=False, timeout=timeout, env=env, cwd=ROOT)
 
 
 def base_address():
@@ -221,7 +231,7 @@ def latest(store):
 
 
 def toykv_processes():
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
     return [line for line in out.splitlines() if "toykv.server" in line]
 
 
@@ -241,15 +251,15 @@ def test_run_uses_the_plugins_db_and_workload(kill_run):
     proc, store = kill_run
     assert proc.returncode == 0, proc.stderr[-4000:]
     run_dir = latest(store)
-    config = json.load(open(os.path.join(run_dir, "config.json")))
+    config = read_json(os.path.join(run_dir, "config.json"))
     assert config["db"] == "toykv" and config["workload"] == "toyreg"
     assert config["db_info"]["name"] == "toykv" and config["db_info"]["system"] == "toykv (a test plug-in)"
     assert "kill" in config["db_info"]["capabilities"]
     assert ("kill", ["n1"]) in hits(config)
-    assert "toykv serving on" in open(os.path.join(run_dir, "nodes", "n1", "stderr.log")).read()
+    assert "toykv serving on" in read_text(os.path.join(run_dir, "nodes", "n1", "stderr.log"))
     ops = read_jsonl(os.path.join(run_dir, "history.jsonl"))
     assert sum(1 for op in ops if op.type == OK and op.f == "write") > 20
-    assert json.load(open(os.path.join(run_dir, "results.json")))["valid"] is True
+    assert read_json(os.path.join(run_dir, "results.json"))["valid"] is True
     assert not toykv_processes()
 
 
@@ -262,7 +272,7 @@ def test_reproduce_rebuilds_the_plugins_db_and_replays_its_faults(plugin_path, k
     assert again.returncode == 0, again.stderr[-4000:]
     replay = latest(store)
     assert replay != original
-    first, second = (json.load(open(os.path.join(d, "config.json"))) for d in (original, replay))
+    first, second = (read_json(os.path.join(d, "config.json")) for d in (original, replay))
     assert second["reproduces"] == original and second["db_info"]["name"] == "toykv"
     assert second["workload"] == "toyreg" and hits(second) == hits(first)
 
@@ -278,7 +288,7 @@ def test_nightly_runs_a_matrix_naming_the_plugin(plugin_path, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "valid    toy-nightly seed 5" in proc.stdout
     (run,) = os.listdir(store / "toy-nightly")
-    config = json.load(open(store / "toy-nightly" / run / "config.json"))
+    config = read_json(store / "toy-nightly" / run / "config.json")
     assert config["db_info"]["name"] == "toykv" and config["workload"] == "toyreg"
 
 

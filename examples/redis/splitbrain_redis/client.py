@@ -63,7 +63,7 @@ class RegisterClient(Client):
         self.reader = None
         self._backoff = 0.0
 
-    def open(self, nodes: list[Node], node: Node) -> "RegisterClient":
+    def open(self, nodes: list[Node], node: Node) -> RegisterClient:
         self.node = node
         return self
 
