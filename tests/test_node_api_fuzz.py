@@ -11,7 +11,6 @@ import pytest
 import node_fuzz
 from raftnode.localcluster import LocalCluster
 
-pytest.importorskip("schemathesis")
 
 
 @pytest.fixture(scope="module")

@@ -183,7 +183,12 @@ def encode_entry_data(data) -> bytes:
 
 class PreEncoded(dict):
     """A command dict that carries its own JSON encoding (`wire`), built by the HTTP layer from
-    the client's body so the leader does not encode every command a second time."""
+    the client's body so the leader does not encode every command a second time.
+
+    Only server.parse_write_body builds them, and only from values that pass kv.value_problem's
+    rules (finite numbers, nesting at most 100, JSON types): the leader's apply skips that check
+    for them (it costs as much as encoding the value again), and the followers, which decode
+    the same values from `wire`, reach the same verdict by running it."""
 
     __slots__ = ("wire",)
 

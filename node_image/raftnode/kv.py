@@ -42,6 +42,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from .codec import PreEncoded
 from .jsonenc import compact_encoder
 from .types import COMMAND, NOOP, Entry
 
@@ -126,8 +127,9 @@ def json_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def validate_command(command: Any) -> str | None:
-    """The problem with a command dict, or None when it is well formed."""
+def validate_command(command: Any, values_checked: bool = False) -> str | None:
+    """The problem with a command dict, or None when it is well formed. `values_checked`: the
+    values are known to pass value_problem already (see codec.PreEncoded)."""
     if not isinstance(command, dict):
         return "command must be an object"
     op = command.get("op")
@@ -145,7 +147,7 @@ def validate_command(command: Any) -> str | None:
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
         return "seq must be a non-negative integer"
     for name in ("value", "expected"):
-        if name in command:
+        if name in command and not values_checked:
             problem = value_problem(command[name])
             if problem is not None:
                 return f"{name} {problem}"
@@ -194,7 +196,7 @@ class KVStateMachine:
 
     def _apply_command(self, entry: Entry) -> tuple[int, dict]:
         command = entry.data
-        problem = validate_command(command)
+        problem = validate_command(command, values_checked=type(command) is PreEncoded)
         if problem is not None:
             return 400, {"error": "bad_command", "detail": problem}
         client_id, seq = command.get("client_id"), command.get("seq")
