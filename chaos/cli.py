@@ -126,6 +126,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if "nemesis" in given:
             raise ConfigError("--nemesis and --scenario do not mix: the scenario sets the faults")
         return load_scenario(args.scenario, overrides=given)
+    from chaos.registry import db_defaults
+    for key, value in db_defaults(given.get("db", "raftnode")).items():
+        given.setdefault(key, value)
     given.setdefault("test_name", given.get("workload", "register"))
     return RunConfig(**given).validate()
 

@@ -36,6 +36,8 @@ class FaultKind:
     params: dict[str, dict[str, bool]] = field(default_factory=dict)
     #: heal order at the end of a run: lower heals first (network before processes)
     heal_rank: int = 50
+    #: the smallest cluster this fault means anything on (a partition needs two nodes)
+    min_nodes: int = 1
     description: str = ""
 
     def needs(self, value: Any = None) -> frozenset[str]:
@@ -71,6 +73,8 @@ def _clock_nemesis(db, nodes, view, rng):
 
 
 def _random_partition(rng: random.Random, nodes: int, leader: bool) -> dict:
+    if nodes < 2:
+        raise ValueError("a partition needs at least two nodes")
     topologies = ["isolate-one", "halves", "random-halves"]
     if nodes >= 3:
         topologies += ["majorities-ring", "bridge"]
@@ -79,17 +83,18 @@ def _random_partition(rng: random.Random, nodes: int, leader: bool) -> dict:
     return {"topology": rng.choice(topologies)}
 
 
-def _random_target(leader: bool) -> tuple[str, ...]:
-    return ("one", "minority", "majority", "leader") if leader else ("one", "minority", "majority")
+def _random_targets(nodes: int, leader: bool, base: tuple[str, ...]) -> tuple[str, ...]:
+    """Targets that hit someone: a minority of fewer than three nodes is nobody."""
+    targets = tuple(t for t in base if t != "minority" or nodes >= 3)
+    return targets + (("leader",) if leader else ())
 
 
 def _random_process(rng: random.Random, nodes: int, leader: bool) -> dict:
-    return {"target": rng.choice(_random_target(leader))}
+    return {"target": rng.choice(_random_targets(nodes, leader, ("one", "minority", "majority")))}
 
 
 def _random_clock(rng: random.Random, nodes: int, leader: bool) -> dict:
-    targets = ("one", "minority", "leader", "all") if leader else ("one", "minority", "all")
-    target = rng.choice(targets)
+    target = rng.choice(_random_targets(nodes, leader, ("one", "minority", "all")))
     mode = rng.choice(CLOCK_MODES)
     if mode == "bump":
         return {"target": target, "mode": "bump", "delta": rng.choice((-60, -10, -2, 2, 10, 60, 300))}
@@ -103,7 +108,7 @@ BUILTIN_KINDS = (
     FaultKind("partition", "partition", "heal", frozenset({"partition"}), _partition_nemesis,
               _random_partition, params={"partition": {"topology": True, "groups": False, "node": False},
                                          "heal": {}},
-              heal_rank=10, description="iptables drops between groups of nodes"),
+              heal_rank=10, min_nodes=2, description="iptables drops between groups of nodes"),
     FaultKind("kill", "kill", "start", frozenset({"kill"}), _kill_nemesis, _random_process,
               heal_value={"target": "killed"}, params={"kill": {"target": True}, "start": {"target": False}},
               heal_rank=30, description="SIGKILL the service process, start it later"),

@@ -80,6 +80,8 @@ def check_capabilities(ctx: RunContext) -> None:
     problems = []
     for name in cfg.faults_in_use:
         kind = fault_kind(name)
+        if cfg.nodes < kind.min_nodes:
+            problems.append(f"the {name} fault needs at least {kind.min_nodes} nodes; this run has {cfg.nodes}")
         for capability in sorted(kind.capabilities - have):
             problems.append(_missing(db, capability, f"the {name} fault"))
     for step in cfg.schedule or ():
@@ -325,6 +327,7 @@ def check(ctx: RunContext, checker: Callable) -> dict:
     results = dict(checker(ops, workload=ctx.workload.checker_workload, checker=ctx.config.checker,
                            out_dir=ctx.run.report_dir, time_budget_s=ctx.config.check_time_budget))
     results.setdefault("checkers", {})
+    results = add_checks(results, workload_checks(ctx, ops))
     if ctx.workload.final_reads_required:
         failed = ctx.final_read_failures if ctx.final_reads_done else ["(final reads never ran)"]
         results["checkers"]["final-reads"] = {"valid": True if not failed else "unknown", "unread_keys": failed}
@@ -338,6 +341,23 @@ def check(ctx: RunContext, checker: Callable) -> dict:
     ctx.timings["check_s"] = round(time.monotonic() - t0, 3)
     results.setdefault("reason", "")
     return results
+
+
+def workload_checks(ctx: RunContext, ops: list[Op]) -> list[dict]:
+    """The checkers a workload names from the `splitbrain.checkers` registry: each is called as
+    check(ops, context) and returns {"valid", "reason"?, ...}."""
+    from chaos.registry import load
+
+    out = []
+    context = {"config": ctx.config, "out_dir": ctx.run.report_dir, "run_dir": ctx.run.path}
+    for name in getattr(ctx.workload, "checkers", ()):
+        try:
+            result = dict(load("splitbrain.checkers", name)(ops, context))
+        except Exception as e:  # noqa: BLE001 - a broken checker is unknown, never a pass
+            result = {"valid": "unknown", "reason": f"{type(e).__name__}: {e}"}
+        result["name"] = name
+        out.append(result)
+    return out
 
 
 def report(ctx: RunContext, render: Callable, out) -> None:

@@ -75,3 +75,14 @@ def entry_point_objects(group: str) -> Iterator[tuple[str, Any]]:
     """Every entry of a group, loaded (for registries that index by a field of the object)."""
     for name, target in _entry_points(group).items():
         yield name, _load(group, name, target)
+
+
+def db_defaults(name: str) -> dict:
+    """RunConfig fields a DB wants when the user does not say (e.g. {"provisioner": "local",
+    "nodes": 1} for a single-server system): the factory's `defaults` attribute."""
+    try:
+        factory = load("splitbrain.dbs", name)
+    except RegistryError:
+        return {}  # validation reports the unknown name
+    defaults = getattr(factory, "defaults", None)
+    return dict(defaults) if isinstance(defaults, dict) else {}

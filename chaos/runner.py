@@ -70,9 +70,15 @@ def default_nemesis_factory(faults: list[str], db, nodes, view, rng):
 
 def default_checker(ops: list[Op], *, workload: str, checker: str, out_dir: str,
                     time_budget_s: float | None) -> dict:
-    from checkers import check_history
-    return check_history(ops, workload=workload, checker=checker, out_dir=out_dir,
-                         time_budget_s=time_budget_s)
+    """Our checkers for the models they know (register, set, kv); for a plugin's workload of
+    another model only the statistics (its own checkers come from Workload.checkers)."""
+    from checkers import WORKLOADS, check_history
+    from checkers.stats import check_availability, check_stats
+    if workload in WORKLOADS:
+        return check_history(ops, workload=workload, checker=checker, out_dir=out_dir,
+                             time_budget_s=time_budget_s)
+    parts = {"stats": check_stats(ops), "availability": check_availability(ops)}
+    return {"valid": parts["stats"]["valid"], "reason": "", "workload": workload, "checkers": parts}
 
 
 def default_render(run_path: str) -> str | None:

@@ -20,6 +20,8 @@ class Workload:
     checker_workload = "base"
     #: True when the verdict is unknown unless every final read succeeded (set)
     final_reads_required = False
+    #: more checkers, by name in the `splitbrain.checkers` registry (chaos.registry)
+    checkers: tuple[str, ...] = ()
 
     def __init__(self, config):
         self.config = config

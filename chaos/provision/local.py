@@ -206,7 +206,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 os.makedirs(self.log_dir(node), exist_ok=True)
                 with open(self._clock_file(node), "w") as f:
                     f.write("+0 x1\n")
-            if self.partition_note is None:
+            if "partition" not in self.unavailable():
                 self._net = CgroupNet(self.nodes, self.chain, self._cgroup_rel)
             self._save_state()
             if self._net is not None:
