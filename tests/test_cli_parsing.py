@@ -60,7 +60,7 @@ def run_cli(*argv):
     (["run", "--nemesis", "partition,meteor"], "unknown nemesis 'meteor'"),
     (["run", "--nodes", "0"], "nodes must be an integer from 1 to 64"),
     (["run", "--workload", "queue"], "unknown workload 'queue' (valid: register, set)"),
-    (["run", "--db", "mongo"], "unknown db 'mongo' (valid: raftnode"),
+    (["run", "--db", "mongo"], "unknown db 'mongo' (valid: "),
     (["run", "--node-option", "snapshot-every"], "expected NAME=VALUE"),
     (["run", "--time-limit", "-1"], "must be positive"),
     (["frobnicate"], "invalid choice"),
