@@ -6,7 +6,9 @@ hand-written load loop, with the same workload, the history streamed to disk in 
   http      bench_client's fast fake node on loopback and the workload's RegisterClient
 
 Usage: python bench/bench_generator.py [--seconds 5] [--workers 1,10,32] [--modes trivial,http]
-Loopback only; bounded in time; prints a table. Not a test: figures go into the README.
+          [--rounds 3]
+Each cell is the median of --rounds alternating runs (the machine is shared: single runs vary by
+2x). Loopback only; bounded in time; prints a table. Not a test: figures go into the README.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import io
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -108,7 +111,7 @@ def bench_runner_trivial(nodes, workers: int, seconds: float) -> float:
             pass
 
     class TrivialWorkload(RegisterWorkload):
-        def client(self, client_id):
+        def client(self, *_):  # (client_id) before the DB boundary moved, (db, client_id) after
             return TrivialClient()
 
     with tempfile.TemporaryDirectory(prefix="splitbrain-bench-") as store:
@@ -128,15 +131,20 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--workers", default="1,10,32")
     ap.add_argument("--modes", default="trivial,http")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     worker_counts = [int(w) for w in args.workers.split(",")]
     modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in ("trivial", "http")]
+    if unknown:
+        print(f"unknown mode {unknown[0]!r} (valid: trivial, http)", file=sys.stderr)
+        return 2
     from bench_client import bench_runner, free_ports, serve
 
     from chaos.interfaces import Node
     ports = free_ports(3)
     ready = multiprocessing.Event()
-    budget = (args.seconds * 4 + 20) * len(worker_counts) * len(modes) + 30
+    budget = (args.seconds * 2 + 10) * 2 * args.rounds * len(worker_counts) * len(modes) + 30
     server = multiprocessing.Process(target=serve, args=(ports, ready, budget), daemon=True)
     server.start()
     try:
@@ -144,23 +152,25 @@ def main() -> int:
             print("the fake node did not start", file=sys.stderr)
             return 1
         nodes = [Node(f"n{i + 1}", f"http://127.0.0.1:{p}", "127.0.0.1", client_port=p) for i, p in enumerate(ports)]
-        print(f"ok ops/s, {args.seconds:.0f} s each, {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.1f}")
+        print(f"ok ops/s, median of {args.rounds} x {args.seconds:g} s, {os.cpu_count()} CPU(s), "
+              f"load {os.getloadavg()[0]:.1f}")
         print(f"{'mode':>8} {'workers':>8} {'runner':>10} {'interpreter':>12} {'ratio':>7}")
         for mode in modes:
             for w in worker_counts:
-                if mode == "trivial":
-                    r = bench_runner_trivial(nodes, w, args.seconds)
-                    i = bench_interpreter(TrivialFactory(), w, args.seconds)
-                elif mode == "http":
-                    r = bench_runner(nodes, w, args.seconds)
-                    i = bench_interpreter(HttpFactory(nodes), w, args.seconds)
-                else:
-                    print(f"unknown mode {mode!r} (valid: trivial, http)", file=sys.stderr)
-                    return 2
+                runner, interpreter = [], []
+                for _ in range(args.rounds):
+                    if mode == "trivial":
+                        runner.append(bench_runner_trivial(nodes, w, args.seconds))
+                        interpreter.append(bench_interpreter(TrivialFactory(), w, args.seconds))
+                    else:
+                        runner.append(bench_runner(nodes, w, args.seconds))
+                        interpreter.append(bench_interpreter(HttpFactory(nodes), w, args.seconds))
+                r, i = statistics.median(runner), statistics.median(interpreter)
                 print(f"{mode:>8} {w:>8} {r:>10,.0f} {i:>12,.0f} {i / r:>7.2f}", flush=True)
     finally:
         server.terminate()
         server.join(5)
+    print(f"load at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

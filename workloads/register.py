@@ -33,7 +33,8 @@ class RegisterWritesAndCas(Generator):
             # a fresh key has nothing to compare against yet: its first is a write
             o = fill_op({"f": "write", "key": self.key, "value": new}, ctx)
         else:
-            expected = ctx.rng.randint(max(1, new - 4), new - 1)
+            lowest = max(1, new - 4)
+            expected = lowest + int(ctx.rng.random() * (new - lowest))  # uniform in [lowest, new)
             o = fill_op({"f": "cas", "key": self.key, "value": [expected, new]}, ctx)
         if o is PENDING:
             return PENDING, self

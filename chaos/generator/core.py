@@ -104,7 +104,11 @@ class StepRandom(random.Random):
         return z ^ (z >> 31)
 
     def random(self) -> float:
-        return (self._next64() >> 11) * (1.0 / 9007199254740992.0)
+        # _next64 inlined: this is the draw generators make on every op
+        s = self._state = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return ((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0)
 
     def getrandbits(self, k: int) -> int:
         if k <= 64:
@@ -175,6 +179,8 @@ class Context:
         free = self.free
         if len(threads) == 1:
             free = threads if threads[0] in free else ()
+        elif free and free[-1] in excluded and len(excluded) == 1:
+            free = free[:-1]  # clients: the Scheduler keeps the nemesis thread last
         elif len(excluded) <= 2:
             # the common scopes (clients: all but the nemesis) exclude a thread or two
             for t in excluded:
@@ -224,6 +230,8 @@ class Generator:
     """Base class: subclasses implement op(); update() ignores events unless overridden."""
 
     __slots__ = ()
+    #: True when update() is known to change nothing (lets wrappers skip the work of passing on)
+    deaf = False
 
     def op(self, ctx: Context) -> tuple[Any, Generator | None]:
         raise NotImplementedError
@@ -233,7 +241,7 @@ class Generator:
 
 
 def _ignores_updates(gen: Generator) -> bool:
-    return type(gen).update is Generator.update
+    return type(gen).update is Generator.update or gen.deaf
 
 
 class _Empty(Generator):
@@ -1029,11 +1037,12 @@ def series(fn: Callable[[int], Any], start: int = 0) -> Generator:
 
 
 class RotatingKeys(Generator):
-    __slots__ = ("per_key", "prefix", "ops_per_key", "slots", "next_index")
+    __slots__ = ("per_key", "prefix", "ops_per_key", "slots", "next_index", "deaf")
 
-    def __init__(self, per_key, prefix, ops_per_key, slots, next_index):
+    def __init__(self, per_key, prefix, ops_per_key, slots, next_index, deaf=None):
         self.per_key, self.prefix, self.ops_per_key = per_key, prefix, ops_per_key
         self.slots, self.next_index = slots, next_index  # slots: (key, its generator, ops so far)
+        self.deaf = all(_ignores_updates(gen) for _, gen, _ in slots) if deaf is None else deaf
 
     def _fresh(self, index: int) -> tuple:
         key = f"{self.prefix}{index}"
@@ -1041,7 +1050,7 @@ class RotatingKeys(Generator):
 
     def op(self, ctx):
         slots, next_index = self.slots, self.next_index
-        s = ctx.rng.randrange(len(slots))
+        s = int(ctx.rng.random() * len(slots))  # randrange's generality costs twice as much
         for _ in range(2):
             key, gen, count = slots[s]
             o, rest = gen.op(ctx)
@@ -1060,7 +1069,9 @@ class RotatingKeys(Generator):
             next_index += 1
         else:
             slot = (key, rest, count)
-        return o, RotatingKeys(self.per_key, self.prefix, self.ops_per_key, _replace(slots, s, slot), next_index)
+        deaf = None if slots is not self.slots else self.deaf and _ignores_updates(slot[1])
+        return o, RotatingKeys(self.per_key, self.prefix, self.ops_per_key, _replace(slots, s, slot),
+                               next_index, deaf)
 
     def update(self, ctx, event):
         for s, (key, gen, count) in enumerate(self.slots):
@@ -1084,9 +1095,8 @@ def rotating_keys(per_key: Callable[[str], Any], *, keys: int = 5, ops_per_key: 
     for name, n in (("keys", keys), ("ops_per_key", ops_per_key)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise GeneratorError(f"rotating_keys needs a positive integer {name}, got {n!r}")
-    gen = RotatingKeys(per_key, prefix, ops_per_key, (), keys)
-    gen.slots = tuple(gen._fresh(i) for i in range(keys))
-    return gen
+    first = RotatingKeys(per_key, prefix, ops_per_key, (), keys)
+    return RotatingKeys(per_key, prefix, ops_per_key, tuple(first._fresh(i) for i in range(keys)), keys)
 
 
 class ThenKeys(Generator):

@@ -108,7 +108,9 @@ class Scheduler:
                 raise GeneratorError(f"process {process!r} cannot run on thread {thread} "
                                      f"(client thread t runs processes t, t + {concurrency}, ...)")
             self.workers[thread] = process
-        self.free: list = list(self.threads)   # longest-free first
+        # Longest-free first, the nemesis thread always last: a plain op goes to a client, and the
+        # common scopes (clients, nemesis) are a slice of it.
+        self.free: list = list(self.threads)
         self.busy: dict = {}                   # thread -> the op it runs (or _HOLD)
         self.step = 0                          # events so far: keys the context's random stream
 
@@ -170,7 +172,7 @@ class Scheduler:
         if hold_until is not None and hold_until > now:
             self.busy[thread] = _HOLD
         else:
-            self.free.append(thread)
+            self._free(thread)
         # The context still maps the thread to the process that ran the op, as Jepsen's does.
         self.gen = self.gen.update(self.context(now), completion)
         if completion.type == INFO and is_client_thread(thread):
@@ -189,8 +191,15 @@ class Scheduler:
     def wake(self, thread: Any, now: int) -> None:
         """`thread` finished sleeping or backing off."""
         del self.busy[thread]
-        self.free.append(thread)
+        self._free(thread)
         self.step += 1
+
+    def _free(self, thread: Any) -> None:
+        free = self.free
+        if thread != NEMESIS and free and free[-1] == NEMESIS:
+            free.insert(len(free) - 1, thread)
+        else:
+            free.append(thread)
 
 
 # -- the threaded interpreter -----------------------------------------------------------------------
