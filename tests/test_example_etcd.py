@@ -50,27 +50,37 @@ def etcd_image(docker_engine):
 def splitbrain_run(store, subnet, *args, timeout=200):
     """`splitbrain run --db etcd ...` in a subprocess; (exit code, run dir, stderr)."""
     proc = subprocess.run([sys.executable, "-m", "chaos.cli", "run", "--db", "etcd", "--store", str(store),
-                           "--subnet", subnet, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                           "--subnet", subnet, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
     latest = os.path.join(str(store), "latest")
     return proc.returncode, os.path.realpath(latest) if os.path.exists(latest) else None, proc.stderr
 
 
+def read_json(run_dir, name):
+    with open(os.path.join(run_dir, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def status_lines(run_dir):
+    with open(os.path.join(run_dir, "status.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
 def assert_nothing_left(run_dir, subnet):
-    config = json.load(open(os.path.join(run_dir, "config.json")))
+    config = read_json(run_dir, "config.json")
     run_id = f"{config['test_name']}-{os.path.basename(run_dir)}"[:60]
     for argv in (["docker", "ps", "-a", "-q"], ["docker", "network", "ls", "-q"]):
         out = subprocess.run(argv + ["--filter", f"label=splitbrain.run={run_id}"], capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=60, check=False)
         assert out.returncode == 0 and out.stdout.split() == [], f"{argv[1]} left behind: {out.stdout}"
     inspect = subprocess.run("docker network inspect $(docker network ls -q) --format '{{range .IPAM.Config}}"
-                             "{{.Subnet}} {{end}}'", shell=True, capture_output=True, text=True, timeout=60)
+                             "{{.Subnet}} {{end}}'", shell=True, capture_output=True, text=True, timeout=60, check=False)
     assert subnet not in inspect.stdout
 
 
-def statuses_before(status_lines, t_ns, window_ns=1_000_000_000):
+def statuses_before(statuses, t_ns, window_ns=1_000_000_000):
     """node -> its latest status answered within window_ns before t_ns."""
     latest = {}
-    for line in status_lines:
+    for line in statuses:
         if t_ns - window_ns <= line["time"] <= t_ns and line.get("status"):
             latest[line["node"]] = line["status"]
     return latest
@@ -120,24 +130,24 @@ def test_linearizable_etcd_survives_faults_aimed_at_its_leader(etcd_image, tmp_p
     assert run_dir is not None, stderr[-3000:]
     try:
         assert code == 0, stderr[-5000:]
-        results = json.load(open(os.path.join(run_dir, "results.json")))
+        results = read_json(run_dir, "results.json")
         assert results["valid"] is True, results
         ops = read_jsonl(os.path.join(run_dir, "history.jsonl"))
         assert sum(1 for op in ops if op.type == "ok" and op.process != NEMESIS) >= 3000
 
-        config = json.load(open(os.path.join(run_dir, "config.json")))
+        config = read_json(run_dir, "config.json")
         executed = [s for s in config["schedule"] if not s.get("final")]
         assert [s["f"] for s in executed] == ["partition", "heal", "kill", "start", "pause", "resume",
                                               "partition", "heal"]
         assert [s for s in executed if s.get("error")] == []
         assert {s["f"] for s in executed if s["result"]} >= {"partition", "kill", "pause"}
 
-        status_lines = [json.loads(line) for line in open(os.path.join(run_dir, "status.jsonl"))]
+        statuses = status_lines(run_dir)
         aimed = [(p.invoke, p.complete) for p in pair_ops(ops)
                  if p.invoke.process == NEMESIS and aims_at_leader(p.invoke.value)]
         assert [op.f for op, _ in aimed] == ["partition", "kill", "pause"]
         for op, done in aimed:
-            named = etcd_leader(statuses_before(status_lines, done.time))
+            named = etcd_leader(statuses_before(statuses, done.time))
             assert named is not None and hit_nodes(done) == [named], (op.f, done.value, named)
     finally:
         assert_nothing_left(run_dir, subnet)
@@ -152,15 +162,15 @@ def test_serializable_reads_from_an_isolated_follower_are_stale(etcd_image, tmp_
     assert run_dir is not None, stderr[-3000:]
     try:
         assert code == 1, stderr[-5000:]
-        results = json.load(open(os.path.join(run_dir, "results.json")))
+        results = read_json(run_dir, "results.json")
         assert results["valid"] is False and results["checkers"]["linearizable"]["valid"] is False, results
         ops = read_jsonl(os.path.join(run_dir, "history.jsonl"))
-        status_lines = [json.loads(line) for line in open(os.path.join(run_dir, "status.jsonl"))]
+        statuses = status_lines(run_dir)
         cuts = [op for op in ops if op.process == NEMESIS and op.type == "info"][:4]
         assert [(op.f, hit_nodes(op) if op.f == "partition" else None) for op in cuts] == \
             [("partition", ["n3"]), ("heal", None)] * 2
         # n3 was a follower (leader=n1 moved etcd's leadership there) when it was first cut off ...
-        assert etcd_leader(statuses_before(status_lines, cuts[0].time)) == "n1"
+        assert etcd_leader(statuses_before(statuses, cuts[0].time)) == "n1"
         # ... and answered reads from its own copy while cut off: stale ones among them
         stale = [r for cut, healed in (cuts[:2], cuts[2:]) for r in stale_reads(ops, "n3", cut.time, healed.time)]
         assert stale, "no stale read from n3 while it was cut off"
@@ -176,6 +186,7 @@ def test_clock_faults_on_etcd_are_refused_before_anything_starts(etcd_image, tmp
     assert code == 255
     assert "the clock fault needs the 'clock' capability, which 'etcd' lacks: etcd does not read its " \
            "clock through libc" in stderr
-    assert "setting up" not in open(os.path.join(run_dir, "controller.log")).read()
+    with open(os.path.join(run_dir, "controller.log"), encoding="utf-8") as f:
+        assert "setting up" not in f.read()
     assert not os.path.exists(os.path.join(run_dir, "history.jsonl"))
     assert_nothing_left(run_dir, subnet)

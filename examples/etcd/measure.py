@@ -26,7 +26,7 @@ def run_once(scenario: str, mode: str, seed: int, store: str, subnet: str) -> di
     argv = [sys.executable, "-m", "chaos.cli", "run", "--db", "etcd", "--scenario", scenario,
             "--node-option", f"read-mode={mode}", "--seed", str(seed), "--store", store, "--subnet", subnet]
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     run_dir = os.path.realpath(os.path.join(store, "latest"))
     results, ok = {}, 0
     try:

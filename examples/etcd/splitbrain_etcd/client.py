@@ -23,7 +23,6 @@ import base64
 import http.client
 import json
 import select
-import socket
 import time
 
 from chaos.history import FAIL, INFO, OK, Op
@@ -55,7 +54,7 @@ class EtcdRegisterClient(Client):
         self.conn: http.client.HTTPConnection | None = None
         self._backoff = 0.0
 
-    def open(self, nodes: list[Node], node: Node) -> "EtcdRegisterClient":
+    def open(self, nodes: list[Node], node: Node) -> EtcdRegisterClient:
         self.node = node  # etcd forwards proposals to its leader itself: no redirects
         return self
 
@@ -100,7 +99,7 @@ class EtcdRegisterClient(Client):
             try:
                 response = self.conn.getresponse()
                 raw = response.read()
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 self.close()
                 raise NoAnswer(f"timeout: no answer within {self.timeout} s", sent=True) from None
             except (OSError, http.client.HTTPException) as e:
