@@ -73,9 +73,8 @@ class RunContext:
 
 # -- set up ---------------------------------------------------------------------------------------
 
-def check_capabilities(ctx: RunContext) -> None:
+def check_capabilities(cfg: RunConfig, db: DB) -> None:
     """Refuse, before anything starts, every fault the DB cannot do (no silent no-ops)."""
-    db, cfg = ctx.db, ctx.config
     have = db.capabilities()
     problems = []
     for name in cfg.faults_in_use:
@@ -100,11 +99,20 @@ def _missing(db: DB, capability: str, purpose: str) -> str:
     return ""
 
 
-def setup(ctx: RunContext, db_factory: Callable, nemesis_factory: Callable) -> None:
+def make_db(config: RunConfig, run_id: str, db_factory: Callable) -> DB:
+    """The run's DB, checked against everything the run asks of it; nothing is created yet.
+    A bad setting (the DB's own validation) is a RunAborted naming it, not a crash."""
+    try:
+        db = db_factory(config, run_id)
+    except (ValueError, TypeError, LookupError) as e:
+        raise RunAborted(f"{config.db}: {e}") from None
+    check_capabilities(config, db)
+    return db
+
+
+def setup(ctx: RunContext, nemesis_factory: Callable) -> None:
     cfg = ctx.config
     t0 = time.monotonic()
-    ctx.db = db_factory(cfg, run_id(ctx))
-    check_capabilities(ctx)
     log.info("setting up %d %s nodes (%s)", cfg.nodes, ctx.db.name, cfg.provisioner)
     if hasattr(ctx.db, "failed_setup_log_dir"):
         ctx.db.failed_setup_log_dir = ctx.run.node_dir
@@ -122,8 +130,9 @@ def setup(ctx: RunContext, db_factory: Callable, nemesis_factory: Callable) -> N
     ctx.history = HistoryWriter(ctx.run.history_path)
 
 
-def run_id(ctx: RunContext) -> str:
-    return f"{ctx.config.test_name}-{ctx.run.timestamp}"[:60]
+def run_id(test_name: str, timestamp: str) -> str:
+    """Names the run's resources (containers, networks, chains): unique per run."""
+    return f"{test_name}-{timestamp}"[:60]
 
 
 # -- nemesis ops ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from chaos.history import FAIL, INFO, INVOKE, OK, Op
 from chaos.interfaces import ClientBug, Unsupported
 from chaos.phases import RunAborted, RunContext
 from chaos.progress import ConsoleHandler, Counts, Progress
-from chaos.store import create_run_dir
+from chaos.store import TIMESTAMP_FORMAT, create_run_dir
 
 log = logging.getLogger("splitbrain")
 LOGGERS = ("splitbrain", "chaos", "workloads", "checkers", "reports", "systems")
@@ -150,8 +150,17 @@ class Runner:
         """Run the test; return the exit code. Never raises (except for a third-party bug in
         the signal machinery); everything is logged to the run's controller.log."""
         cfg = self.config
-        run = create_run_dir(cfg.store, cfg.test_name)
-        self.ctx = ctx = RunContext(config=cfg, run=run, workload=self.workload, counts=self.counts,
+        now = time.time()
+        stamp = time.strftime(TIMESTAMP_FORMAT, time.localtime(now))
+        try:
+            # Refused before anything starts: no run directory, no report, no resource.
+            db = phases.make_db(cfg, phases.run_id(cfg.test_name, f"{stamp}-{os.getpid() % 10000}"),
+                                self.db_factory)
+        except (RunAborted, Unsupported, ConfigError) as e:
+            print(f"splitbrain: {e}", file=self.progress_stream, flush=True)
+            return EXIT_CRASHED
+        run = create_run_dir(cfg.store, cfg.test_name, now=now)
+        self.ctx = ctx = RunContext(config=cfg, run=run, workload=self.workload, counts=self.counts, db=db,
                                     run_token=f"{os.getpid():x}{random.getrandbits(24):06x}")
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         handler = self._setup_logging()
@@ -213,7 +222,7 @@ class Runner:
 
     def _run_phases(self) -> None:
         ctx = self.ctx
-        phases.setup(ctx, self.db_factory, self.nemesis_factory)
+        phases.setup(ctx, self.nemesis_factory)
         ctx.planned_schedule = self._plan_schedule()
         self._write_config()
         ctx.generator = self.workload.generator()
@@ -359,7 +368,7 @@ class Runner:
         doc["started"] = self.started
         if self.argv:
             doc["argv"] = list(self.argv)
-        doc["run_id"] = phases.run_id(ctx)
+        doc["run_id"] = getattr(ctx.db, "run_id", None)
         doc["nodes_detail"] = [{"id": n.id, "url": n.client_url, "address": n.address} for n in ctx.nodes]
         doc["node_names"] = cfg.node_names
         if ctx.db is not None:

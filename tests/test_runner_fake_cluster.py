@@ -183,13 +183,27 @@ def test_an_exception_during_setup_tears_down_and_exits_255(tmp_path):
     assert "no leader elected" in open(os.path.join(runner.run.path, "controller.log")).read()
 
 
-def test_faults_the_provisioner_cannot_inject_are_refused_before_setup(tmp_path):
+def test_faults_the_db_cannot_inject_are_refused_before_anything_starts(tmp_path):
     db = FakeDB()
-    code, runner, db, checker, _ = run(tmp_path, db=db, nemesis=["partition"])
-    assert code == EXIT_CRASHED
+    errors = io.StringIO()
+    runner = Runner(make_config(tmp_path, nemesis=["partition"]), db_factory=lambda cfg, run_id: db,
+                    checker=Recorder(), render=lambda p: None, out=io.StringIO(), progress_stream=errors,
+                    progress_tty=False, install_signal_handlers=False)
+    assert runner.execute() == EXIT_CRASHED
     assert db.cluster is None  # never set up
-    log = open(os.path.join(runner.run.path, "controller.log")).read()
-    assert "the partition fault needs the 'partition' capability, which 'fake' lacks" in log
+    assert "the partition fault needs the 'partition' capability, which 'fake' lacks" in errors.getvalue()
+    assert runner.run is None and not os.path.exists(tmp_path / "store")  # no run, no report
+
+
+def test_a_setting_the_db_refuses_is_a_clear_error_not_a_crash(tmp_path):
+    def factory(cfg, run_id):
+        raise ValueError("raftnode has no node option 'snapshot-evry' (valid: bug, check-quorum, ...)")
+
+    errors = io.StringIO()
+    runner = Runner(make_config(tmp_path), db_factory=factory, checker=Recorder(), render=lambda p: None,
+                    out=io.StringIO(), progress_stream=errors, progress_tty=False, install_signal_handlers=False)
+    assert runner.execute() == EXIT_CRASHED
+    assert "splitbrain: raftnode: raftnode has no node option 'snapshot-evry'" in errors.getvalue()
 
 
 def test_rate_limit_bounds_the_number_of_operations(tmp_path):

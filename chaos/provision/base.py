@@ -137,6 +137,46 @@ class ProvisionedDB(DB, Clock):
 
     client_port = 8000
     peer_port = 9000
+    #: the provisioner this class runs on ("docker", "local"): what --provisioner names
+    provisioner = ""
+    #: the seeded bugs of the system (--bug NAME reaches it as node option "bug")
+    seeded_bugs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config, run_id: str, **overrides) -> "ProvisionedDB":
+        """Build the DB from a run's config: node count, node options (with --bug as option
+        "bug" for a system that has seeded bugs), provisioner options checked against the
+        constructor (a clear error naming the valid ones), the docker subnet, libfaketime only
+        for runs with clock faults, and the client request timeout."""
+        import inspect
+
+        if config.bug and config.bug not in cls.seeded_bugs:
+            valid = ", ".join(cls.seeded_bugs) or "none"
+            raise ValueError(f"{cls.name} has no seeded bug {config.bug!r} (its seeded bugs: {valid})")
+        options = dict(config.node_options)
+        if config.bug:
+            options["bug"] = config.bug
+        accepted = set()
+        for klass in cls.__mro__:
+            if "__init__" in klass.__dict__:
+                accepted |= {name for name, p in inspect.signature(klass.__init__).parameters.items()
+                             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                             and name not in ("self", "run_id", "nodes", "node_options")}
+        kw = dict(config.provisioner_options)
+        if "leader_timeout" in kw:  # its name before it was the generic readiness bound
+            kw.setdefault("ready_timeout", kw.pop("leader_timeout"))
+        for key in kw:
+            if key not in accepted:
+                raise ValueError(f"the {cls.provisioner or cls.name} provisioner has no option {key!r} "
+                                 f"(its options: {', '.join(sorted(accepted))})")
+        if config.subnet and "subnet" in accepted:
+            kw["subnet"] = config.subnet
+        if "clock" in accepted:
+            kw.setdefault("clock", "clock" in config.faults_in_use)
+        kw.update(overrides)
+        db = cls(run_id, config.nodes, options, **kw)
+        db.request_timeout = config.request_timeout
+        return db
 
     def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
                  detached: bool = False, ready_timeout: float = 30.0):
@@ -295,6 +335,26 @@ class ProvisionedDB(DB, Clock):
     def _process_started_now(self, node: Node) -> None:
         self._process_started[node.id] = time.monotonic()
         self._clock_calibrated.discard(node.id)
+
+
+def db_factory(*classes: type) -> "Callable":
+    """A `splitbrain.dbs` registry entry over DB classes, one per provisioner they run on:
+
+        make_db = db_factory(EtcdDB)                         # docker only
+        make_db = db_factory(RaftnodeDocker, RaftnodeLocal)  # --provisioner docker|local
+    """
+    by_provisioner = {cls.provisioner: cls for cls in classes}
+
+    def make_db(config, run_id: str, **overrides):
+        cls = by_provisioner.get(config.provisioner)
+        if cls is None:
+            name = classes[0].name
+            raise ValueError(f"{name} runs on the provisioners {', '.join(by_provisioner)}, "
+                             f"not {config.provisioner!r}")
+        return cls.from_config(config, run_id, **overrides)
+
+    make_db.classes = classes  # type: ignore[attr-defined]
+    return make_db
 
 
 def docker_client():

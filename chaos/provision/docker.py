@@ -88,6 +88,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
     """A service in containers on an internal network; see the module docstring."""
 
     name = "container"
+    provisioner = "docker"
     image: str | None = None          # the image to run; or override image_tag()
     data_dir = "/var/lib/service"
     log_dir = "/var/log/service"

@@ -99,6 +99,7 @@ def _hex_ip(address: str) -> str:
 
 class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
     name = "process"
+    provisioner = "local"
 
     def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
                  base_address: str = "127.0.0.11", client_port: int | None = None,

@@ -20,7 +20,7 @@ import sys
 import threading
 
 from chaos.interfaces import Client, Node, Primaries, StatusProbe, StatusView, Unsupported
-from chaos.provision.base import ProvisionError, wait_until
+from chaos.provision.base import ProvisionError, db_factory, wait_until
 from chaos.provision.docker import ContainerDB
 from chaos.provision.local import ProcessDB
 
@@ -303,49 +303,12 @@ class RaftnodeLocal(Raftnode, ProcessDB):
                 **self.peer_environment()}
 
 
-PROVISIONERS = {"docker": RaftnodeDocker, "local": RaftnodeLocal}
+make_db = db_factory(RaftnodeDocker, RaftnodeLocal)
 
 
 def build_images(force: bool = False) -> list[str]:
     from systems.raftnode.image import build_images as build
     return build(force=force)
-
-
-def make_db(config, run_id: str, **overrides):
-    """The registry's factory: the raftnode DB on config.provisioner, with the run's node
-    options (a seeded bug, timeouts, ...) and provisioner options."""
-    cls = PROVISIONERS.get(config.provisioner)
-    if cls is None:
-        raise ValueError(f"raftnode runs on the provisioners {', '.join(PROVISIONERS)}, "
-                         f"not {config.provisioner!r}")
-    options = dict(config.node_options)
-    if config.bug:
-        options["bug"] = config.bug
-    kw = dict(config.provisioner_options)
-    if "leader_timeout" in kw:  # its name before it was the generic readiness bound
-        kw.setdefault("ready_timeout", kw.pop("leader_timeout"))
-    if config.subnet and cls is RaftnodeDocker:
-        kw["subnet"] = config.subnet
-    kw.setdefault("clock", "clock" in config.faults_in_use)
-    kw.update(overrides)
-    db = cls(run_id, config.nodes, options, **_accepted(cls, kw, config.provisioner))
-    db.request_timeout = config.request_timeout
-    return db
-
-
-def _accepted(cls, kw: dict, provisioner: str) -> dict:
-    import inspect
-    accepted = set()
-    for klass in cls.__mro__:
-        if "__init__" in klass.__dict__:
-            accepted |= {name for name, p in inspect.signature(klass.__init__).parameters.items()
-                         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                         and name not in ("self", "run_id", "nodes", "node_options")}
-    for key in kw:
-        if key not in accepted:
-            raise ValueError(f"the {provisioner} provisioner has no option {key!r} "
-                             f"(its options: {', '.join(sorted(accepted))})")
-    return kw
 
 
 make_db.build_images = build_images  # `splitbrain image build --db raftnode`

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 
 from chaos.interfaces import Client, Node, Primaries, StatusProbe, StatusView, Unsupported
-from chaos.provision.base import ProvisionError, wait_until
+from chaos.provision.base import ProvisionError, db_factory, wait_until
 from chaos.provision.docker import ContainerDB
 from chaos.provision.image import build_image
 
@@ -169,18 +169,7 @@ class EtcdDB(ContainerDB, Primaries, StatusProbe):
                 "node options": {k: str(v) for k, v in sorted(self.node_options.items())}}
 
 
-def make_db(config, run_id: str) -> EtcdDB:
-    """The registry's factory (splitbrain.dbs: etcd)."""
-    if config.provisioner != "docker":
-        raise ValueError(f"etcd runs on the docker provisioner only, not {config.provisioner!r}")
-    if config.bug:
-        raise ValueError(f"etcd has no seeded bugs (got --bug {config.bug})")
-    kw = dict(config.provisioner_options)
-    if config.subnet:
-        kw["subnet"] = config.subnet
-    db = EtcdDB(run_id, config.nodes, dict(config.node_options), **kw)
-    db.request_timeout = config.request_timeout
-    return db
-
-
+# The registry's entry (splitbrain.dbs: etcd): --provisioner docker, node options, provisioner
+# options and the request timeout from the run's config.
+make_db = db_factory(EtcdDB)
 make_db.build_images = build_images  # `splitbrain image build --db etcd`

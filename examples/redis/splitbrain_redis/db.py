@@ -11,6 +11,7 @@ kill depends on the append-only file alone, not on when a snapshot happened to r
 from __future__ import annotations
 
 from chaos.interfaces import Node
+from chaos.provision.base import db_factory
 from chaos.provision.local import ProcessDB
 from splitbrain_redis.client import RegisterClient
 
@@ -58,12 +59,7 @@ class RedisDB(ProcessDB):
         return {"system": "redis-server (Debian)", "node options": dict(self.persistence)}
 
 
-def make_db(config, run_id: str) -> RedisDB:
-    """The registry's entry (splitbrain.dbs: redis)."""
-    if config.provisioner != "local":
-        raise ValueError(f"redis runs on the local provisioner (--provisioner local), not {config.provisioner!r}")
-    if config.bug:
-        raise ValueError(f"redis has no seeded bugs (got --bug {config.bug})")
-    db = RedisDB(run_id, config.nodes, config.node_options, clock=False, **config.provisioner_options)
-    db.request_timeout = config.request_timeout
-    return db
+# The registry's entry (splitbrain.dbs: redis): --provisioner local, node options and the
+# request timeout from the run's config.
+make_db = db_factory(RedisDB)
+make_db.defaults = {"provisioner": "local", "nodes": 1}  # a single server, on this machine
