@@ -38,16 +38,21 @@ class NodeLogEvent:
     mono: float | None          # node monotonic clock (may be skewed by libfaketime)
     fields: dict
     line: int
+    path: str = ""              # the log file it is in, relative to the run directory
 
 
 @dataclass
 class NodeLog:
+    """Everything collected of one node: its files, and the events of those that are JSON lines
+    with an "event" field (docs/contracts.md §2; other systems' logs are listed, not parsed)."""
+
     node: str
-    path: str                   # relative to the run directory
+    path: str                   # the file with the node's events (or its first), relative to the run
     events: list[NodeLogEvent] = field(default_factory=list)   # all but commit advances
     counts: dict[str, int] = field(default_factory=dict)       # lines per event kind
     lines: int = 0
     unparsed: int = 0           # lines that were not JSON objects (stack traces, stderr noise)
+    files: list[str] = field(default_factory=list)  # every collected file, relative to the run
 
 
 # Commit advances are the bulk of a busy node's log and play no part in the timeline: they are
@@ -109,8 +114,8 @@ def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def read_node_log(path: str, node: str, rel: str) -> NodeLog:
-    log = NodeLog(node=node, path=rel)
+def read_node_log(path: str, node: str, rel: str, log: NodeLog | None = None) -> NodeLog:
+    log = log or NodeLog(node=node, path=rel)
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, raw in enumerate(f, start=1):
             log.lines += 1
@@ -132,7 +137,7 @@ def read_node_log(path: str, node: str, rel: str) -> NodeLog:
             fields = {k: v for k, v in d.items() if k not in ("ts", "mono", "node", "event")}
             log.events.append(NodeLogEvent(node=str(d.get("node", node)), event=d["event"],
                                            ts=_number(d.get("ts")), mono=_number(d.get("mono")),
-                                           fields=fields, line=number))
+                                           fields=fields, line=number, path=rel))
     return log
 
 
@@ -179,10 +184,22 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     nodes_dir = path("nodes")
     if os.path.isdir(nodes_dir):
         for node in sorted(os.listdir(nodes_dir)):
-            log_path = os.path.join(nodes_dir, node, "node.log")
-            if os.path.isfile(log_path):
-                node_logs[node] = read_node_log(log_path, node, f"nodes/{node}/node.log")
+            folder = os.path.join(nodes_dir, node)
+            names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))) \
+                if os.path.isdir(folder) else []
+            names.sort(key=lambda n: n != "node.log")  # the bundled node's event log first
+            if not names:
+                continue
+            log = NodeLog(node=node, path=f"nodes/{node}/{names[0]}")
+            for name in names:
+                rel = f"nodes/{node}/{name}"
+                log.files.append(rel)
+                before = len(log.events)
+                read_node_log(os.path.join(folder, name), node, rel, log)
+                if len(log.events) > before and log.path != rel and not any(e.path == log.path for e in log.events):
+                    log.path = rel
+            node_logs[node] = log
     if not node_logs:
-        missing.append("nodes/*/node.log")
+        missing.append("nodes/*")
     return RunData(run_dir=run_dir, config=config, ops=ops, polls=polls, results=results,
                    node_logs=node_logs, missing=missing)

@@ -48,6 +48,7 @@ class RaftEvent:
     fields: dict
     line: int
     placed_by: str              # "monotonic", "wall clock", or "" when unplaced
+    path: str = ""              # the node log file, relative to the run directory
 
 
 @dataclass
@@ -169,7 +170,7 @@ def place_events(logs: dict[str, NodeLog], polls: list[StatusPoll], t0: int) -> 
                 nearest = min(candidates, key=lambda a: abs(a[0] - value))
                 time, how = value + nearest[1], label
                 break
-            events.append(RaftEvent(time, node, ev.event, ev.fields, ev.line, how))
+            events.append(RaftEvent(time, node, ev.event, ev.fields, ev.line, how, ev.path))
     events.sort(key=lambda e: (e.time is None, e.time if e.time is not None else 0.0))
     return events
 

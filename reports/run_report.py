@@ -471,6 +471,10 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
                           "before it"], srows, page_size=20, cls="stable-leaders"))
     interesting = [e for e in tl.events if e.event in ("election_won", "role", "start", "stop", "peer_garbage")
                    or (e.event == "vote" and e.fields.get("granted") is True)]
+    if not tl.events:
+        # a system whose logs are not JSON event lines (docs/contracts.md §2): listed under Files
+        out.append("</section>")
+        return "".join(out)
     out.append(f"<h3>Elections and leader changes from the node logs ({len(interesting):,} events)</h3>")
     out.append(f'<p class="note">{_plural(tl.leader_changes, "change")} of the stable leader, '
                f'{_plural(tl.terms_seen, "term")} seen by polls. '
@@ -484,7 +488,8 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
         detail = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in e.fields.items())
         rows.append(tr([num(e.time, "{:.3f}") if e.time is not None else "<td>unplaced</td>", esc(e.node),
                         esc(e.event), f'<td class="mono wrap">{esc(detail[:300])}</td>',
-                        f'<a href="../nodes/{esc(e.node)}/node.log">line {esc(e.line)}</a>', esc(e.placed_by)]))
+                        f'<a href="../{esc(e.path or f"nodes/{e.node}/node.log")}">line {esc(e.line)}</a>',
+                        esc(e.placed_by)]))
     out.append(table([("time (s)", "num"), "node", "event", "details", "log", "placed by"], rows, page_size=40, cls="events"))
     if len(interesting) > cap:
         out.append(f'<p class="note">First {cap:,} shown; the node logs below have all of them.</p>')
@@ -579,7 +584,8 @@ def _files_section(run: RunData, report_dir: str) -> str:
         rows = []
         for node, log in run.node_logs.items():
             summary = ", ".join(f"{k} {v:,}" for k, v in sorted(log.counts.items(), key=lambda kv: -kv[1]))
-            rows.append(tr([esc(node), f'<a href="../{esc(log.path)}">{esc(log.path)}</a>', num(log.lines),
+            links = "<br>".join(f'<a href="../{esc(f)}">{esc(f)}</a>' for f in (log.files or [log.path]))
+            rows.append(tr([esc(node), f"<td>{links}</td>", num(log.lines),
                             num(log.unparsed), f'<td class="wrap">{esc(summary)}</td>']))
         out.append(table(["node", "log", ("lines", "num"), ("non-JSON lines", "num"), "events"], rows, cls="nodelogs"))
     else:

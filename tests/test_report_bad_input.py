@@ -58,7 +58,7 @@ def test_a_status_file_cut_mid_line_by_a_crash_keeps_the_complete_polls(tmp_path
 def test_missing_optional_files_are_listed_on_the_page(tmp_path):
     with open(render_run(write_run(tmp_path / "run", OPS)), encoding="utf-8") as f:
         page = f.read()
-    assert "Missing from the run directory: config.json, results.json, status.jsonl, nodes/*/node.log." in page
+    assert "Missing from the run directory: config.json, results.json, status.jsonl, nodes/*." in page
     assert "No status polls (status.jsonl) in this run: no timeline." in page
 
 
@@ -73,3 +73,15 @@ def test_an_empty_history_still_renders(tmp_path):
 def test_a_path_that_is_not_a_directory_is_an_error(tmp_path):
     with pytest.raises(ReportError, match="not a directory"):
         render_run(tmp_path / "nope")
+
+
+def test_another_systems_logs_are_listed_and_do_not_count_as_missing(tmp_path):
+    run = write_run(tmp_path / "run", OPS)
+    folder = tmp_path / "run" / "nodes" / "n1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stderr.log").write_text('{"level":"info","msg":"etcd started"}\nplain text\n')
+    with open(render_run(run), encoding="utf-8") as f:
+        page = f.read()
+    assert "nodes/*" not in page.split("Missing from the run directory:")[1].split(".")[0]
+    assert 'href="../nodes/n1/stderr.log"' in page
+    assert "Elections and leader changes from the node logs" not in page
