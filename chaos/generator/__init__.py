@@ -1,17 +1,24 @@
 """What to do next: generators of client and nemesis operations, and their interpreter.
 
-A test's operations are one generator value, composed Jepsen style, for example:
+A test's operations are one generator value, composed Jepsen style; e.g. (cfg a RunConfig):
 
-    from chaos.generator import *
-    load = time_limit(60, nemesis_and_clients(random_nemesis(FAULTS, 5, seed, 5),
-                                              stagger(0.01, register_ops)))
-    test = phases(load, heal_generator(FAULTS), then_keys(..., final_reads))
-    run(test, concurrency=10, workers=factory, record=history.append, seed=seed)
+    from chaos.generator import heal_generator, nemesis_and_clients, phases, run, then_keys, time_limit
+    from chaos.scenario import compile_nemesis
+    from workloads.register import register_final_generator, register_generator
+
+    load = time_limit(cfg.time_limit, nemesis_and_clients(compile_nemesis(cfg), register_generator(cfg)))
+    test = then_keys(phases(load, heal_generator(cfg.faults_in_use)),
+                     lambda keys: register_final_generator(keys, cfg))
+    summary = run(test, concurrency=cfg.concurrency, workers=factory, record=history.append,
+                  seed=cfg.seed, grace_s=...)
+
+(a runner that waits for the cluster to recover before the final reads runs them in a second
+run() with processes=summary.processes, and the keys from the history).
 
 core         the protocol (op/update, PENDING, Context), lifting of dicts/functions/lists, and
              the combinators
-interpreter  run() (worker threads, one coordinating thread), simulate() (virtual time), and
-             the Scheduler both share
+interpreter  run() (worker threads settling events under one lock), simulate() (virtual
+             time), and the Scheduler both drive
 schedule     fault schedules as nemesis generators, and back from a history to a replay
 legacy       the pre-interpreter client generators the runner still drives by hand; every
              name chaos.generator exported before stays importable from here

@@ -212,7 +212,7 @@ def _close(worker: Any, thread: Any) -> None:
     if worker is not None:
         try:
             worker.close()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - closing is best effort; the run goes on
             log.warning("thread %s: closing its worker failed: %s", thread, e)
     return None
 
