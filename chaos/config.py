@@ -30,9 +30,6 @@ CLOCK_MODES = _faults.CLOCK_MODES
 # names against the registry itself, so these lists only serve help texts.
 WORKLOADS = ("register", "set")
 PROVISIONERS = ("docker", "local")
-# Seeded bugs of the bundled node (systems.raftnode); a plugin's DB validates its own.
-BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit",
-        "forget-vote")
 # Settings that older runs (and the CLI flags of the bundled node) name at the top level: they
 # are node options of the raftnode DB now.
 LEGACY_NODE_OPTIONS = {"election_timeout": "election-timeout", "heartbeat_ms": "heartbeat",

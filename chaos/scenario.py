@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from chaos.config import (BUGS, CLOCK_MODES, FAULTS, LEGACY_NODE_OPTIONS, NEMESIS_FS, PROVISIONERS,
-                          TARGETS, TOPOLOGIES, ConfigError, RunConfig, node_names)
+from chaos.config import (CLOCK_MODES, FAULTS, LEGACY_NODE_OPTIONS, NEMESIS_FS, TARGETS, TOPOLOGIES,
+                          ConfigError, RunConfig, node_names)
 from chaos.generator import EMPTY, Generator, before, random_nemesis, schedule_generator
 
 
@@ -237,11 +237,23 @@ def _check_types(data: dict, loc: Located, path: tuple = ()) -> None:
     for key, choices in (("workload", names("splitbrain.workloads")), ("db", names("splitbrain.dbs"))):
         if key in data and data[key] is not None and data[key] not in choices:
             raise loc.error(path + (key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices)})")
-    if data.get("db", "raftnode") == "raftnode":
-        # the bundled node's own choices: a plugin's DB checks its own when the run starts
-        for key, choices in (("provisioner", PROVISIONERS), ("bug", BUGS)):
+    # The DB's own choices when its registry entry states them (chaos.provision.base.db_factory):
+    # checked here too, so that the error names the line.
+    classes = _db_classes(data.get("db", "raftnode"))
+    if classes:
+        choices_of = {"provisioner": sorted({c.provisioner for c in classes}),
+                      "bug": sorted({b for c in classes for b in c.seeded_bugs})}
+        for key, choices in choices_of.items():
             if key in data and data[key] is not None and data[key] not in choices:
-                raise loc.error(path + (key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices)})")
+                raise loc.error(path + (key,), f"unknown {key} {data[key]!r} (valid: {', '.join(choices) or 'none'})")
+
+
+def _db_classes(name: str) -> tuple:
+    from chaos.registry import RegistryError, load
+    try:
+        return tuple(getattr(load("splitbrain.dbs", name), "classes", ()))
+    except RegistryError:
+        return ()
 
 
 def _key_named_in(message: str, data: dict) -> str | None:

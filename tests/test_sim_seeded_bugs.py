@@ -7,6 +7,7 @@ Which fault exposes which bug (the README documents this table):
   stale-read         reads sent to followers / partitioned nodes
   lease-read         a leader whose clock runs slow, isolated by a partition (clock-rate skew)
   commit-old-term    Figure 8: leader crashes after replicating an earlier term's entry
+  snapshot-gap       a follower caught up by InstallSnapshot, then crashed: it cannot restart
 """
 
 import pytest
@@ -31,6 +32,7 @@ def _first_failing_seed(bug):
     ("no-fsync", None),
     ("ack-before-commit", "acknowledged write lost"),
     ("stale-read", "linearizable reads"),
+    ("snapshot-gap", "restart:"),
 ])
 def test_the_randomized_simulator_catches_the_seeded_bug(bug, check):
     failing = _first_failing_seed(bug)

@@ -45,7 +45,7 @@ from .types import (APPEND, APPEND_RESP, CANDIDATE, COMMAND, FOLLOWER, LEADER, N
                     Ready, SnapshotInstall, StorageState)
 
 CORE_BUGS = frozenset({"commit-old-term", "stale-read", "lease-read"})
-DRIVER_BUGS = frozenset({"no-fsync", "ack-before-commit", "forget-vote"})
+DRIVER_BUGS = frozenset({"no-fsync", "ack-before-commit", "forget-vote", "snapshot-gap"})
 KNOWN_BUGS = CORE_BUGS | DRIVER_BUGS
 
 DEFAULT_SNAPSHOT_CHUNK = 64 * 1024

@@ -43,6 +43,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from . import core as _core
 from . import http as httpmod
 from .codec import PreEncoded
 from .jsonenc import compact_encoder
@@ -57,7 +58,7 @@ MAX_VALUE_BYTES = 64 * 1024
 GC_FREEZE_INTERVAL_S = 1.0
 CONNECTION_SWEEP_S = 1.0  # how often idle client connections are looked for
 STALL_REPORT_S = 0.1
-KNOWN_BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit", "forget-vote")
+KNOWN_BUGS = tuple(sorted(_core.KNOWN_BUGS))  # the seeded bugs (core.py lists them once)
 
 _WRITE_FIELDS = {
     "put": ({"value"}, {"value", "client_id", "seq"}),

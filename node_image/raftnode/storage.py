@@ -68,7 +68,9 @@ deletions reaching the disk out of order) when only entries the snapshot covers 
 tests/test_storage_snapshot_install_crash.py crashes the install after each file operation.
 
 Seeded bugs (Config.bugs): "no-fsync" skips every fsync (writes are acknowledged while only in the
-page cache); "forget-vote" never persists voted_for, so a restarted node can vote twice in a term.
+page cache); "forget-vote" never persists voted_for, so a restarted node can vote twice in a term;
+"snapshot-gap" installs a leader's snapshot without dropping the old log, so the node cannot restart
+(the gap between the old log and the entries after the snapshot is a fatal corruption at replay).
 """
 
 from __future__ import annotations
@@ -267,6 +269,7 @@ class Storage:
         self.files = files if files is not None else OS_FILES
         self.sync_enabled = "no-fsync" not in bugs
         self.forget_vote = "forget-vote" in bugs
+        self.snapshot_gap = "snapshot-gap" in bugs
         self.segment_bytes = segment_bytes
         self.recovery_notes: list[str] = []
         self._segments: list[list] = []  # [seq, path, max entry index written (0 if none)]
@@ -685,6 +688,11 @@ class Storage:
         docstring). keep_log_after: the log handed to the storage so far holds (index, term), so
         the entries after index continue the snapshot and stay; otherwise the log is emptied."""
         files = self.files
+        if self.snapshot_gap:
+            # SEEDED BUG snapshot-gap: the install keeps the old, shorter log on disk (no restart
+            # record), as before issue 9: the next replay meets a gap after it and the node cannot
+            # restart.
+            keep_log_after = True
         with self._snapshot_lock:
             part = None
             if index > self.snapshot_index:

@@ -20,6 +20,7 @@ import sys
 import threading
 
 from chaos.interfaces import Client, Node, Primaries, StatusProbe, StatusView, Unsupported
+from raftnode.core import KNOWN_BUGS
 from chaos.provision.base import ProvisionError, db_factory, wait_until
 from chaos.provision.docker import ContainerDB
 from chaos.provision.local import ProcessDB
@@ -27,8 +28,8 @@ from chaos.provision.local import ProcessDB
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE_PATH = os.path.join(REPO_ROOT, "node_image")
 
-SEEDED_BUGS = ("stale-read", "no-fsync", "commit-old-term", "lease-read", "ack-before-commit",
-               "forget-vote")
+# The node's seeded bugs, from the node itself (raftnode.core lists them once).
+SEEDED_BUGS = tuple(sorted(KNOWN_BUGS))
 
 NODE_OPTION_HELP = {
     "election-timeout": "randomized election timeout range MIN-MAX in ms (default 150-300)",
