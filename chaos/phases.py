@@ -53,14 +53,25 @@ class RunContext:
     final_reads_done: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     run_token: str = ""
-    generator: Any = None
     counts: Any = None
+    processes: dict = field(default_factory=dict)   # thread -> its last process (the interpreter's)
+    keys_used: dict = field(default_factory=dict)   # client keys in order of first use
 
     def record(self, op: Op) -> bool:
-        """Append to the history unless the load is over for clients (late completions)."""
+        """Append to the history unless the load is over for clients (late completions). A
+        client invocation names the node its thread is bound to (thread % nodes); the keys
+        used and the completions by type are noted for the final reads and the progress line."""
         with self.history_lock:
             if self.clients_closed and not op.is_nemesis:
                 return False
+            if not op.is_nemesis:
+                if op.type == INVOKE:
+                    if op.node is None and isinstance(op.process, int) and self.nodes:
+                        op.node = self.nodes[(op.process % self.config.concurrency) % len(self.nodes)].id
+                    if op.key is not None and not op.extra.get("final"):
+                        self.keys_used.setdefault(op.key, None)
+                elif self.counts is not None:
+                    self.counts.add(op.type)
             self.history.append(op)
             return True
 
@@ -137,9 +148,8 @@ def run_id(test_name: str, timestamp: str) -> str:
 
 # -- nemesis ops ----------------------------------------------------------------------------------
 
-def nemesis_op(ctx: RunContext, f: str, value: Any, planned_at: float | None = None,
-               final: bool = False) -> Op:
-    """Invoke one nemesis op, record both halves and the executed schedule entry."""
+def nemesis_op(ctx: RunContext, f: str, value: Any, final: bool = False) -> Op:
+    """Invoke one nemesis op outside the load (the heal-everything), recording both halves."""
     at = round(time.monotonic() - ctx.load_start, 3)
     invoke = Op(process=NEMESIS, type=INVOKE, f=f, value=value, time=time.monotonic_ns())
     ctx.record(invoke)
@@ -152,25 +162,13 @@ def nemesis_op(ctx: RunContext, f: str, value: Any, planned_at: float | None = N
         if not isinstance(done, Op):
             raise TypeError(f"nemesis returned {type(done).__name__}, not an Op")
         done.process, done.type, done.f = NEMESIS, INFO, f
-        done.time = time.monotonic_ns()
-    except Exception as e:  # noqa: BLE001 - a failed fault is recorded, the run goes on
+    except Exception as e:  # noqa: BLE001 - a failed heal is recorded, the run goes on
         error = f"{type(e).__name__}: {e}"
         log.warning("nemesis %s %s failed: %s", f, value, error)
-        done = Op(process=NEMESIS, type=INFO, f=f, value=None, time=time.monotonic_ns(), error=error)
+        done = Op(process=NEMESIS, type=INFO, f=f, value=None, error=error)
+    done.time = time.monotonic_ns()
     ctx.record(done)
-    if kind is not None and f == kind.start and error is None:
-        ctx.active_faults[kind.name] = describe_fault(f, value, done.value)
-    entry = {"at": at, "f": f, "value": value, "result": done.value}
-    if planned_at is not None:
-        entry["planned_at"] = planned_at
-    if error:
-        entry["error"] = error
-    if final:
-        entry["final"] = True  # the heal-everything after the load (not replayed)
-    ctx.executed.append(entry)
-    if isinstance(done.value, dict) and done.value.get("down"):
-        log.error("nemesis %s: node(s) did not come back: %s", f, ", ".join(sorted(done.value["down"])))
-    log.info("nemesis %s %s -> %s", f, value if value is not None else "", done.value)
+    _executed(ctx, f, value, done, at, error=error, final=final)
     return done
 
 
@@ -185,6 +183,115 @@ def describe_fault(f: str, value: Any, result: Any) -> str:
     if isinstance(value, dict):
         return f"{f} {value.get('topology') or value.get('target') or ''}".strip()
     return f
+
+
+# -- load: the generator interpreter drives the clients and the nemesis ------------------------------
+
+class LoadWorkers:
+    """What runs each thread's ops: a client of the workload bound to node (thread % nodes) for
+    client threads, the nemesis for thread "nemesis" (chaos.generator.interpreter)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def open(self, thread, process):
+        ctx = self.ctx
+        if thread == NEMESIS:
+            return _NemesisWorker(ctx)
+        node = ctx.nodes[thread % len(ctx.nodes)]
+        client = ctx.workload.client(ctx.db, f"{ctx.run_token}-{process}").open(ctx.nodes, node)
+        return _ClientWorker(client, node)
+
+
+class _ClientWorker:
+    def __init__(self, client, node: Node):
+        self.client, self.node = client, node
+
+    def invoke(self, op: Op) -> Op:
+        # the client sees the node it is bound to (the recorded invocation is not changed)
+        op = Op(process=op.process, type=op.type, f=op.f, key=op.key, value=op.value, time=op.time,
+                node=self.node.id, extra=dict(op.extra))
+        return self.client.invoke(op)
+
+    def backoff_after(self, completion: Op) -> float:
+        return self.client.backoff_after(completion)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _NemesisWorker:
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def invoke(self, op: Op) -> Op:
+        ctx = self.ctx
+        kind = kind_of_op(op.f)
+        if kind is not None and op.f == kind.heal:
+            ctx.active_faults.pop(kind.name, None)
+        at = round(time.monotonic() - ctx.load_start, 3)
+        try:
+            done = ctx.nemesis.invoke(op)
+            if not isinstance(done, Op):
+                raise TypeError(f"nemesis returned {type(done).__name__}, not an Op")
+            done.process, done.type, done.f = NEMESIS, INFO, op.f
+            error = None
+        except Exception as e:  # noqa: BLE001 - a failed fault is recorded, the run goes on
+            error = f"{type(e).__name__}: {e}"
+            log.warning("nemesis %s %s failed: %s", op.f, op.value, error)
+            done = Op(process=NEMESIS, type=INFO, f=op.f, value=None, error=error)
+        _executed(ctx, op.f, op.value, done, at, planned_at=op.extra.get("at"), error=error)
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+def _executed(ctx: RunContext, f: str, value: Any, done: Op, at: float, planned_at=None,
+              error: str | None = None, final: bool = False) -> None:
+    """Bookkeeping of one nemesis op: the faults in force (progress line) and config.json's
+    executed schedule, from which `reproduce` replays the nodes each fault hit."""
+    kind = kind_of_op(f)
+    if kind is not None and f == kind.start and error is None:
+        ctx.active_faults[kind.name] = describe_fault(f, value, done.value)
+    entry = {"at": at, "f": f, "value": value, "result": done.value}
+    if planned_at is not None:
+        entry["planned_at"] = planned_at
+    if error:
+        entry["error"] = error
+    if final:
+        entry["final"] = True  # the heal-everything after the load (not replayed)
+    ctx.executed.append(entry)
+    if isinstance(done.value, dict) and done.value.get("down"):
+        log.error("nemesis %s: node(s) did not come back: %s", f, ", ".join(sorted(done.value["down"])))
+    log.info("nemesis %s %s -> %s", f, value if value is not None else "", done.value)
+
+
+def load(ctx: RunContext, grace_s: float) -> None:
+    """The workload's generator and the planned fault schedule, run by the interpreter until the
+    time limit (or a stop): a Jepsen-style generator value, nothing hard-wired here."""
+    from chaos.generator import nemesis_and_clients, run as run_generator, schedule_generator, time_limit
+
+    cfg = ctx.config
+    client_gen = ctx.workload.generator()
+    gen = client_gen
+    if ctx.nemesis is not None and ctx.planned_schedule:
+        steps = [{**step, "extra": {"at": step["at"]}} for step in ctx.planned_schedule]
+        gen = nemesis_and_clients(schedule_generator(steps), client_gen)
+    gen = time_limit(cfg.time_limit, gen)
+    log.info("load: %d workers for %.0f s, faults: %s", cfg.concurrency, cfg.time_limit,
+             ", ".join(cfg.faults_in_use) or "none")
+    ctx.load_start = time.monotonic()
+    ctx.load_start_ns = time.monotonic_ns()
+    summary = run_generator(gen, concurrency=cfg.concurrency, workers=LoadWorkers(ctx),
+                            record=ctx.record, seed=cfg.seed, stop=ctx.stop,
+                            deadline_ns=int(cfg.time_limit * 1e9), grace_s=grace_s, fatal=(ClientBug,))
+    ctx.processes = summary.processes
+    with ctx.history_lock:
+        ctx.clients_closed = True
+    if summary.unfinished:
+        log.warning("%d operation(s) still waiting on a request after the load phase (they stay open "
+                    "and count as info)", summary.unfinished)
 
 
 # -- heal and recover -------------------------------------------------------------------------------
@@ -233,7 +340,7 @@ def final_reads(ctx: RunContext, new_process: Callable[[], int]) -> None:
     """Read every key the load used, retried (bounded) until each read succeeds; through the
     leader when the DB names one."""
     cfg = ctx.config
-    keys = ctx.generator.keys_used()
+    keys = list(ctx.keys_used)
     reads = ctx.workload.final_reads(keys)
     if not reads:
         ctx.final_reads_done = True

@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 from chaos import phases
 from chaos.config import ConfigError, RunConfig
-from chaos.faults import fault_kind
 from chaos.history import FAIL, INFO, INVOKE, OK, Op
 from chaos.interfaces import ClientBug, Unsupported
 from chaos.phases import RunAborted, RunContext
@@ -86,31 +85,6 @@ def default_render(run_path: str) -> str | None:
     return render_run(run_path)
 
 
-def random_schedule(config: RunConfig, has_leader: bool, max_concurrent: int = 2) -> list[dict]:
-    """A combined schedule over the config's faults: every ~interval s (± 20 %) either start a
-    kind not active yet or heal the oldest active one, at most `max_concurrent` kinds at once.
-    Leader-aimed faults only when the DB can name its leader."""
-    steps: list[dict] = []
-    if not config.nemesis:
-        return steps
-    rng = random.Random(f"schedule:{config.seed}")
-    kinds = [fault_kind(name) for name in config.nemesis]
-    active: list = []
-    t = config.nemesis_interval
-    while t < config.time_limit:
-        can_start = [k for k in kinds if k not in active] if len(active) < max_concurrent else []
-        if active and (not can_start or rng.random() < 0.5):
-            kind = active.pop(0)
-            steps.append({"at": round(t, 3), "f": kind.heal, "value": kind.heal_value})
-        else:
-            kind = rng.choice(can_start)
-            active.append(kind)
-            steps.append({"at": round(t, 3), "f": kind.start,
-                          "value": kind.random_value(rng, config.nodes, has_leader)})
-        t += config.nemesis_interval * rng.uniform(0.8, 1.2)
-    return steps
-
-
 class Runner:
     def __init__(self, config: RunConfig, *, db_factory: Callable | None = None,
                  nemesis_factory: Callable | None = None, workload=None,
@@ -133,8 +107,7 @@ class Runner:
         self.argv = argv
         self.ctx: RunContext | None = None
         self.counts = Counts()
-        self.max_process = config.concurrency - 1
-        self.process_lock = threading.Lock()
+        self._in_load = False
         self.interrupted: Interrupted | None = None
         self.started = ""
         self._cleaning_up = False
@@ -225,7 +198,6 @@ class Runner:
         phases.setup(ctx, self.nemesis_factory)
         ctx.planned_schedule = self._plan_schedule()
         self._write_config()
-        ctx.generator = self.workload.generator()
         self._load()
         if ctx.abort_error is not None:
             raise RunAborted(str(ctx.abort_error))
@@ -237,117 +209,33 @@ class Runner:
         cfg = self.config
         if cfg.schedule is not None:
             return [dict(s) for s in cfg.schedule]
-        return random_schedule(cfg, "leader" in self.ctx.db.capabilities())
+        from chaos.generator import random_schedule
+        return random_schedule(cfg.nemesis, cfg.time_limit, cfg.nemesis_interval, cfg.seed, cfg.nodes,
+                               leader="leader" in self.ctx.db.capabilities())
 
     def _new_process(self) -> int:
-        with self.process_lock:
-            self.max_process += 1
-            return self.max_process
+        """A process id no client of the load used (after the interpreter's last ones)."""
+        used = [p for p in self.ctx.processes.values() if isinstance(p, int)]
+        return max(used + [self.config.concurrency - 1]) + 1
 
     # -- the load phase ------------------------------------------------------------------------------
     def _load(self) -> None:
         ctx, cfg = self.ctx, self.config
-        from chaos.generator import RateLimiter
-        limiter = RateLimiter(cfg.rate)
         progress = Progress(cfg.time_limit, self.counts, lambda: list(ctx.active_faults.values()),
                             ctx.view.leader if ctx.view else (lambda: None),
                             stream=self.progress_stream, tty=self.progress_tty)
-        ctx.load_start = time.monotonic()
-        ctx.load_start_ns = time.monotonic_ns()
-        workers = [threading.Thread(target=self._worker, args=(w, limiter), name=f"worker-{w}", daemon=True)
-                   for w in range(cfg.concurrency)]
-        nemesis_thread = None
-        if ctx.nemesis is not None and ctx.planned_schedule:
-            nemesis_thread = threading.Thread(target=self._nemesis_loop, name="nemesis", daemon=True)
-        log.info("load: %d workers for %.0f s, faults: %s", cfg.concurrency, cfg.time_limit,
-                 ", ".join(cfg.faults_in_use) or "none")
         progress.start()
+        self._in_load = True
         try:
-            for t in workers:
-                t.start()
-            if nemesis_thread:
-                nemesis_thread.start()
-            # The main thread waits here: a signal interrupts this wait (Interrupted).
-            ctx.stop.wait(cfg.time_limit)
+            # In-flight requests get their timeout (and a redirect or two) to finish; one still
+            # open after that stays without completion, which the history counts as info.
+            phases.load(ctx, grace_s=cfg.request_timeout * 4 + IN_FLIGHT_GRACE_S)
         finally:
-            ctx.stop.set()
-            # In-flight requests finish within their timeout; an invocation still open after
-            # that stays without completion, which counts as info.
-            deadline = time.monotonic() + cfg.request_timeout * 4 + IN_FLIGHT_GRACE_S
-            for t in workers:
-                t.join(timeout=max(0.0, deadline - time.monotonic()))
-            with ctx.history_lock:
-                ctx.clients_closed = True
-            if nemesis_thread:
-                nemesis_thread.join(timeout=max(5.0, deadline - time.monotonic()))
+            self._in_load = False
             progress.stop()
-        stuck = [t.name for t in workers if t.is_alive()]
-        if stuck:
-            log.warning("workers still waiting on a request after the load phase: %s (their "
-                        "operations stay open and count as info)", ", ".join(stuck))
+        if self.interrupted is not None:
+            raise self.interrupted
         log.info("load done: %s", self.counts.snapshot())
-
-    def _new_client(self, process: int, node):
-        ctx = self.ctx
-        return self.workload.client(ctx.db, f"{ctx.run_token}-{process}").open(ctx.nodes, node)
-
-    def _worker(self, w: int, limiter) -> None:
-        ctx, cfg = self.ctx, self.config
-        node = ctx.nodes[w % len(ctx.nodes)]
-        process = w
-        client = None
-        try:
-            client = self._new_client(process, node)
-            while not ctx.stop.is_set():
-                if not limiter.wait(ctx.stop):
-                    break
-                nxt = ctx.generator.next_op(w)
-                if nxt is None:
-                    break
-                f, key, value = nxt
-                invoke = Op(process=process, type=INVOKE, f=f, key=key, value=value,
-                            time=time.monotonic_ns(), node=node.id)
-                if not ctx.record(invoke):
-                    break
-                try:
-                    done = client.invoke(invoke)
-                except ClientBug as e:
-                    ctx.abort(e)
-                    break
-                except Exception as e:  # noqa: BLE001 - unknown client error: outcome unknown
-                    log.warning("worker %d: %s on %s %s: %s", w, type(e).__name__, f, key, e)
-                    done = Op(process=process, type=INFO, f=f, key=key, value=value,
-                              time=time.monotonic_ns(), node=node.id, error=f"client error: {e}")
-                if not ctx.record(done):
-                    break
-                self.counts.add(done.type)
-                backoff = client.backoff_after(done)
-                if backoff > 0 and ctx.stop.wait(backoff):
-                    break
-                if done.type == INFO:
-                    # Jepsen: the process that got an indeterminate answer may still have that
-                    # operation pending, so the worker continues as a new process.
-                    client.close()
-                    process += cfg.concurrency
-                    with self.process_lock:
-                        self.max_process = max(self.max_process, process)
-                    client = self._new_client(process, node)
-        except Exception as e:  # noqa: BLE001
-            log.error("worker %d crashed: %s\n%s", w, e, traceback.format_exc())
-            ctx.abort(e)
-        finally:
-            if client is not None:
-                client.close()
-
-    def _nemesis_loop(self) -> None:
-        ctx = self.ctx
-        for step in ctx.planned_schedule:
-            delay = ctx.load_start + step["at"] - time.monotonic()
-            if delay > 0 and ctx.stop.wait(delay):
-                return
-            if ctx.stop.is_set():
-                return
-            phases.nemesis_op(ctx, step["f"], step.get("value"), planned_at=step["at"])
 
     # -- config.json ----------------------------------------------------------------------------------
     def _write_config(self) -> None:
@@ -418,6 +306,8 @@ class Runner:
         if self.ctx is not None:
             self.ctx.stop.set()
         print(f"\n{signal.Signals(signum).name}: stopping the run and cleaning up", file=sys.stderr, flush=True)
+        if self._in_load:
+            return  # the interpreter winds down (bounded) on the stop; the load phase then raises
         raise self.interrupted
 
 

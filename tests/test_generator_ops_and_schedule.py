@@ -1,115 +1,12 @@
-"""The generator: seeded op mixes with unique values per key and rotating keys; a seeded,
-bounded random fault schedule; the executed schedule turned into a replay naming the nodes."""
-
-import threading
-import time
-
-import pytest
+"""Fault schedules: a seeded, bounded random schedule (leader-aimed faults only for a DB that can
+name its leader); the executed schedule turned into a replay naming the nodes. (The workloads'
+op mixes are specified in test_generator_workloads.py.)"""
 
 from chaos.config import FAULT_OPS, FAULTS
-from chaos.generator import (RateLimiter, RegisterGenerator, SetGenerator, active_after,
-                             client_generator, random_schedule, replayable_step)
+from chaos.faults import aims_at_leader
+from chaos.generator import active_after, random_schedule, replayable_step
 from chaos.scenario import validate_steps
 from chaos.config import RunConfig
-
-
-def drain(gen, n):
-    return [gen.next_op(0) for _ in range(n)]
-
-
-def test_register_ops_are_seeded():
-    assert drain(RegisterGenerator(3), 500) == drain(RegisterGenerator(3), 500)
-    assert drain(RegisterGenerator(3), 500) != drain(RegisterGenerator(4), 500)
-
-
-def test_register_mix_has_reads_writes_and_cas_with_unique_values_per_key():
-    ops = drain(RegisterGenerator(1, keys=3, ops_per_key=1000), 3000)
-    assert {f for f, _, _ in ops} == {"read", "write", "cas"}
-    per_key = {}
-    for f, key, value in ops:
-        if f == "write":
-            per_key.setdefault(key, []).append(value)
-        elif f == "cas":
-            expected, new = value
-            assert expected < new
-            per_key.setdefault(key, []).append(new)
-    for values in per_key.values():
-        assert len(values) == len(set(values))
-
-
-def test_register_cas_never_comes_before_a_write_on_a_fresh_key():
-    gen = RegisterGenerator(5, keys=1, ops_per_key=1000)
-    first = next(op for op in drain(gen, 100) if op[0] != "read")
-    assert first[0] == "write" and first[2] == 1
-
-
-def test_register_keys_get_a_bounded_number_of_ops_then_rotate():
-    gen = RegisterGenerator(2, keys=5, ops_per_key=200)
-    ops = drain(gen, 5000)
-    counts = {}
-    for _, key, _ in ops:
-        counts[key] = counts.get(key, 0) + 1
-    assert max(counts.values()) <= 200
-    assert len(counts) >= 25
-    assert gen.keys_used() == sorted(counts, key=lambda k: int(k[1:]))
-
-
-def test_set_adds_unique_elements_and_changes_key_every_100():
-    gen = SetGenerator(0)
-    ops = drain(gen, 250)
-    assert all(f == "add" for f, _, _ in ops)
-    assert [v for _, _, v in ops] == list(range(250))
-    assert [k for k, *_ in [(op[1],) for op in ops[:100]]] == ["s0"] * 100
-    assert ops[100][1] == "s1" and ops[249][1] == "s2"
-    assert gen.keys_used() == ["s0", "s1", "s2"]
-
-
-def test_generators_are_bounded_by_count():
-    gen = client_generator("register", 1, limit=10)
-    assert len([op for op in drain(gen, 20) if op]) == 10
-    assert gen.next_op(0) is None
-
-
-def test_generator_is_safe_under_concurrent_workers():
-    gen = SetGenerator(0, elements_per_key=1000)
-    seen = []
-    lock = threading.Lock()
-
-    def worker():
-        for _ in range(500):
-            op = gen.next_op(0)
-            with lock:
-                seen.append(op[2])
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(seen) == list(range(4000))
-
-
-def test_unknown_workload_is_refused():
-    with pytest.raises(ValueError, match="unknown workload 'queue'"):
-        client_generator("queue", 1)
-
-
-def test_rate_limiter_paces_callers():
-    limiter = RateLimiter(200)
-    start = time.monotonic()
-    for _ in range(41):
-        limiter.wait()
-    assert time.monotonic() - start >= 0.19
-
-
-def test_rate_limiter_stops_waiting_when_told():
-    limiter = RateLimiter(0.5)
-    stop = threading.Event()
-    limiter.wait(stop)
-    stop.set()
-    start = time.monotonic()
-    assert limiter.wait(stop) is False
-    assert time.monotonic() - start < 1
 
 
 def test_random_schedule_is_seeded_and_bounded():
@@ -165,3 +62,17 @@ def test_executed_steps_replay_with_the_nodes_they_hit():
 def test_a_fault_that_hit_no_node_is_not_replayed():
     entry = {"at": 3.0, "f": "pause", "value": {"target": "majority"}, "result": {"nodes": []}}
     assert replayable_step(entry) is None
+
+
+def test_without_a_leader_capability_no_random_fault_aims_at_the_leader():
+    for seed in range(40):
+        steps = random_schedule(list(FAULTS), 120, 2, seed=seed, nodes=5, leader=False)
+        assert not any(aims_at_leader(s["value"]) for s in steps)
+    with_leader = [s for seed in range(40) for s in random_schedule(list(FAULTS), 120, 2, seed=seed, nodes=5)]
+    assert any(aims_at_leader(s["value"]) for s in with_leader)
+
+
+def test_on_a_single_node_no_random_fault_targets_nobody():
+    for seed in range(40):
+        for step in random_schedule(["kill", "pause", "clock"], 120, 2, seed=seed, nodes=1, leader=False):
+            assert (step["value"] or {}).get("target") != "minority"

@@ -87,7 +87,7 @@ import sys
 import time
 
 from chaos.faults import FaultKind
-from chaos.generator import client_generator
+from workloads.register import register_generator
 from chaos.history import FAIL, INFO, OK, Op
 from chaos.interfaces import Client, Nemesis
 from chaos.provision.local import ProcessDB
@@ -153,8 +153,7 @@ class ToyRegister(Workload):
     checker_workload = "register"
 
     def generator(self):
-        c = self.config
-        return client_generator("register", c.seed, keys=c.keys, ops_per_key=c.ops_per_key)
+        return register_generator(self.config)
 
     def client(self, db, client_id):
         return ToyClient()

@@ -10,7 +10,6 @@ entry point group (chaos.registry).
 
 from __future__ import annotations
 
-from chaos.generator import ClientGenerator, client_generator
 from chaos.interfaces import DB, Client
 
 
@@ -26,10 +25,11 @@ class Workload:
     def __init__(self, config):
         self.config = config
 
-    def generator(self) -> ClientGenerator:
-        c = self.config
-        return client_generator(c.workload, c.seed, keys=c.keys, ops_per_key=c.ops_per_key,
-                                elements_per_key=c.elements_per_key)
+    def generator(self):
+        """The client operations of the load, as a generator value (chaos.generator): e.g.
+        clients(stagger(0.01, mix([...]))). The runner bounds it by the time limit and runs it
+        beside the fault schedule."""
+        raise NotImplementedError(f"the {self.name} workload must say what its clients do (generator())")
 
     def client(self, db: DB, client_id: str) -> Client:
         """The client one worker process uses: by default the DB's client for this workload."""

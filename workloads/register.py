@@ -1,19 +1,25 @@
 """The register workload: read / write / cas on a few keys with values unique per key.
 
 Unique values make every key checkable on its own (and fast: a read names the write it saw).
-Keys rotate after a bounded number of operations (chaos.generator.RegisterGenerator).
+Keys rotate after a bounded number of operations (chaos.generator.rotating_keys).
 """
 
 from __future__ import annotations
 
-from chaos.generator import (PENDING, REGISTER_MIX, Generator, clients, fill_op, final_reads, mix,
+from chaos.generator import (PENDING, Generator, clients, fill_op, final_reads, mix,
                              repeat, rotating_keys, stagger)
 from workloads.base import Workload
+
+
+REGISTER_MIX = (("read", 0.4), ("write", 0.3), ("cas", 0.3))
 
 
 class RegisterWorkload(Workload):
     name = "register"
     checker_workload = "register"
+
+    def generator(self) -> Generator:
+        return register_generator(self.config)
 
 
 # -- the register workload as a generator ----------------------------------------------------------

@@ -16,6 +16,9 @@ class SetWorkload(Workload):
     checker_workload = "set"
     final_reads_required = True
 
+    def generator(self) -> Generator:
+        return set_generator(self.config)
+
 
 # -- the set workload as a generator ---------------------------------------------------------------
 

@@ -20,8 +20,6 @@ core         the protocol (op/update, PENDING, Context), lifting of dicts/functi
 interpreter  run() (worker threads settling events under one lock), simulate() (virtual
              time), and the Scheduler both drive
 schedule     fault schedules as nemesis generators, and back from a history to a replay
-legacy       the pre-interpreter client generators the runner still drives by hand; every
-             name chaos.generator exported before stays importable from here
 """
 
 from chaos.generator.core import (EMPTY, LOG, PENDING, SLEEP, Context, Generator, GeneratorError,
@@ -32,13 +30,9 @@ from chaos.generator.core import (EMPTY, LOG, PENDING, SLEEP, Context, Generator
                                   rotating_keys, sequence, series, sleep, sleep_until, stagger,
                                   synchronize, then, then_keys, time_limit, until_ok)
 from chaos.generator.interpreter import RunSummary, Scheduler, Worker, WorkerFactory, run, simulate
-from chaos.generator.legacy import (REGISTER_MIX, ClientGenerator, RateLimiter, RegisterGenerator,
-                                    SetGenerator, client_generator)
-from chaos.generator.schedule import (RANDOM_CLOCK_TARGETS, RANDOM_TARGETS, RANDOM_TOPOLOGIES,
-                                      active_after, executed_schedule, heal_generator, heal_steps,
-                                      heal_value, random_fault_value, random_nemesis,
-                                      random_schedule, replay_schedule, replayable_step,
-                                      schedule_generator)
+from chaos.generator.schedule import (active_after, executed_schedule, heal_generator, heal_steps,
+                                      heal_value, random_nemesis, random_schedule, replay_schedule,
+                                      replayable_step, schedule_generator)
 
 __all__ = [
     # protocol
@@ -53,10 +47,6 @@ __all__ = [
     # interpreter
     "RunSummary", "Scheduler", "Worker", "WorkerFactory", "run", "simulate",
     # schedules
-    "RANDOM_CLOCK_TARGETS", "RANDOM_TARGETS", "RANDOM_TOPOLOGIES", "active_after",
-    "executed_schedule", "heal_generator", "heal_steps", "heal_value", "random_fault_value",
+    "active_after", "executed_schedule", "heal_generator", "heal_steps", "heal_value",
     "random_nemesis", "random_schedule", "replay_schedule", "replayable_step", "schedule_generator",
-    # legacy (until the runner runs the interpreter)
-    "REGISTER_MIX", "ClientGenerator", "RateLimiter", "RegisterGenerator", "SetGenerator",
-    "client_generator",
 ]

@@ -20,52 +20,32 @@ import copy
 import random
 from collections.abc import Iterable
 
-from chaos.config import FAULT_OPS, HEAL_OPS, START_OPS
+from chaos.faults import fault_kind, fault_names, heal_ops, start_ops
 from chaos.generator.core import (EMPTY, NS, PENDING, Generator, GeneratorError, Seq, fill_op,
                                   nemesis, seconds_to_ns)
 from chaos.history import INVOKE, Op, nemesis_ops
 
-RANDOM_TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring", "bridge")
-RANDOM_TARGETS = ("one", "minority", "majority", "leader")
-RANDOM_CLOCK_TARGETS = ("one", "minority", "leader", "all")
-
-
-def random_fault_value(kind: str, rng: random.Random, nodes: int) -> dict:
-    """Random parameters for starting one fault of `kind` (seeded, bounded)."""
-    if kind == "partition":
-        topologies = RANDOM_TOPOLOGIES if nodes >= 3 else ("isolate-one", "isolate-leader", "halves")
-        return {"topology": rng.choice(topologies)}
-    if kind in ("kill", "pause"):
-        return {"target": rng.choice(RANDOM_TARGETS)}
-    if kind == "clock":
-        target = rng.choice(RANDOM_CLOCK_TARGETS)
-        mode = rng.choice(("bump", "strobe", "rate"))
-        if mode == "bump":
-            return {"target": target, "mode": "bump", "delta": rng.choice((-60, -10, -2, 2, 10, 60, 300))}
-        if mode == "strobe":
-            return {"target": target, "mode": "strobe", "delta": rng.choice((0.2, 0.5, 2.0, 5.0)),
-                    "period": rng.choice((0.05, 0.2, 1.0))}
-        return {"target": target, "mode": "rate", "rate": rng.choice((0.5, 0.8, 1.5, 2.0))}
-    raise ValueError(f"unknown fault kind {kind!r}")
-
 
 def heal_value(kind: str) -> dict | None:
     """The invoke value of the op healing `kind` (contracts §1: start names what it restarts)."""
-    return {"target": "killed"} if kind == "kill" else None
+    return fault_kind(kind).heal_value
 
 
 def _random_step(rng: random.Random, faults: tuple, active: tuple, t: float, interval: float,
-                 nodes: int, max_concurrent: int) -> tuple[dict, tuple, float]:
+                 nodes: int, max_concurrent: int, leader: bool) -> tuple[dict, tuple, float]:
     """One change of the random schedule at time t: start a kind not active yet, or heal the
-    oldest active one. The draws (and their order) define the schedule of a seed."""
+    oldest active one. The draws (and their order) define the schedule of a seed. The start's
+    parameters come from the fault kind (chaos.faults): leader-aimed ones only when the DB can
+    name its leader."""
     can_start = [k for k in faults if k not in active] if len(active) < max_concurrent else []
     if active and (not can_start or rng.random() < 0.5):
         kind, active = active[0], active[1:]
-        step = {"at": round(t, 3), "f": FAULT_OPS[kind][1], "value": heal_value(kind)}
+        step = {"at": round(t, 3), "f": fault_kind(kind).heal, "value": heal_value(kind)}
     else:
         kind = rng.choice(can_start)
         active = active + (kind,)
-        step = {"at": round(t, 3), "f": FAULT_OPS[kind][0], "value": random_fault_value(kind, rng, nodes)}
+        k = fault_kind(kind)
+        step = {"at": round(t, 3), "f": k.start, "value": k.random_value(rng, nodes, leader)}
     return step, active, t + interval * rng.uniform(0.8, 1.2)
 
 
@@ -75,16 +55,17 @@ def _schedule_rng(seed: int) -> random.Random:
 
 def _check_faults(faults, interval) -> tuple:
     faults = tuple(faults)
-    unknown = [k for k in faults if k not in FAULT_OPS]
+    known = fault_names()
+    unknown = [k for k in faults if k not in known]
     if unknown:
-        raise GeneratorError(f"unknown fault kind {unknown[0]!r} (valid: {', '.join(FAULT_OPS)})")
+        raise GeneratorError(f"unknown fault kind {unknown[0]!r} (valid: {', '.join(known)})")
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
         raise GeneratorError(f"the fault interval must be a positive number of seconds, got {interval!r}")
     return faults
 
 
 def random_schedule(faults: list[str], time_limit: float, interval: float, seed: int,
-                    nodes: int, max_concurrent: int = 2) -> list[dict]:
+                    nodes: int, max_concurrent: int = 2, leader: bool = True) -> list[dict]:
     """The random schedule up to time_limit as a list of steps (what random_nemesis emits).
     Faults still active at the end are healed by the final heal-everything."""
     faults_t = _check_faults(faults, interval)
@@ -95,39 +76,40 @@ def random_schedule(faults: list[str], time_limit: float, interval: float, seed:
     active: tuple = ()
     t = float(interval)
     while t < time_limit:
-        step, active, t = _random_step(rng, faults_t, active, t, interval, nodes, max_concurrent)
+        step, active, t = _random_step(rng, faults_t, active, t, interval, nodes, max_concurrent, leader)
         steps.append(step)
     return steps
 
 
 class RandomFaults(Generator):
-    __slots__ = ("faults", "interval", "nodes", "max_concurrent", "rng_state", "active", "t")
+    __slots__ = ("faults", "interval", "nodes", "max_concurrent", "rng_state", "active", "t", "leader")
 
-    def __init__(self, faults, interval, nodes, max_concurrent, rng_state, active, t):
+    def __init__(self, faults, interval, nodes, max_concurrent, rng_state, active, t, leader=True):
         self.faults, self.interval, self.nodes = faults, interval, nodes
         self.max_concurrent, self.rng_state, self.active, self.t = max_concurrent, rng_state, active, t
+        self.leader = leader
 
     def op(self, ctx):
         rng = random.Random()
         rng.setstate(self.rng_state)
         step, active, t = _random_step(rng, self.faults, self.active, self.t, self.interval,
-                                       self.nodes, self.max_concurrent)
+                                       self.nodes, self.max_concurrent, self.leader)
         o = fill_op({"f": step["f"], "value": step["value"], "time": seconds_to_ns(step["at"])}, ctx)
         if o is PENDING:
             return PENDING, self
         return o, RandomFaults(self.faults, self.interval, self.nodes, self.max_concurrent,
-                               rng.getstate(), active, t)
+                               rng.getstate(), active, t, self.leader)
 
 
 def random_nemesis(faults: Iterable[str], interval: float, seed: int, nodes: int,
-                   max_concurrent: int = 2) -> Generator:
+                   max_concurrent: int = 2, leader: bool = True) -> Generator:
     """The random schedule over `faults` as an endless nemesis generator (bound it with
     time_limit); its op times are seconds since the run started, as random_schedule's "at"."""
     faults_t = _check_faults(faults, interval)
     if not faults_t:
         return EMPTY
     return nemesis(RandomFaults(faults_t, float(interval), nodes, max_concurrent,
-                                _schedule_rng(seed).getstate(), (), float(interval)))
+                                _schedule_rng(seed).getstate(), (), float(interval), leader))
 
 
 def schedule_generator(steps: list[dict]) -> Generator:
@@ -143,9 +125,9 @@ def schedule_generator(steps: list[dict]) -> Generator:
 
 
 def heal_steps(active_kinds) -> list[dict]:
-    """The ops that heal every given fault kind (for the final heal-everything)."""
-    return [{"f": FAULT_OPS[k][1], "value": heal_value(k)}
-            for k in ("partition", "pause", "kill", "clock") if k in active_kinds]
+    """The ops that heal every given fault kind, network first (for the final heal-everything)."""
+    kinds = sorted((fault_kind(k) for k in set(active_kinds)), key=lambda k: (k.heal_rank, k.name))
+    return [{"f": k.heal, "value": k.heal_value} for k in kinds]
 
 
 def heal_generator(kinds) -> Generator:
@@ -212,10 +194,11 @@ def replay_schedule(ops: Iterable[Op], start_ns: int, time_limit: float | None =
 def active_after(steps: list[dict]) -> set[str]:
     """Fault kinds left active after the given ops."""
     active: set[str] = set()
+    starts, heals = start_ops(), heal_ops()
     for s in steps:
-        if s["f"] in START_OPS:
-            active.add(START_OPS[s["f"]])
-        elif s["f"] in HEAL_OPS:
-            active.discard(HEAL_OPS[s["f"]])
+        if s["f"] in starts:
+            active.add(starts[s["f"]])
+        elif s["f"] in heals:
+            active.discard(heals[s["f"]])
     return active
 
