@@ -30,8 +30,9 @@ from typing import Any
 
 import yaml
 
-from chaos.config import (CLOCK_MODES, FAULTS, LEGACY_NODE_OPTIONS, NEMESIS_FS, TARGETS, TOPOLOGIES,
-                          ConfigError, RunConfig, node_names)
+from chaos.config import (CLOCK_MODES, FAULTS, LEGACY_NODE_OPTIONS, TARGETS, TOPOLOGIES, ConfigError,
+                          RunConfig, node_names)
+from chaos.faults import fault_names, nemesis_fs, step_params
 from chaos.generator import EMPTY, Generator, before, random_nemesis, schedule_generator
 
 
@@ -56,19 +57,6 @@ SCENARIO_KEYS = {
 }
 NEMESIS_KEYS = ("faults", "interval")
 REPEAT_KEYS = ("start", "period", "cycles", "steps")
-
-# Parameters each nemesis op takes besides `at` and `f`: name -> required?
-STEP_PARAMS: dict[str, dict[str, bool]] = {
-    "partition": {"topology": True, "groups": False, "node": False},
-    "heal": {},
-    "kill": {"target": True},
-    "start": {"target": False},
-    "pause": {"target": True},
-    "resume": {},
-    "clock-skew": {"target": True, "mode": True, "delta": False, "period": False, "rate": False},
-    "clock-reset": {},
-}
-
 
 # -- YAML with line numbers -------------------------------------------------------------------
 
@@ -288,11 +276,11 @@ def _nemesis(value: Any, loc: Located, path: tuple = ("nemesis",)) -> tuple[list
     for item, item_path in zip(items, paths):
         name = str(item).strip()
         if name == "all":
-            return list(FAULTS), interval
+            return list(FAULTS), interval  # "all": the built-in kinds
         if name == "none":
             continue
-        if name not in FAULTS:
-            raise loc.error(item_path, f"unknown nemesis {name!r} (valid: {', '.join(FAULTS)}, all, none)")
+        if name not in fault_names():
+            raise loc.error(item_path, f"unknown nemesis {name!r} (valid: {', '.join(fault_names())}, all, none)")
         if name not in faults:
             faults.append(name)
     return faults, interval
@@ -353,14 +341,14 @@ def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
     if not isinstance(step, dict):
         raise loc.error(path, f"a schedule step must be a mapping like {{at: 5, f: heal}}, got {step!r}")
     if "f" not in step:
-        raise loc.error(path, f"schedule step has no f (valid: {', '.join(NEMESIS_FS)})")
+        raise loc.error(path, f"schedule step has no f (valid: {', '.join(nemesis_fs())})")
     f = step["f"]
-    if f not in NEMESIS_FS:
-        raise loc.error(path + ("f",), f"unknown nemesis op {f!r} (valid: {', '.join(NEMESIS_FS)})")
+    if f not in nemesis_fs():
+        raise loc.error(path + ("f",), f"unknown nemesis op {f!r} (valid: {', '.join(nemesis_fs())})")
     if "at" not in step:
         raise loc.error(path, "schedule step has no at (seconds since the load started)")
     at = _number(step["at"], loc, path + ("at",), "at")
-    params = STEP_PARAMS[f]
+    params = step_params(f)
     for key in step:
         if key not in ("at", "f") and key not in params:
             valid = ", ".join(["at", "f", *params])
@@ -389,6 +377,8 @@ def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
     elif f == "start":
         target = value.get("target", "killed")
         value["target"] = "killed" if target == "killed" else _target(target, names, loc, path + ("target",))
+    elif "target" in value:  # a plugin's fault kind that takes a target: the same targets
+        value["target"] = _target(value["target"], names, loc, path + ("target",))
     if f == "clock-skew":
         mode = value["mode"]
         if mode not in CLOCK_MODES:

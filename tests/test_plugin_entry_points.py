@@ -309,14 +309,9 @@ def test_without_the_plugin_on_the_path_its_names_are_unknown(tmp_path):
     assert proc.returncode == 255 and "unknown db 'toykv' (valid: " in proc.stderr
 
 
-# -- what does not work yet: the scenario reader knows only the built-in fault kinds -------------
-# chaos/scenario.py validates nemesis names against chaos.config.FAULTS (_nemesis) and schedule
-# steps against chaos.config.NEMESIS_FS and its own STEP_PARAMS table (_step), all built-in only;
-# `reproduce` (chaos.cli.reproduce_config -> validate_steps) and nightly matrices go through them.
-BUILTIN_ONLY = "chaos/scenario.py checks fault names and schedule ops against the built-in kinds only"
+# -- a plugin's fault kind through the scenario reader: reproduce and nightly ---------------------
 
 
-@pytest.mark.xfail(strict=True, reason=BUILTIN_ONLY)
 @pytest.mark.timeout(200)
 def test_reproduce_replays_a_plugin_fault(plugin_path, tmp_path):
     assert toy_run(plugin_path, tmp_path, "noise").returncode == 0
@@ -325,7 +320,6 @@ def test_reproduce_replays_a_plugin_fault(plugin_path, tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason=BUILTIN_ONLY)
 @pytest.mark.timeout(200)
 def test_nightly_accepts_a_plugin_fault(plugin_path, tmp_path):
     matrix = tmp_path / "matrix.yaml"
