@@ -3,9 +3,10 @@
 A trivial, fast fake node (asyncio, raw HTTP/1.1 keep-alive, fixed answers, in its own process
 so it does not share our GIL) listens on 127.0.0.1. We measure, for several worker counts:
 
-  client   - workloads' RegisterClient.invoke in C threads (HTTP + outcome mapping only)
-  runner   - the runner's whole load phase: generator, history streamed to disk, clients,
-             the /status poller and progress, exactly as `splitbrain run` drives a cluster
+  client   - the bundled node's RegisterClient.invoke in C threads (HTTP + outcome mapping only)
+  runner   - the runner's whole load phase: the generator interpreter, history streamed to
+             disk, clients, the status poller and progress, exactly as `splitbrain run` drives
+             a cluster
 
 Usage: python bench/bench_client.py [--seconds 5] [--workers 1,10,32]
 Loopback only; bounded in time; prints a table. Not a test: figures go into the README.
@@ -30,9 +31,10 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "node_image")]
 
 from chaos.config import RunConfig  # noqa: E402
 from chaos.history import Op, read_jsonl  # noqa: E402
-from chaos.interfaces import DB, Node  # noqa: E402
+from chaos.interfaces import DB, Node, Primaries, StatusProbe  # noqa: E402
 from chaos.runner import Runner  # noqa: E402
-from workloads.register import RegisterClient  # noqa: E402
+from systems.raftnode.client import RegisterClient  # noqa: E402
+from systems.raftnode.db import StatusFetcher, leader_of  # noqa: E402
 
 
 # -- the fast fake node --------------------------------------------------------------------------
@@ -136,37 +138,31 @@ def bench_client(nodes: list[Node], workers: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - start)
 
 
-class FixedDB(DB):
-    """A DB whose nodes are the fake fast nodes: nothing to set up."""
+class FixedDB(DB, StatusProbe, Primaries):
+    """A DB whose nodes are the fake fast nodes: nothing to set up; the bundled node's client,
+    status probe and leader lookup (the fake speaks its API)."""
 
-    supported_faults = frozenset()
+    name = "fixed"
 
     def __init__(self, nodes):
         self.nodes = nodes
+        self.status = StatusFetcher()
 
     def setup(self, n):
         return self.nodes
 
     def teardown(self):
-        pass
+        self.status.close()
 
-    def start(self, node):
-        pass
+    def probe(self, node, timeout):
+        return self.status.get(node, timeout)
 
-    def kill(self, node):
-        pass
+    def primaries(self, view):
+        leader = leader_of(view.fresh_statuses()) if view is not None else None
+        return [leader] if leader else []
 
-    def pause(self, node):
-        pass
-
-    def resume(self, node):
-        pass
-
-    def exec(self, node, argv, check=True):
-        return ""
-
-    def collect_logs(self, node, dest_dir):
-        return []
+    def client(self, workload, client_id):
+        return RegisterClient(client_id, 3.0)
 
 
 def bench_runner(nodes: list[Node], workers: int, seconds: float) -> float:
