@@ -140,6 +140,8 @@ class RaftCore:
         hs = state.hard_state
         self.term = hs.term
         self.voted_for = hs.voted_for
+        # The log's end this node had made durable before (see _behind_acknowledged).
+        self._acked_floor = getattr(hs, "acked", 0)
         self.snapshot_index = state.snapshot_index
         self.snapshot_term = state.snapshot_term
         self.snapshot_data = getattr(state, "snapshot_data", None)
@@ -421,6 +423,8 @@ class RaftCore:
 
     def _start_election(self, pre: bool) -> None:
         self._reset_election_timer()
+        if self._behind_acknowledged():
+            return
         if pre:
             self._set_role(PRE_CANDIDATE, None)
             kind, term = PRE_VOTE, self.term + 1
@@ -456,7 +460,18 @@ class RaftCore:
         else:
             self._become_leader()
 
+    def _behind_acknowledged(self) -> bool:
+        """Whether the log ends below the index this node had made durable, and may have
+        acknowledged, before it restarted: a log that went backwards (a truncated file, a corrupt
+        tail taken for a torn write). Such a node neither grants votes nor campaigns until it has
+        caught up: its vote could elect a leader lacking entries it helped commit."""
+        if self._acked_floor and (self._persisted >= self._acked_floor or self.quorum == 1):
+            self._acked_floor = 0  # caught up (a lone node has nobody to catch up from)
+        return self._acked_floor > 0
+
     def _log_up_to_date(self, msg: Message) -> bool:
+        if self._behind_acknowledged():
+            return False
         my_term = self.last_log_term
         return (msg.last_log_term > my_term
                 or (msg.last_log_term == my_term and msg.last_log_index >= self.last_log_index))

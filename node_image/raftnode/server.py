@@ -307,7 +307,9 @@ class RaftNode:
         self._recovered_summary = {
             "term": state.hard_state.term, "voted_for": state.hard_state.voted_for,
             "last_log_index": state.entries[-1].index if state.entries else state.snapshot_index,
-            "snapshot_index": state.snapshot_index}
+            "snapshot_index": state.snapshot_index,
+            # above last_log_index: the log went backwards, and the node does not vote until caught up
+            "acked": state.hard_state.acked}
         del state
         self.transport = PeerTransport(
             self.id, {m.id: (m.peer_host, m.peer_port) for m in opts.cluster.values()},

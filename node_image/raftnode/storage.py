@@ -5,8 +5,13 @@ simulator passes `raftnode.sim.files.SimFiles`, which loses unsynced data at a s
 
 Layout of the data directory:
 
-    hardstate.json         {"term", "voted_for", "commit"}; replaced atomically
-                           (write temp file, fsync, rename, fsync the directory)
+    hardstate.json         {"term", "voted_for", "commit", "acked", "crc"}; replaced atomically
+                           (write temp file, fsync, rename, fsync the directory). "crc" is the
+                           CRC32 of the other fields (files of older nodes, without "crc" and
+                           "acked", are still read). "acked" is the highest log index that was
+                           durable, hence possibly acknowledged, when it was written: raised at
+                           most every `acked_mark_interval` seconds after a log fsync (0: after
+                           every one), lowered before a truncation of the log below it is written.
     snapshot.bin           optional: magic, index, term, CRC32, data; replaced atomically
     log-00000001.seg ...   append-only log segments, numbered in write order
 
@@ -79,6 +84,7 @@ import json
 import os
 import struct
 import threading
+import time
 import zlib
 
 from .codec import _ENTRY_HEAD, _ENTRY_KIND_CODES, _ENTRY_KIND_NAMES, _entry_data_bytes
@@ -90,6 +96,10 @@ SNAPSHOT_MAGIC = b"RNSNAP\x00\x01"
 HARD_STATE_FILE = "hardstate.json"
 SNAPSHOT_FILE = "snapshot.bin"
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
+# How stale the hard state's "acked" mark may get: each raise is one more atomic hard-state
+# write (two fsyncs), so it is raised at most this often rather than after every log fsync.
+DEFAULT_ACKED_MARK_INTERVAL_S = 0.2
+_HARD_STATE_KEYS = {"term", "voted_for", "commit", "acked", "crc"}
 MAX_RECORD_BYTES = 1 << 30
 
 _RECORD_HEAD = struct.Struct(">II")
@@ -108,10 +118,23 @@ class StorageCorruption(Exception):
     """Acknowledged data on disk is damaged: the node must not start (names file and offset)."""
 
     def __init__(self, path: str, offset: int, problem: str):
-        super().__init__(f"{path}: corrupt log at byte offset {offset}: {problem}")
+        what = "log" if path.endswith(".seg") else "file"
+        super().__init__(f"{path}: corrupt {what} at byte offset {offset}: {problem}")
         self.path = path
         self.offset = offset
         self.problem = problem
+
+
+def _hard_state_crc(doc: dict) -> int:
+    """CRC32 of a hard state's fields other than "crc", in a canonical encoding."""
+    fields = {k: doc[k] for k in ("term", "voted_for", "commit", "acked") if k in doc}
+    return zlib.crc32(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} is not a non-negative integer: {value!r}")
+    return value
 
 
 def _write_fully(files, fd: int, data: bytes) -> None:
@@ -264,7 +287,8 @@ class Storage:
     may run on a snapshot thread concurrently with the log writes of the storage thread."""
 
     def __init__(self, data_dir: str, bugs: frozenset = frozenset(),
-                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, files=None):
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, files=None,
+                 acked_mark_interval: float = DEFAULT_ACKED_MARK_INTERVAL_S, clock=None):
         self.data_dir = data_dir
         self.files = files if files is not None else OS_FILES
         self.sync_enabled = "no-fsync" not in bugs
@@ -277,6 +301,11 @@ class Storage:
         self._fd: int | None = None
         self._size = 0
         self._persisted_hs: tuple | None = None
+        self._hs = HardState()          # the hard state as last written (or loaded)
+        self._acked_mark = 0            # the "acked" stored in the hard-state file
+        self.acked_mark_interval = acked_mark_interval
+        self._clock = clock or time.monotonic
+        self._mark_written = self._clock()
         self._last_index = 0
         self.snapshot_index = 0
         self.snapshot_term = 0
@@ -375,15 +404,33 @@ class Storage:
         try:
             raw = self.files.read_file(path)
         except FileNotFoundError:
+            # Never written, or its creation was never made durable: a fresh node's state.
             return HardState()
         try:
             doc = json.loads(raw)
-            hs = HardState(term=int(doc["term"]), voted_for=doc["voted_for"], commit=int(doc.get("commit", 0)))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StorageCorruption(path, getattr(exc, "pos", getattr(exc, "start", 0)),
+                                    f"unreadable hard state: {exc}") from None
+        try:
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            unknown = set(doc) - _HARD_STATE_KEYS
+            if unknown:
+                raise ValueError(f"unknown field(s) {', '.join(sorted(map(repr, unknown)))}")
+            if "crc" in doc:
+                if doc["crc"] != _hard_state_crc(doc):
+                    raise StorageCorruption(path, 0, "hard state CRC mismatch")
+            elif "acked" in doc:
+                raise ValueError("a hard state with \"acked\" but no \"crc\"")  # written by us: has both
+            hs = HardState(term=_count(doc["term"], "term"), voted_for=doc["voted_for"],
+                           commit=_count(doc.get("commit", 0), "commit"), acked=_count(doc.get("acked", 0), "acked"))
             if hs.voted_for is not None and not isinstance(hs.voted_for, str):
                 raise ValueError("voted_for is not a string")
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageCorruption(path, 0, f"unreadable hard state: {exc}") from None
         self._persisted_hs = (hs.term, hs.voted_for)
+        self._hs = hs
+        self._acked_mark = hs.acked
         return hs
 
     def _replay_segment(self, path: str, entries: list[Entry], last: bool, restart: tuple | None) -> int:
@@ -534,7 +581,14 @@ class Storage:
         """Hard state, then several encode_batch() records (of consecutive Readies, in order)
         with one fdatasync. The driver encodes on its own thread and runs only this part
         (system calls, which release the GIL) on the storage thread."""
-        if hard_state is not None:
+        lowest = min((r[1] for r in records if r[1] is not None), default=None)
+        if lowest is not None and lowest - 1 < self._acked_mark:
+            # The log is about to be truncated below the mark, legitimately (a new leader's
+            # conflicting suffix): lower the mark first, or a crash after the truncation would
+            # leave a node that believes its log went backwards.
+            self._acked_mark = lowest - 1
+            self._write_hard_state(hard_state or self._hs)
+        elif hard_state is not None:
             self.save_hard_state(hard_state)
         if not records:
             return
@@ -550,6 +604,19 @@ class Storage:
                 self._last_index = last_index
                 if last_index > seg[2]:
                     seg[2] = last_index
+        self._maybe_raise_acked_mark()
+
+    def _maybe_raise_acked_mark(self) -> None:
+        """After a log fsync: record the durable log's end in the hard state, at most every
+        acked_mark_interval seconds (entries acknowledged since the last raise are not
+        covered by it: the cost of not rewriting the hard state after every fsync)."""
+        if not self.sync_enabled or self._last_index <= self._acked_mark:
+            return
+        now = self._clock()
+        if now - self._mark_written < self.acked_mark_interval:
+            return
+        self._acked_mark = self._last_index
+        self._write_hard_state(self._hs)
 
     def run_ops(self, ops: list[tuple]) -> None:
         """Run storage operations built by ready_ops() (and ("compact", index)), in order:
@@ -582,11 +649,21 @@ class Storage:
         key = (hs.term, voted_for)
         if key == self._persisted_hs:
             return
-        doc = {"term": hs.term, "voted_for": voted_for, "commit": hs.commit}
+        if self.sync_enabled:
+            # written before this Ready's records: the log durable so far is what it may claim
+            self._acked_mark = max(self._acked_mark, self._last_index)
+        self._write_hard_state(hs)
+
+    def _write_hard_state(self, hs: HardState) -> None:
+        voted_for = None if self.forget_vote else hs.voted_for
+        doc = {"term": hs.term, "voted_for": voted_for, "commit": hs.commit, "acked": self._acked_mark}
+        doc["crc"] = _hard_state_crc(doc)
         atomic_write(self._path(HARD_STATE_FILE), json.dumps(doc).encode(), self.sync_enabled, self.files)
         if self.sync_enabled:
             self.fsyncs += 2
-        self._persisted_hs = key
+        self._persisted_hs = (hs.term, voted_for)
+        self._hs = HardState(hs.term, hs.voted_for, hs.commit, self._acked_mark)
+        self._mark_written = self._clock()
 
     @property
     def last_index(self) -> int:

@@ -56,6 +56,11 @@ class HardState:
 
 
 @dataclass
+    # The highest log index this node had made durable (so may have acknowledged) when the hard
+    # state was written, kept by the storage. A log found shorter at start-up went backwards
+    # (truncated, or a corrupt tail taken for a torn write): the core does not vote until it
+    # has caught up to it.
+    acked: int = 0
 class Message:
     kind: str
     src: str
