@@ -1,7 +1,8 @@
 """The bundled Raft node as a DB: its command line, its /status, who leads, its log checkers.
 
 It plugs in exactly as another system would: RaftnodeDocker is a chaos.provision.docker
-ContainerDB and RaftnodeLocal a chaos.provision.local ProcessDB, each filled in with what is
+ContainerDB, RaftnodeLocal a chaos.provision.local ProcessDB and RaftnodeSSH a
+chaos.provision.ssh SSHHostDB, each filled in with what is
 specific to our node (this module is the only place that knows its flags):
 
     --node-option election-timeout=150-300  heartbeat=50  pre-vote=false  check-quorum=false
@@ -24,6 +25,7 @@ from raftnode.core import KNOWN_BUGS
 from chaos.provision.base import ProvisionError, db_factory, wait_until
 from chaos.provision.docker import ContainerDB
 from chaos.provision.local import ProcessDB
+from chaos.provision.ssh import SSHHostDB
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE_PATH = os.path.join(REPO_ROOT, "node_image")
@@ -304,7 +306,32 @@ class RaftnodeLocal(Raftnode, ProcessDB):
                 **self.peer_environment()}
 
 
-make_db = db_factory(RaftnodeDocker, RaftnodeLocal)
+class RaftnodeSSH(Raftnode, SSHHostDB):
+    """The node on SSH hosts: its package uploaded from node_image/ and run by the host's
+    python3 (standard library only); the peer secret in a file only the user can read, never
+    on a command line or in an environment other users of the host can see."""
+
+    process_match = "raftnode"
+
+    def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None, **kw):
+        super().__init__(run_id, nodes, node_options, **kw)
+        self._raftnode_init()
+
+    def uploads(self, node: Node) -> list[tuple[str, str]]:
+        return [(os.path.join(NODE_PATH, "raftnode"), "pkg/raftnode")]
+
+    def files(self, node: Node) -> dict[str, tuple[str, int]]:
+        return {"peer-secret": (self.peer_secret, 0o600)}
+
+    def command(self, node: Node, nodes: list[Node]) -> list[str]:
+        return self.node_argv(node, nodes, "python3", self.data_dir(node), f"{self.log_dir(node)}/node.log") + [
+            "--peer-secret-file", f"{self.node_dir(node)}/peer-secret"]
+
+    def environment(self, node: Node) -> dict[str, str]:
+        return {"PYTHONPATH": self.package_dir(node), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+make_db = db_factory(RaftnodeDocker, RaftnodeLocal, RaftnodeSSH)
 
 
 def build_images(force: bool = False) -> list[str]:
