@@ -17,7 +17,8 @@ from chaos import faults as _faults
 
 # The built-in fault kinds, their ops and the targets they take: one table, chaos.faults (which
 # also holds the kinds plugins add; code that must see those asks chaos.faults at run time).
-FAULTS = tuple(k.name for k in _faults.BUILTIN_KINDS)
+# `--nemesis all`: every built-in kind except those asked for by name only (disk damage).
+FAULTS = tuple(k.name for k in _faults.BUILTIN_KINDS if k.in_all)
 FAULT_OPS = {k.name: (k.start, k.heal) for k in _faults.BUILTIN_KINDS}
 START_OPS = {k.start: k.name for k in _faults.BUILTIN_KINDS}
 HEAL_OPS = {k.heal: k.name for k in _faults.BUILTIN_KINDS}

@@ -39,6 +39,9 @@ class FaultKind:
     #: the smallest cluster this fault means anything on (a partition needs two nodes)
     min_nodes: int = 1
     description: str = ""
+    #: whether `--nemesis all` includes it (faults that damage files on purpose, or need a
+    #: mount of their own, are asked for by name)
+    in_all: bool = True
 
     def needs(self, value: Any = None) -> frozenset[str]:
         """Capabilities one op of this kind needs; aiming at the leader also needs "leader"."""
@@ -70,6 +73,29 @@ def _pause_nemesis(db, nodes, view, rng):
 def _clock_nemesis(db, nodes, view, rng):
     from chaos.nemesis.clock import ClockNemesis
     return ClockNemesis(db, nodes, view, rng)
+
+
+def _lose_unsynced_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.disk import LoseUnsyncedNemesis
+    return LoseUnsyncedNemesis(db, nodes, view, rng)
+
+
+def _corrupt_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.disk import CorruptNemesis
+    return CorruptNemesis(db, nodes, view, rng)
+
+
+def _random_lose_unsynced(rng: random.Random, nodes: int, leader: bool) -> dict:
+    target = rng.choice(_random_targets(nodes, leader, ("one", "minority", "majority", "all")))
+    return {"target": target, "tear": rng.random() < 0.5}
+
+
+def _random_corrupt(rng: random.Random, nodes: int, leader: bool) -> dict:
+    # a minority at most: damaging a majority's acknowledged data may lose it by design
+    target = rng.choice(_random_targets(nodes, leader, ("one", "minority")))
+    if rng.random() < 0.5:
+        return {"target": target, "mode": "bitflip", "flips": rng.choice((1, 1, 4))}
+    return {"target": target, "mode": "truncate"}
 
 
 def _random_partition(rng: random.Random, nodes: int, leader: bool) -> dict:
@@ -119,6 +145,17 @@ BUILTIN_KINDS = (
               params={"clock-skew": {"target": True, "mode": True, "delta": False, "period": False,
                                      "rate": False}, "clock-reset": {}},
               heal_rank=40, description="skew, strobe or slow down the service's clock"),
+    FaultKind("lose-unsynced", "lose-unsynced", "restart-lost", frozenset({"kill", "lose-unsynced"}),
+              _lose_unsynced_nemesis, _random_lose_unsynced,
+              params={"lose-unsynced": {"target": True, "tear": False}, "restart-lost": {}},
+              heal_rank=30, in_all=False,
+              description="SIGKILL the service and drop its unsynced writes (a lazy disk), start it later"),
+    FaultKind("corrupt", "corrupt", "restart-corrupted", frozenset({"kill", "corrupt"}), _corrupt_nemesis,
+              _random_corrupt,
+              params={"corrupt": {"target": True, "mode": False, "file": False, "flips": False,
+                                  "offset": False, "bytes": False}, "restart-corrupted": {}},
+              heal_rank=30, in_all=False,
+              description="SIGKILL the service, flip bits in or truncate one of its data files, start it later"),
 )
 
 

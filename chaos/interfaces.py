@@ -20,6 +20,8 @@ whose capability the DB lacks, and says which one:
     status       StatusProbe    status.jsonl, the report's leadership timeline
     logs         LogFiles       node logs in the store, log-pattern and node-log checkers
     exec         Exec           running a command in a node's environment (tests, probes)
+    lose-unsynced Disk          lose-unsynced faults (a lazy disk under the data directory)
+    corrupt      Disk           corrupt faults (bit flips, truncation of the node's data files)
 
 A DB may know at run time that it cannot offer a capability its class has (no libfaketime on the
 host, no root for iptables): `unavailable()` names each such capability with the reason.
@@ -186,10 +188,31 @@ class Exec(abc.ABC):
         """Run argv; return its stdout (raise on a non-zero exit when check)."""
 
 
+class Disk(abc.ABC):
+    """lose-unsynced, corrupt: the node's data files, changed while its service is stopped.
+
+    Two capabilities share this protocol: "corrupt" needs only data_path(); "lose-unsynced"
+    needs the data directory on a lazy disk (chaos.lazydisk), which a DB mounts only for runs
+    that use it, so unavailable() withdraws it from other runs."""
+
+    @abc.abstractmethod
+    def data_path(self, node: Node) -> str:
+        """Where the node's data directory can be read and written from the controller's host."""
+
+    @abc.abstractmethod
+    def lose_unsynced_writes(self, node: Node, tear_seed: int | None = None) -> dict:
+        """Forget every write to the node's data directory that was not fsynced (and every
+        create, rename and unlink not followed by a directory fsync), as a power loss would;
+        with tear_seed, a random prefix of each file's last unsynced write survives. The
+        service must be stopped. Returns what was lost (unsynced_bytes, files, dirs)."""
+
+
 CAPABILITIES: dict[str, type] = {
     "kill": Process, "pause": Pause, "partition": Network, "clock": Clock,
     "leader": Primaries, "status": StatusProbe, "logs": LogFiles, "exec": Exec,
+    "lose-unsynced": Disk, "corrupt": Disk,
 }
+
 
 
 class StatusView(abc.ABC):

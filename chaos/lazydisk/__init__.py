@@ -270,5 +270,10 @@ def clean_mounts(all: bool = False) -> list[str]:
             os.rmdir(m["mountpoint"])
         except OSError:
             pass
+        # the docker provisioner's per-run folder (mount points, control sockets, daemon logs)
+        run_dir = os.path.dirname(m["mountpoint"])
+        if os.path.dirname(run_dir) == os.path.join(tempfile.gettempdir(), "splitbrain-lazydisk") \
+                and not any(os.path.dirname(x["mountpoint"]) == run_dir for x in mounts()):
+            shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(m["mountpoint"])
     return removed

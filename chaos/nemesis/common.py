@@ -57,11 +57,13 @@ class ProcessFaults:
         import threading
         self.killed: set[str] = set()
         self.paused: set[str] = set()
+        # nodes whose files a fault damaged on purpose and that refused to start: down for good
+        self.damaged: set[str] = set()
         self.lock = threading.Lock()
 
     def held_down(self) -> set[str]:
         with self.lock:
-            return self.killed | self.paused
+            return self.killed | self.paused | self.damaged
 
 
 def process_state(db) -> ProcessFaults:

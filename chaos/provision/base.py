@@ -173,6 +173,8 @@ class ProvisionedDB(DB, Clock):
             kw["subnet"] = config.subnet
         if "clock" in accepted:
             kw.setdefault("clock", "clock" in config.faults_in_use)
+        if "lazy_disk" in accepted:  # the lazy disk is mounted only for runs that lose unsynced writes
+            kw.setdefault("lazy_disk", "lose-unsynced" in config.faults_in_use)
         kw.update(overrides)
         db = cls(run_id, config.nodes, options, **kw)
         db.request_timeout = config.request_timeout

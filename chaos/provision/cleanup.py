@@ -7,6 +7,7 @@ are never touched. `all=True` removes every splitbrain resource.
 
 Docker: containers and networks labelled splitbrain=1. Local: the runs' state files (node
 processes, data dirs, iptables chains) and stray chains named SB<pid>-<hash> with a dead pid.
+Lazy disks (chaos.lazydisk): FUSE mounts whose source names a dead owner (fusermount3 -uz).
 """
 
 from __future__ import annotations
@@ -130,7 +131,12 @@ def _clean_cgroups(all: bool, live: set) -> list[str]:
 
 def clean(all: bool = False, docker: bool = True, local: bool = True) -> dict:
     """Remove leftovers of crashed runs (every splitbrain resource with all=True); say what went."""
+    from chaos.lazydisk import clean_mounts
+
     removed: dict = {}
+    # Lazy disks first: unmounted (lazily, so a node still inside cannot block it), a local
+    # run's data dirs are plain directories again when clean_local removes them.
+    removed["lazy_disks"] = clean_mounts(all)
     if local:
         removed.update(clean_local(all))
     if docker:

@@ -37,10 +37,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from chaos.interfaces import Exec, LogFiles, Network, Node, Pause, Process
+from chaos.interfaces import Disk, Exec, LogFiles, Network, Node, Pause, Process
 from chaos.net.iptables import NamespaceNet
 from chaos.provision.base import (LABEL, LABEL_RUN, ProvisionedDB, ProvisionError, docker_client,
                                   faketime_env, node_ids, run_labels)
+from chaos.provision.lazy import LazyDisks, host_root
+from chaos.provision.lazy import unavailable as lazy_unavailable
 
 PID_FILE = "/run/splitbrain-service.pid"
 FAKETIME_FILE = "/var/lib/splitbrain/faketime"
@@ -84,7 +86,7 @@ def node_addresses(subnet: str, count: int) -> list[str]:
     return [str(network.network_address + FIRST_HOST + i) for i in range(count)]
 
 
-class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
+class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     """A service in containers on an internal network; see the module docstring."""
 
     name = "container"
@@ -99,8 +101,12 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
 
     def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
                  subnet: str = "10.77.0.0/24", image: str | None = None, ready_timeout: float = 30.0,
-                 wait_ready: bool = True, clock: bool = True, docker=None, detached: bool = False):
+                 wait_ready: bool = True, clock: bool = True, docker=None, detached: bool = False,
+                 lazy_disk: bool = False):
         super().__init__(run_id, nodes, node_options, detached=detached, ready_timeout=ready_timeout)
+        # lose-unsynced runs: each node's data dir is a lazy disk on the host, bind-mounted in
+        self.lazy_disk_enabled = lazy_disk
+        self._lazy = LazyDisks(run_id, detached)
         self.subnet = subnet
         node_addresses(subnet, nodes)
         if image is not None:
@@ -126,12 +132,18 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
 
     # -- capabilities ----------------------------------------------------------------------------
     def unavailable(self) -> dict[str, str]:
+        missing = {}
         if not self.faketime:
-            return {"clock": f"{self.name} does not read its clock through libc, so libfaketime "
-                             "cannot reach it"}
-        if not self.clock_enabled:
-            return {"clock": "libfaketime is loaded only into runs that ask for clock faults"}
-        return {}
+            missing["clock"] = (f"{self.name} does not read its clock through libc, so libfaketime "
+                                "cannot reach it")
+        elif not self.clock_enabled:
+            missing["clock"] = "libfaketime is loaded only into runs that ask for clock faults"
+        lazy = lazy_unavailable(self.lazy_disk_enabled)
+        if lazy:
+            missing["lose-unsynced"] = lazy
+        if os.geteuid() != 0:
+            missing["corrupt"] = "reaching a container's data files from the host needs root"
+        return missing
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -186,6 +198,10 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 node.client_url = self.client_url(node)
             self._net = NamespaceNet(self.nodes, run=lambda n, s: self._sh(n, s)[1],
                                      reachable=self._container_running)
+            if self.lazy_disk_enabled:
+                root = host_root(self.run_id)
+                self._parallel(lambda n: self._lazy.mount(n, os.path.join(root, n.id), os.path.join(
+                    root, f"{n.id}.sock"), os.path.join(root, f"{n.id}.log")), self.nodes)
             self._parallel(lambda n: self._create_container(n, image), self.nodes)
             self._parallel(self._start_process, self.nodes)
             if self.wait_ready_at_setup:
@@ -232,7 +248,11 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
 
         api = self.docker.api
         labels = dict(run_labels(self.run_id, self.detached), **{"splitbrain.node": node.id})
-        host_config = api.create_host_config(cap_add=["NET_ADMIN"], network_mode=self.network_name)
+        lazy = self._lazy.mountpoint(node)
+        # The lazy disk is mounted on the host: the container only gets it bound as its data dir.
+        binds = {lazy: {"bind": self.data_dir, "mode": "rw"}} if lazy else None
+        host_config = api.create_host_config(cap_add=["NET_ADMIN"], network_mode=self.network_name,
+                                             binds=binds)
         networking = api.create_networking_config(
             {self.network_name: api.create_endpoint_config(ipv4_address=node.address)})
         try:
@@ -327,6 +347,9 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 network.remove()
             except docker.errors.NotFound:
                 pass
+        # after the containers, which bind-mount them
+        self._lazy.stop_all()
+        self._lazy.remove_host_root()
         self.clock = {}
         self._clock_state.clear()
 
@@ -389,6 +412,23 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
             tmp = FAKETIME_FILE + ".tmp"
             # rename() so the service never reads a half-written spec
             self._sh(node, f"printf '%s\\n' {shlex.quote(spec)} > {tmp} && mv {tmp} {FAKETIME_FILE}")
+
+    # -- disk faults -------------------------------------------------------------------------------
+    def data_path(self, node: Node) -> str:
+        """The lazy disk's mount point, else the container's data dir through /proc/PID/root
+        (the engine runs on this host; reading it needs root)."""
+        lazy = self._lazy.mountpoint(node)
+        if lazy:
+            return lazy
+        pid = self._container(node).attrs["State"].get("Pid") or 0
+        if not pid:
+            raise ProvisionError(f"{node.id}: its container is not running, so its files cannot be reached")
+        return f"/proc/{pid}/root{self.data_dir}"
+
+    def lose_unsynced_writes(self, node: Node, tear_seed: int | None = None) -> dict:
+        if self.is_running(node):
+            raise ProvisionError(f"{node.id}: its service is running; stop it before dropping its unsynced writes")
+        return self._lazy.lose(node, tear_seed)
 
     # -- commands and logs -------------------------------------------------------------------------
     def exec(self, node: Node, argv: list[str], check: bool = True) -> str:

@@ -30,11 +30,13 @@ import subprocess
 import tempfile
 import time
 
-from chaos.interfaces import Exec, LogFiles, Network, Node, Pause, Process
+from chaos.interfaces import Disk, Exec, LogFiles, Network, Node, Pause, Process
 from chaos.net.iptables import CgroupNet, host_iptables, remove_host_chain
 from chaos.provision.base import (LABEL_OWNER, ProvisionedDB, ProvisionError, faketime_env, node_ids,
                                   owner_alive, process_start_ticks)
 from chaos.provision.docker import check_clock_spec
+from chaos.provision.lazy import LazyDisks
+from chaos.provision.lazy import unavailable as lazy_unavailable
 
 STATE_DIR = os.path.join(tempfile.gettempdir(), "splitbrain-local")
 FAKETIME_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -97,7 +99,7 @@ def _hex_ip(address: str) -> str:
     return "".join(f"{b:02X}" for b in reversed(ipaddress.ip_address(address).packed))
 
 
-class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
+class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     name = "process"
     provisioner = "local"
 
@@ -105,8 +107,11 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                  base_address: str = "127.0.0.11", client_port: int | None = None,
                  peer_port: int | None = None, data_root: str | None = None,
                  ready_timeout: float = 30.0, wait_ready: bool = True, clock: bool = True,
-                 detached: bool = False):
+                 detached: bool = False, lazy_disk: bool = False):
         super().__init__(run_id, nodes, node_options, detached=detached, ready_timeout=ready_timeout)
+        # lose-unsynced runs: each node's data dir is a lazy disk (chaos.lazydisk)
+        self.lazy_disk_enabled = lazy_disk
+        self._lazy = LazyDisks(run_id, detached)
         try:
             base = ipaddress.ip_address(base_address)
         except ValueError:
@@ -147,6 +152,9 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
             missing["clock"] = "libfaketime is not installed on this host (apt-get install faketime)"
         elif not self.clock_enabled:
             missing["clock"] = "libfaketime is loaded only into runs that ask for clock faults"
+        lazy = lazy_unavailable(self.lazy_disk_enabled)
+        if lazy:
+            missing["lose-unsynced"] = lazy
         return missing
 
     # -- paths and state ------------------------------------------------------------------------
@@ -207,6 +215,9 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 os.makedirs(self.log_dir(node), exist_ok=True)
                 with open(self._clock_file(node), "w") as f:
                     f.write("+0 x1\n")
+                if self.lazy_disk_enabled:
+                    self._lazy.mount(node, self.data_dir(node), os.path.join(self.node_dir(node), "lazydisk.sock"),
+                                     os.path.join(self.log_dir(node), "lazydisk.log"))
             if "partition" not in self.unavailable():
                 self._net = CgroupNet(self.nodes, self.chain, self._cgroup_rel)
             self._save_state()
@@ -341,6 +352,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 except subprocess.TimeoutExpired:
                     pass
         self.procs.clear()
+        self._lazy.stop_all()  # after the nodes, before their data dirs go
         if os.geteuid() == 0 and shutil.which("iptables"):
             remove_chain(self.chain)  # ours by name; absent when partitions were never supported
         if self.cgroup_root:
@@ -366,6 +378,15 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
         with open(path + ".tmp", "w") as f:
             f.write(spec + "\n")
         os.replace(path + ".tmp", path)  # the service never reads a half-written spec
+
+    # -- disk faults ---------------------------------------------------------------------------
+    def data_path(self, node: Node) -> str:
+        return self.data_dir(node)
+
+    def lose_unsynced_writes(self, node: Node, tear_seed: int | None = None) -> dict:
+        if self.is_running(node):
+            raise ProvisionError(f"{node.id}: its service is running; stop it before dropping its unsynced writes")
+        return self._lazy.lose(node, tear_seed)
 
     # -- commands and logs ---------------------------------------------------------------------
     def exec(self, node: Node, argv: list[str], check: bool = True) -> str:

@@ -53,14 +53,14 @@ class HardState:
     term: int = 0
     voted_for: str | None = None
     commit: int = 0  # advisory; commit is re-learned from the leader after a restart
-
-
-@dataclass
     # The highest log index this node had made durable (so may have acknowledged) when the hard
     # state was written, kept by the storage. A log found shorter at start-up went backwards
     # (truncated, or a corrupt tail taken for a torn write): the core does not vote until it
     # has caught up to it.
     acked: int = 0
+
+
+@dataclass
 class Message:
     kind: str
     src: str
