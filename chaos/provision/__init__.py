@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from chaos.provision.base import ProvisionedDB, ProvisionError
 
-PROVISIONERS = ("docker", "local")
+PROVISIONERS = ("docker", "local", "ssh")
 
 
-def make_db(config, run_id: str):
+def make_db(config, run_id: str, **overrides):
     """The DB of a run: the `splitbrain.dbs` registry entry named config.db, built with the
-    run's config (it picks the provisioner and reads its node options)."""
+    run's config (it picks the provisioner and reads its node options); overrides are
+    constructor settings decided for this run (chaos.provision.allocate.run_overrides)."""
     from chaos.registry import load
 
     factory = load("splitbrain.dbs", config.db)
-    return factory(config, run_id)
+    return factory(config, run_id, **overrides) if overrides else factory(config, run_id)
 
 
 __all__ = ["make_db", "ProvisionError", "ProvisionedDB", "PROVISIONERS"]

@@ -69,6 +69,8 @@ def register(subparsers) -> None:
                                                 "local processes, iptables chains)")
     clean.add_argument("--all", action="store_true",
                        help="remove every splitbrain resource, including live runs and detached clusters")
+    clean.add_argument("--ssh", metavar="INVENTORY", help="clean the SSH hosts of this inventory instead: the node "
+                       "processes, iptables chains and files of runs whose controller (on this machine) is gone")
     clean.add_argument("--json", action="store_true")
     clean.set_defaults(func=cmd_clean)
 
@@ -109,14 +111,7 @@ def cmd_up(args) -> int:
     except (ProvisionError, ValueError) as e:
         print(f"splitbrain cluster up: {e}", file=sys.stderr)
         return EXIT_CRASHED
-    state = {"name": args.name, "run_id": run_id, "provisioner": args.provisioner, "count": args.nodes,
-             "db": args.db, "subnet": args.subnet if args.provisioner == "docker" else None,
-             "config": {k: v for k, v in config.to_dict().items() if k != "schedule"},
-             "nodes": [{"id": n.id, "url": n.client_url, "address": n.address,
-                        "client_port": n.client_port, "peer_port": n.peer_port} for n in nodes]}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(state, f, indent=1)
+    record_cluster(args.name, db, config, nodes, run_id=run_id)
     if args.json:
         print(json.dumps({"nodes": [{"id": n.id, "url": n.client_url} for n in nodes]}))
     else:
@@ -124,6 +119,24 @@ def cmd_up(args) -> int:
             print(f"{n.id}  {n.client_url}")
         print(f"cluster {args.name!r} is up ({args.db} on {args.provisioner}); `splitbrain cluster down` removes it")
     return 0
+
+
+def record_cluster(name: str, db, config, nodes, run_id: str | None = None) -> str:
+    """The state file of a cluster that outlives its command (`cluster up`, `run
+    --leave-db-running`): what `cluster status|down` and `run --cluster NAME` read."""
+    path = state_path(name)
+    state = {"name": name, "run_id": run_id or db.run_id, "provisioner": config.provisioner, "count": len(nodes),
+             "db": config.db, "subnet": getattr(db, "subnet", None) if config.provisioner == "docker" else None,
+             "config": {k: v for k, v in config.to_dict().items() if k != "schedule"},
+             "provisioner_settings": {k: str(getattr(db, k)) for k in ("subnet", "base_address")
+                                      if getattr(db, k, None) is not None},
+             "nodes": [{"id": n.id, "url": n.client_url, "address": n.address,
+                        "client_port": n.client_port, "peer_port": n.peer_port} for n in nodes]}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def cmd_status(args) -> int:
@@ -157,6 +170,8 @@ def teardown_state(state: dict) -> None:
             db = ContainerDB(state["run_id"], nodes=state.get("count", 3),
                              subnet=state.get("subnet") or "10.77.0.0/24")
         db.teardown()
+    elif state["provisioner"] == "ssh":
+        make_db(_config(state), state["run_id"]).teardown()
     else:
         from chaos.provision.local import destroy_state, read_states
         for local in read_states():
@@ -169,7 +184,10 @@ def cmd_down(args) -> int:
     if state is None:
         print(f"splitbrain cluster down: no cluster {args.name!r} is up", file=sys.stderr)
         return EXIT_CRASHED
+    from chaos.provision.allocate import release
+
     teardown_state(state)
+    release(state["run_id"])
     os.remove(state_path(args.name))
     if args.json:
         print(json.dumps({"removed": state["name"]}))
@@ -181,6 +199,8 @@ def cmd_down(args) -> int:
 def cmd_clean(args) -> int:
     from chaos.provision.cleanup import clean
 
+    if args.ssh:
+        return _clean_ssh(args)
     removed = clean(all=args.all)
     if args.all:
         # every detached cluster went too: forget them
@@ -196,3 +216,23 @@ def cmd_clean(args) -> int:
         if removed.get("docker_error"):
             print(f"(docker: {removed['docker_error']})", file=sys.stderr)
     return 0
+
+
+def _clean_ssh(args) -> int:
+    from chaos.provision.ssh import clean_hosts
+
+    try:
+        removed = clean_hosts(args.ssh, all=args.all)
+    except ValueError as e:  # a bad inventory: its file and entry are named
+        print(f"splitbrain clean: {e}", file=sys.stderr)
+        return EXIT_CRASHED
+    if args.json:
+        print(json.dumps(removed))
+    else:
+        for host in removed["ssh"]:
+            items = ([f"run {r}" for r in host["runs"]] + [f"process {p}" for p in host["processes"]]
+                     + [f"chain {c}" for c in host["chains"]])
+            print(f"{host['host']}: {', '.join(items) if items else 'nothing to clean'}")
+            for error in host["errors"]:
+                print(f"{host['host']}: {error}", file=sys.stderr)
+    return 1 if any(h["errors"] for h in removed["ssh"]) else 0

@@ -292,7 +292,8 @@ class SSHConnection:
             except paramiko.BadHostKeyException as e:
                 client.close()
                 raise ProvisionError(
-                    f"{name}: the host key changed: {self.known_hosts} records {fingerprint(e.expected_key)}, "
+                    f"{name}: the host key changed: {self.known_hosts} records {e.expected_key.get_name()} "
+                    f"{fingerprint(e.expected_key)}, "
                     f"the host offered {e.key.get_name()} {fingerprint(e.key)}. Refusing to connect (if you trust "
                     f"the new key: ssh-keygen -R '{known_hosts_name(self.host)}' -f {self.known_hosts})") from None
             except paramiko.AuthenticationException as e:
@@ -628,7 +629,7 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                     detail = facts.get("sudo", "no sudo")[3:].strip() or "sudo is not installed"
                     return (f"{host.name}: {host.user} is not root and cannot run iptables through `sudo -n` "
                             f"({detail}); give {host.user} passwordless sudo (NOPASSWD) or connect as root")
-                if not self.connection(host).peer:
+                if len(facts.get("ssh", "").split()) != 4:
                     return f"{host.name}: the host does not say where the controller connects from ($SSH_CONNECTION)"
             elif what == "clock":
                 reason = _clockshim().unavailable_reason()
@@ -690,6 +691,28 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
             self.salvage_logs()
             self.teardown()
             raise
+        return self.nodes
+
+    def attach(self, nodes: list[Node]) -> list[Node]:
+        """Take over a cluster another controller set up and left running (`cluster up`,
+        `run --leave-db-running`): its hosts, pid files, chain and peer secret stay as they are."""
+        by_address = {h.service_address: h for h in self.hosts}
+        self.nodes = []
+        for entry in nodes:
+            host = by_address.get(entry.address)
+            if host is None:
+                raise ProvisionError(f"{entry.id} ({entry.address}) is on none of the inventory's hosts")
+            self.nodes.append(Node(id=entry.id, client_url=entry.client_url, address=entry.address,
+                                   peer_port=entry.peer_port, client_port=entry.client_port,
+                                   meta={"provisioner": "ssh", "host": host, "ssh": host.name}))
+        self.hosts = [n.meta["host"] for n in self.nodes]
+        self.count = len(self.nodes)
+        self._preflight()
+        if "partition" not in self.unavailable():
+            self._net = NamespaceNet(self.nodes, run=lambda n, s: self._sh(n, s, root=True)[1], chain=self.chain)
+            # this controller's own connection, ahead of every grudge (it may not be the one that set up)
+            _parallel(lambda n: self._sh(n, guard_script(self.chain, self._controller_rules(n)), root=True),
+                      self.nodes)
         return self.nodes
 
     def _controller_rules(self, node: Node) -> list[str]:
@@ -841,8 +864,11 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                       f"rmdir {shlex.quote(self.remote_dir)} 2>/dev/null; true")
             try:
                 conn.run(script, check=True, timeout=60)
-                if self._facts.get(host.name, {}).get("iptables") and (
-                        conn.uid == 0 or self._facts.get(host.name, {}).get("sudo") == "ok"):
+                facts = self._facts.get(host.name)
+                if facts is None:  # a fresh DB tearing down a cluster it did not set up
+                    facts = parse_preflight(conn.run(PREFLIGHT, check=False, timeout=30)[1])
+                    conn.uid = int(facts["uid"]) if facts.get("uid", "").isdigit() else None
+                if facts.get("iptables") and (facts.get("uid") == "0" or facts.get("sudo") == "ok"):
                     conn.run(remove_chain_script(self.chain), root=True, check=True, timeout=60)
             except ProvisionError as e:
                 return str(e)
@@ -853,8 +879,7 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 self._net.uninstall()  # whatever the network layer keeps besides rules (helpers, qdiscs)
             except Exception as e:  # noqa: BLE001 - our own removal below still runs
                 errors.append(f"network layer: {e}")
-        if self._facts or self._conns:
-            errors += [e for e in _parallel(one, self.hosts) if e]
+        errors += [e for e in _parallel(one, self.hosts) if e]  # also from a fresh DB (`cluster down`)
         self._net = None
         self._clock_specs.clear()
         self._mono_offset.clear()
