@@ -6,8 +6,8 @@
 #   bash bootstrap.sh                                set up only
 #
 # Idempotent: what is already there is not installed again. Set-up steps:
-#   1. Debian packages: docker.io, debootstrap, iptables, iproute2, faketime, chromium + driver, wrk,
-#      redis-server (the Redis example)
+#   1. Debian packages: docker.io, debootstrap, iptables, iproute2, faketime, chromium + driver, wrk, openssh-server,
+#      redis-server (the Redis example), fuse3 (fusermount3, for lazy disks)
 #   2. a Docker engine: dockerd started in the background when `docker info` fails
 #   3. a virtualenv in .venv with splitbrain installed editable, with its test extras
 #   4. the porcupine helper (Go) built into the cache
@@ -41,6 +41,8 @@ install_debian_packages() {
     command -v wrk >/dev/null || missing+=(wrk)
     command -v etcd >/dev/null || missing+=(etcd-server)   # for the etcd example (examples/etcd)
     command -v redis-server >/dev/null || missing+=(redis-server)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)   # the SSH hosts of tests/test_provision_ssh.py
+    command -v fusermount3 >/dev/null || missing+=(fuse3)   # lazy disks (chaos.lazydisk): unmounting
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
         missing+=(golang-go)

@@ -97,7 +97,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subnet", help="docker: the run network's subnet (e.g. 10.77.0.0/24)")
     p.add_argument("--provisioner-option", dest="provisioner_options", action="append", type=_key_value,
                    metavar="KEY=VALUE", help="extra provisioner setting, repeatable "
-                   "(local: base_address=127.0.0.11; docker: image=NAME)")
+                   "(local: base_address=127.0.0.11; docker: image=NAME; ssh: inventory=hosts.yaml)")
+
+
+def add_run_only_options(p: argparse.ArgumentParser) -> None:
+    """Flags of `run` alone: repetition, the cluster's life, a resolved config."""
+    p.add_argument("--test-count", type=int, default=1, metavar="N",
+                   help="run the test up to N times (seeds SEED, SEED+1, ...), stopping at the first that is not valid")
+    p.add_argument("--leave-db-running", action="store_true",
+                   help="keep the cluster up after the run (`splitbrain cluster down --name RUN_ID` removes it)")
+    p.add_argument("--cluster", metavar="NAME",
+                   help="run against a cluster started with `splitbrain cluster up --name NAME` (it stays up)")
+    p.add_argument("--config", metavar="FILE", help="a resolved run config as JSON (what `splitbrain nightly` "
+                   "hands its workers); other flags are not allowed with it")
+    p.add_argument("--run-name", metavar="NAME", help=argparse.SUPPRESS)   # nightly: the run's folder
+    p.add_argument("--no-latest", action="store_true", help=argparse.SUPPRESS)  # nightly: latest is the controller's
 
 
 RUN_FLAG_FIELDS = ("test_name", "db", "nodes", "workload", "nemesis", "nemesis_interval", "time_limit",
@@ -134,10 +148,56 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from chaos.runner import Runner
+    from chaos.runner import EXIT_VALID, Runner
 
-    config = config_from_args(args)
-    return Runner(config, argv=sys.argv).execute()
+    if args.test_count < 1:
+        raise ConfigError(f"--test-count must be at least 1, got {args.test_count}")
+    if args.config:
+        given = [f for f in RUN_FLAG_FIELDS + ("scenario", "node_options") if getattr(args, f, None) is not None]
+        if given:
+            raise ConfigError(f"--config carries the whole config: drop --{given[0].replace('_', '-')}")
+        with open(args.config, encoding="utf-8") as f:
+            config = RunConfig.from_dict(json.load(f)).validate()
+    else:
+        config = config_from_args(args)
+    attach = None
+    if args.cluster:
+        config, attach = cluster_config(args.cluster, config)
+    kw = {"argv": sys.argv, "run_name": args.run_name, "leave_db_running": args.leave_db_running,
+          "update_latest": not args.no_latest, "attach": attach}
+    code = EXIT_VALID
+    for i in range(args.test_count):
+        if args.test_count > 1:
+            print(f"splitbrain: test {i + 1} of {args.test_count} (seed {config.seed})", file=sys.stderr, flush=True)
+        runner = Runner(config, **kw)
+        code = runner.execute()
+        if code != EXIT_VALID or runner.interrupted is not None:
+            if args.test_count > 1:
+                print(f"splitbrain: test {i + 1} of {args.test_count} (seed {config.seed}) ended with exit {code}; "
+                      "not running the rest", file=sys.stderr)
+            break
+        config = RunConfig.from_dict({**config.to_dict(), "seed": config.seed + 1}).validate()
+    return code
+
+
+def cluster_config(name: str, config: RunConfig):
+    """The run's config against a cluster of `splitbrain cluster up`: its system, provisioner,
+    nodes and their settings; the run's own workload, faults and limits. Returns (config, the
+    cluster's state)."""
+    from chaos.provision.cli import load_state
+
+    state = load_state(name)
+    if state is None:
+        raise ConfigError(f"no cluster {name!r} is up (`splitbrain cluster up --name {name}` starts one)")
+    cluster = state.get("config") or {}
+    fields = config.to_dict()
+    for key in ("db", "provisioner", "nodes", "node_options", "bug", "subnet", "provisioner_options"):
+        if key in cluster:
+            fields[key] = cluster[key]
+    fields["provisioner_options"] = {**(cluster.get("provisioner_options") or {}),
+                                     **state.get("provisioner_settings", {})}
+    fields["nodes"] = len(state["nodes"])
+    return RunConfig.from_dict(fields).validate(), state
 
 
 def reproduce_config(run_dir: str, provisioner: str | None = None, store: str | None = None,
@@ -180,7 +240,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_nightly(args: argparse.Namespace) -> int:
     from chaos.nightly import run_matrix
 
-    return run_matrix(args.matrix, store=args.store, dry_run=args.dry_run, provisioner=args.provisioner)
+    return run_matrix(args.matrix, store=args.store, dry_run=args.dry_run, provisioner=args.provisioner,
+                      concurrency=args.concurrency, scheduler=args.scheduler, sequential=args.sequential)
 
 
 def _missing(name: str, module: str, error: Exception):
@@ -215,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="provision a cluster, drive clients, inject faults, check, report")
     add_run_options(p)
+    add_run_only_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reproduce", help="run a stored run again: same config, seed and fault schedule")
@@ -230,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="DIR", help="override the matrix's store")
     p.add_argument("--provisioner", help="override every run's provisioner")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+                   help="runs at once on an embedded Dask LocalCluster of N workers (default 1)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="a Dask scheduler whose workers run the runs")
+    p.add_argument("--sequential", action="store_true",
+                   help="no Dask: one run after another in this process")
     p.set_defaults(func=cmd_nightly)
 
     _register_external(sub, "checkers.cli", ["check"])

@@ -56,24 +56,34 @@ class RunContext:
     counts: Any = None
     processes: dict = field(default_factory=dict)   # thread -> its last process (the interpreter's)
     keys_used: dict = field(default_factory=dict)   # client keys in order of first use
+    keep_db: bool = False                            # --leave-db-running: no teardown
+    attach: dict | None = None                       # a running cluster's state (`run --cluster`)
 
-    def record(self, op: Op) -> bool:
+    def record(self, op: Op, flush: bool = True) -> bool:
         """Append to the history unless the load is over for clients (late completions). A
         client invocation names the node its thread is bound to (thread % nodes); the keys
-        used and the completions by type are noted for the final reads and the progress line."""
+        used and the completions by type are noted for the final reads and the progress line.
+        flush=False leaves the line buffered until flush_history() (the load's batches)."""
         with self.history_lock:
-            if self.clients_closed and not op.is_nemesis:
-                return False
-            if not op.is_nemesis:
+            if op.process != NEMESIS:
+                if self.clients_closed:
+                    return False
                 if op.type == INVOKE:
                     if op.node is None and isinstance(op.process, int) and self.nodes:
                         op.node = self.nodes[(op.process % self.config.concurrency) % len(self.nodes)].id
-                    if op.key is not None and not op.extra.get("final"):
+                    if op.key is not None and not (op.extra and op.extra.get("final")):
                         self.keys_used.setdefault(op.key, None)
                 elif self.counts is not None:
                     self.counts.add(op.type)
-            self.history.append(op)
+            self.history.append(op, flush)
             return True
+
+    def record_buffered(self, op: Op) -> bool:
+        return self.record(op, False)
+
+    def flush_history(self) -> None:
+        with self.history_lock:
+            self.history.flush()
 
     def abort(self, error: BaseException) -> None:
         if self.abort_error is None:
@@ -127,7 +137,14 @@ def setup(ctx: RunContext, nemesis_factory: Callable) -> None:
     log.info("setting up %d %s nodes (%s)", cfg.nodes, ctx.db.name, cfg.provisioner)
     if hasattr(ctx.db, "failed_setup_log_dir"):
         ctx.db.failed_setup_log_dir = ctx.run.node_dir
-    ctx.nodes = list(ctx.db.setup(cfg.nodes))
+    if ctx.attach is not None:
+        if not hasattr(ctx.db, "attach"):
+            raise RunAborted(f"the {cfg.provisioner} provisioner cannot attach a run to a running cluster")
+        ctx.nodes = list(ctx.db.attach([Node(id=n["id"], client_url=n["url"], address=n["address"],
+                                             peer_port=n.get("peer_port", 9000), client_port=n.get("client_port", 8000))
+                                        for n in ctx.attach["nodes"]]))
+    else:
+        ctx.nodes = list(ctx.db.setup(cfg.nodes))
     ctx.timings["setup_s"] = round(time.monotonic() - t0, 3)
     log.info("cluster ready in %.1f s: %s", ctx.timings["setup_s"],
              ", ".join(f"{n.id}={n.client_url}" for n in ctx.nodes))
@@ -208,9 +225,11 @@ class _ClientWorker:
         self.client, self.node = client, node
 
     def invoke(self, op: Op) -> Op:
-        # the client sees the node it is bound to (the recorded invocation is not changed)
-        op = Op(process=op.process, type=op.type, f=op.f, key=op.key, value=op.value, time=op.time,
-                node=self.node.id, extra=dict(op.extra))
+        if op.node != self.node.id:
+            # the client sees the node it is bound to (the recorded invocation is not changed);
+            # usually the history already names it (RunContext.record), and no copy is needed
+            op = Op(process=op.process, type=op.type, f=op.f, key=op.key, value=op.value,
+                    time=op.time, node=self.node.id, extra=dict(op.extra))
         return self.client.invoke(op)
 
     def backoff_after(self, completion: Op) -> float:
@@ -283,9 +302,12 @@ def load(ctx: RunContext, grace_s: float) -> None:
              ", ".join(cfg.faults_in_use) or "none")
     ctx.load_start = time.monotonic()
     ctx.load_start_ns = time.monotonic_ns()
+    # Buffered, flushed once per batch the interpreter records: every op is on disk (in the OS)
+    # before any thread that settled it goes on (a crash loses at most the batch being written).
     summary = run_generator(gen, concurrency=cfg.concurrency, workers=LoadWorkers(ctx),
-                            record=ctx.record, seed=cfg.seed, stop=ctx.stop,
-                            deadline_ns=int(cfg.time_limit * 1e9), grace_s=grace_s, fatal=(ClientBug,))
+                            record=ctx.record_buffered, flush=ctx.flush_history, seed=cfg.seed,
+                            stop=ctx.stop, deadline_ns=int(cfg.time_limit * 1e9), grace_s=grace_s,
+                            fatal=(ClientBug,))
     ctx.processes = summary.processes
     with ctx.history_lock:
         ctx.clients_closed = True
@@ -420,8 +442,11 @@ def collect_and_teardown(ctx: RunContext) -> None:
                     log.warning("collecting the logs of %s failed: %s", node.id, e)
         t0 = time.monotonic()
         try:
-            ctx.db.teardown()
-            log.info("teardown done in %.1f s", time.monotonic() - t0)
+            if ctx.keep_db:
+                log.info("leaving the cluster running (--leave-db-running)")
+            else:
+                ctx.db.teardown()
+                log.info("teardown done in %.1f s", time.monotonic() - t0)
         except Exception as e:  # noqa: BLE001
             log.error("TEARDOWN FAILED: %s; `splitbrain clean` removes leftovers", e)
     if ctx.history is not None:

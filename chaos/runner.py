@@ -28,6 +28,7 @@ from chaos.config import ConfigError, RunConfig
 from chaos.history import FAIL, INFO, INVOKE, OK, Op
 from chaos.interfaces import ClientBug, Unsupported
 from chaos.phases import RunAborted, RunContext
+from chaos.provision.base import ProvisionError
 from chaos.progress import ConsoleHandler, Counts, Progress
 from chaos.store import TIMESTAMP_FORMAT, create_run_dir
 
@@ -57,9 +58,9 @@ class Interrupted(BaseException):
 
 # -- the parts a run is composed of, by default from the registries ---------------------------------
 
-def default_db_factory(config: RunConfig, run_id: str):
+def default_db_factory(config: RunConfig, run_id: str, **overrides):
     from chaos.provision import make_db
-    return make_db(config, run_id)
+    return make_db(config, run_id, **overrides)
 
 
 def default_nemesis_factory(faults: list[str], db, nodes, view, rng):
@@ -90,8 +91,17 @@ class Runner:
                  nemesis_factory: Callable | None = None, workload=None,
                  checker: Callable | None = None, render: Callable | None = None,
                  out=None, progress_stream=None, progress_tty: bool | None = None,
-                 install_signal_handlers: bool = True, argv: list[str] | None = None):
+                 install_signal_handlers: bool = True, argv: list[str] | None = None,
+                 run_name: str | None = None, leave_db_running: bool = False, update_latest: bool = True,
+                 attach: dict | None = None):
         self.config = config.validate()
+        # A nightly names its runs at dispatch (run_name: the run's folder and resource names);
+        # leave_db_running keeps the cluster up after the run (`splitbrain cluster down` removes it).
+        self.run_name = run_name
+        self.leave_db_running = leave_db_running
+        self.update_latest = update_latest
+        # attach: the state of a cluster of `splitbrain cluster up` to run against (it stays up)
+        self.attach = attach
         self.db_factory = db_factory or default_db_factory
         self.nemesis_factory = nemesis_factory or default_nemesis_factory
         if workload is None:
@@ -125,16 +135,30 @@ class Runner:
         cfg = self.config
         now = time.time()
         stamp = time.strftime(TIMESTAMP_FORMAT, time.localtime(now))
+        run_id = phases.run_id(cfg.test_name, self.run_name or f"{stamp}-{os.getpid() % 10000}")
+        if self.attach is not None:
+            run_id = self.attach["run_id"]  # the cluster's resources are named for it
         try:
             # Refused before anything starts: no run directory, no report, no resource.
-            db = phases.make_db(cfg, phases.run_id(cfg.test_name, f"{stamp}-{os.getpid() % 10000}"),
-                                self.db_factory)
-        except (RunAborted, Unsupported, ConfigError) as e:
+            db = phases.make_db(cfg, run_id, self._allocating_factory(run_id))
+            if self.leave_db_running and hasattr(db, "detached"):
+                db.detached = True  # its resources outlive this controller; `clean` leaves them
+        except (RunAborted, Unsupported, ConfigError, ProvisionError) as e:
+            self._release(run_id)
             print(f"splitbrain: {e}", file=self.progress_stream, flush=True)
             return EXIT_CRASHED
-        run = create_run_dir(cfg.store, cfg.test_name, now=now)
+        except BaseException:
+            self._release(run_id)
+            raise
+        try:
+            run = create_run_dir(cfg.store, cfg.test_name, now=now, name=self.run_name, latest=self.update_latest)
+        except BaseException:
+            self._release(run_id)
+            raise
         self.ctx = ctx = RunContext(config=cfg, run=run, workload=self.workload, counts=self.counts, db=db,
-                                    run_token=f"{os.getpid():x}{random.getrandbits(24):06x}")
+                                    run_token=f"{os.getpid():x}{random.getrandbits(24):06x}",
+                                    keep_db=self.leave_db_running or self.attach is not None,
+                                    attach=self.attach)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         handler = self._setup_logging()
         tty = self.progress_stream.isatty() if self.progress_tty is None else self.progress_tty
@@ -162,7 +186,11 @@ class Runner:
             self._cleaning_up = True
             try:
                 phases.collect_and_teardown(ctx)
+                if self.leave_db_running and self.attach is None and ctx.nodes:
+                    self._record_kept_cluster(run_id)
             finally:
+                if not self.leave_db_running and self.attach is None:
+                    self._release(run_id)
                 self._cleaning_up = False
                 self._torn_down = True
         if ctx.abort_error is not None and crashed is None:
@@ -192,6 +220,35 @@ class Runner:
             logging.getLogger("splitbrain").removeHandler(console)
             handler.close()
         return code
+
+    # -- resources of this run that concurrent runs must not share -----------------------------------
+    def _allocating_factory(self, run_id: str) -> Callable:
+        """The DB factory with the run's own subnet and local base address (chaos.provision.allocate)
+        when the config leaves them to us, so that concurrent runs on one host never collide."""
+        if self.db_factory is not default_db_factory or self.attach is not None:
+            return self.db_factory  # a test's or a caller's own DB; an attached cluster's settings
+        from chaos.provision.allocate import run_overrides
+
+        def factory(config, rid):
+            overrides = run_overrides(config, rid, detached=self.leave_db_running)
+            return self.db_factory(config, rid, **overrides) if overrides else self.db_factory(config, rid)
+        return factory
+
+    def _release(self, run_id: str) -> None:
+        if self.db_factory is default_db_factory and self.attach is None:
+            from chaos.provision.allocate import release
+            release(run_id)
+
+    def _record_kept_cluster(self, run_id: str) -> None:
+        """A cluster left running is recorded as `splitbrain cluster up` records its own, under
+        the run id as its name: `splitbrain cluster status|down --name <run id>` and `splitbrain
+        run --cluster <run id>` find it."""
+        from chaos.provision.cli import record_cluster
+
+        ctx = self.ctx
+        path = record_cluster(run_id, ctx.db, ctx.config, ctx.nodes)
+        log.info("the cluster is left running (%s); `splitbrain cluster down --name %s` removes it", path, run_id)
+        print(f"cluster left running: splitbrain cluster down --name {run_id}", file=self.progress_stream, flush=True)
 
     def _run_phases(self) -> None:
         ctx = self.ctx

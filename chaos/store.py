@@ -74,10 +74,13 @@ class RunDir:
             return json.load(f)
 
 
-def create_run_dir(store_root: str, test_name: str, now: float | None = None) -> RunDir:
+def create_run_dir(store_root: str, test_name: str, now: float | None = None, name: str | None = None,
+                   latest: bool = True) -> RunDir:
     """A new, empty run directory; store/latest is pointed at it at once so that a run that
-    crashes is still the one `latest` shows."""
-    stamp = time.strftime(TIMESTAMP_FORMAT, time.localtime(now if now is not None else time.time()))
+    crashes is still the one `latest` shows. `name` replaces the timestamp (a nightly names its
+    runs at dispatch: timestamps of runs on different workers collide); latest=False leaves
+    store/latest alone (a nightly's controller alone points it)."""
+    stamp = name or time.strftime(TIMESTAMP_FORMAT, time.localtime(now if now is not None else time.time()))
     parent = os.path.join(store_root, test_name)
     os.makedirs(parent, exist_ok=True)
     name, n = stamp, 1
@@ -90,7 +93,8 @@ def create_run_dir(store_root: str, test_name: str, now: float | None = None) ->
             n += 1
             name = f"{stamp}-{n}"
     os.makedirs(os.path.join(path, "nodes"), exist_ok=True)
-    update_latest(store_root, path)
+    if latest:
+        update_latest(store_root, path)
     return RunDir(path, test_name, name)
 
 

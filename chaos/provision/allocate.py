@@ -207,3 +207,50 @@ def allocate_queues(run_id: str, count: int, first: int = 1000, last: int = 6500
         raise ValueError(f"queue count must be 1..64, got {count}")
     blocks = (str(n) for n in range(first, last - 64, 64))
     return int(allocate("queue", run_id, blocks))
+
+
+# -- what a run leaves to us -----------------------------------------------------------------------
+
+def accepted_options(cls) -> set[str]:
+    """The constructor settings a DB class takes (as ProvisionedDB.from_config reads them)."""
+    import inspect
+
+    accepted = set()
+    for klass in cls.__mro__:
+        if "__init__" in klass.__dict__:
+            accepted |= {name for name, p in inspect.signature(klass.__init__).parameters.items()
+                         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return accepted
+
+
+def run_overrides(config, run_id: str, detached: bool = False) -> dict:
+    """The settings this run gets from the allocator: a Docker subnet when the config names
+    none, a local base address when the provisioner options name none; only for a DB class
+    (found through its registry entry's classes, see chaos.provision.base.db_factory) that
+    takes them. Released by release(run_id) at the run's end."""
+    from chaos.registry import load
+
+    try:
+        factory = load("splitbrain.dbs", config.db)
+    except Exception:  # noqa: BLE001 - the run's own check names an unknown DB
+        return {}
+    classes = {getattr(c, "provisioner", None): c for c in getattr(factory, "classes", ())}
+    cls = classes.get(config.provisioner)
+    if cls is None:
+        return {}
+    accepted = accepted_options(cls)
+    overrides = {}
+    if "subnet" in accepted and not config.subnet and "subnet" not in config.provisioner_options:
+        docker = None
+        try:
+            from chaos.provision.base import docker_client
+            docker = docker_client()
+        except Exception:  # noqa: BLE001 - no engine: the routes alone say what is in use
+            docker = None
+        overrides["subnet"] = allocate_subnet(run_id, docker=docker, detached=detached)
+    if "base_address" in accepted and "base_address" not in config.provisioner_options:
+        options = config.provisioner_options
+        ports = {int(options.get("client_port", getattr(cls, "client_port", 8000))),
+                 int(options.get("peer_port", getattr(cls, "peer_port", 9000)))}
+        overrides["base_address"] = allocate_local_base(run_id, config.nodes, sorted(ports), detached=detached)
+    return overrides
