@@ -19,7 +19,9 @@ from typing import Any, Callable
 
 TARGETS = ("one", "minority", "majority", "all", "leader")
 TOPOLOGIES = ("isolate-one", "isolate-leader", "halves", "random-halves", "majorities-ring",
-              "bridge", "groups")
+              "bridge", "groups", "leader-deaf", "leader-mute", "deaf-one", "mute-one", "one-way")
+#: one-way topologies: the leader (or a node) hears nobody but is heard, or the reverse
+LEADER_TOPOLOGIES = ("isolate-leader", "leader-deaf", "leader-mute")
 CLOCK_MODES = ("bump", "strobe", "rate")
 
 
@@ -50,7 +52,7 @@ class FaultKind:
 
 def aims_at_leader(value: Any) -> bool:
     return isinstance(value, dict) and (value.get("target") == "leader"
-                                        or value.get("topology") == "isolate-leader")
+                                        or value.get("topology") in LEADER_TOPOLOGIES)
 
 
 # -- built-in kinds ----------------------------------------------------------------------------
@@ -98,6 +100,34 @@ def _random_corrupt(rng: random.Random, nodes: int, leader: bool) -> dict:
     return {"target": target, "mode": "truncate"}
 
 
+def _packet_nemesis(kind: str):
+    def make(db, nodes, view, rng):
+        from chaos.nemesis.packet import packet_nemesis
+        return packet_nemesis(kind, db, nodes, view, rng)
+    return make
+
+
+def _random_link_target(rng: random.Random, nodes: int, leader: bool) -> dict:
+    return {"target": rng.choice(_random_targets(nodes, leader, ("one", "minority", "all")))}
+
+
+def _random_loss(rng: random.Random, nodes: int, leader: bool) -> dict:
+    return {**_random_link_target(rng, nodes, leader), "loss": rng.choice((0.05, 0.1, 0.2, 0.4))}
+
+
+def _random_delay(rng: random.Random, nodes: int, leader: bool) -> dict:
+    delay = rng.choice((20, 50, 100, 250))
+    return {**_random_link_target(rng, nodes, leader), "delay_ms": delay,
+            "jitter_ms": rng.choice((0, delay // 4, delay // 2))}
+
+
+def _random_bandwidth(rng: random.Random, nodes: int, leader: bool) -> dict:
+    return {**_random_link_target(rng, nodes, leader), "rate_kbit": rng.choice((128, 512, 2048, 8192))}
+
+
+_LINK_PARAMS = {"target": False, "links": False}
+
+
 def _random_partition(rng: random.Random, nodes: int, leader: bool) -> dict:
     if nodes < 2:
         raise ValueError("a partition needs at least two nodes")
@@ -106,6 +136,9 @@ def _random_partition(rng: random.Random, nodes: int, leader: bool) -> dict:
         topologies += ["majorities-ring", "bridge"]
     if leader:
         topologies.insert(1, "isolate-leader")
+        topologies += ["leader-deaf", "leader-mute"]
+    else:
+        topologies += ["deaf-one", "mute-one"]
     return {"topology": rng.choice(topologies)}
 
 
@@ -132,7 +165,8 @@ def _random_clock(rng: random.Random, nodes: int, leader: bool) -> dict:
 
 BUILTIN_KINDS = (
     FaultKind("partition", "partition", "heal", frozenset({"partition"}), _partition_nemesis,
-              _random_partition, params={"partition": {"topology": True, "groups": False, "node": False},
+              _random_partition, params={"partition": {"topology": True, "groups": False, "node": False,
+                                                       "links": False},
                                          "heal": {}},
               heal_rank=10, min_nodes=2, description="iptables drops between groups of nodes"),
     FaultKind("kill", "kill", "start", frozenset({"kill"}), _kill_nemesis, _random_process,
@@ -145,6 +179,19 @@ BUILTIN_KINDS = (
               params={"clock-skew": {"target": True, "mode": True, "delta": False, "period": False,
                                      "rate": False}, "clock-reset": {}},
               heal_rank=40, description="skew, strobe or slow down the service's clock"),
+    # Link faults (chaos.nemesis.packet): on the links between the targets and everyone (every
+    # link for "all"), or on the given links ([[n1, n2], ...], both directions).
+    FaultKind("loss", "lossy", "lossless", frozenset({"loss"}), _packet_nemesis("loss"), _random_loss,
+              params={"lossy": {**_LINK_PARAMS, "loss": True}, "lossless": {}}, heal_rank=12, min_nodes=2,
+              description="drop a share of the packets on some links (iptables statistic)"),
+    FaultKind("delay", "slow", "fast", frozenset({"delay"}), _packet_nemesis("delay"), _random_delay,
+              params={"slow": {**_LINK_PARAMS, "delay_ms": True, "jitter_ms": False}, "fast": {}},
+              heal_rank=12, min_nodes=2,
+              description="hold the packets on some links for a while, with jitter (NFQUEUE)"),
+    FaultKind("bandwidth", "throttle", "unthrottle", frozenset({"bandwidth"}), _packet_nemesis("bandwidth"),
+              _random_bandwidth, params={"throttle": {**_LINK_PARAMS, "rate_kbit": True}, "unthrottle": {}},
+              heal_rank=12, min_nodes=2, in_all=False,
+              description="cap the bandwidth of some links (an htb class on the sender's interface)"),
     FaultKind("lose-unsynced", "lose-unsynced", "restart-lost", frozenset({"kill", "lose-unsynced"}),
               _lose_unsynced_nemesis, _random_lose_unsynced,
               params={"lose-unsynced": {"target": True, "tear": False}, "restart-lost": {}},

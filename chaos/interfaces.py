@@ -15,6 +15,9 @@ whose capability the DB lacks, and says which one:
     kill         Process        kill/start faults; a node that cannot restart is a finding
     pause        Pause          pause/resume faults
     partition    Network        partition faults (chaos.net applies the grudges)
+    loss         Network        packet loss on links (chaos.net link faults)
+    delay        Network        packet delay and jitter on links
+    bandwidth    Network        bandwidth caps on links
     clock        Clock          clock faults
     leader       Primaries      every leader-aimed fault, waiting for recovery, final reads
     status       StatusProbe    status.jsonl, the report's leadership timeline
@@ -122,11 +125,12 @@ class Pause(abc.ABC):
 
 
 class Network(abc.ABC):
-    """partition: the DB hands out the network layer that reaches its nodes (chaos.net)."""
+    """partition, loss, delay, bandwidth: the DB hands out the network layer that reaches its
+    nodes (chaos.net); unavailable() names the link faults that layer cannot apply here."""
 
     @abc.abstractmethod
     def net(self):  # -> chaos.net.Net
-        """The chaos.net.Net that applies grudges to this DB's nodes."""
+        """The chaos.net.Net that applies grudges and link faults to this DB's nodes."""
 
 
 class Clock(abc.ABC):
@@ -210,6 +214,7 @@ class Disk(abc.ABC):
 CAPABILITIES: dict[str, type] = {
     "kill": Process, "pause": Pause, "partition": Network, "clock": Clock,
     "leader": Primaries, "status": StatusProbe, "logs": LogFiles, "exec": Exec,
+    "loss": Network, "delay": Network, "bandwidth": Network,
     "lose-unsynced": Disk, "corrupt": Disk,
 }
 

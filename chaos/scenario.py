@@ -369,9 +369,20 @@ def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
         elif "groups" in value:
             raise loc.error(path + ("groups",), "groups is only for topology: groups")
         if "node" in value:
-            if topology != "isolate-one":
-                raise loc.error(path + ("node",), "node is only for topology: isolate-one")
+            if topology not in ("isolate-one", "deaf-one", "mute-one"):
+                raise loc.error(path + ("node",), "node is only for topology: isolate-one, deaf-one, mute-one")
             _node_name(value["node"], names, loc, path + ("node",))
+        if topology == "one-way":
+            if "links" not in value:
+                raise loc.error(path, "topology one-way needs links: [[sender, receiver], ...] "
+                                "(the receiver stops hearing the sender)")
+            from chaos.nemesis.topology import make_partition
+            try:
+                make_partition({"topology": "one-way", "links": value["links"]}, names, None)
+            except ValueError as e:
+                raise loc.error(path + ("links",), str(e)) from None
+        elif "links" in value:
+            raise loc.error(path + ("links",), "links is only for topology: one-way")
     elif f in ("kill", "pause", "clock-skew"):
         value["target"] = _target(value["target"], names, loc, path + ("target",))
     elif f == "start":
@@ -379,6 +390,13 @@ def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
         value["target"] = "killed" if target == "killed" else _target(target, names, loc, path + ("target",))
     elif "target" in value:  # a plugin's fault kind that takes a target: the same targets
         value["target"] = _target(value["target"], names, loc, path + ("target",))
+    if f in ("lossy", "slow", "throttle"):  # link faults: their numbers and links, checked now
+        from chaos.nemesis.packet import KINDS, check_value
+        kind = next(k for k, (start, _, _) in KINDS.items() if start == f)
+        try:
+            check_value(kind, value, names)
+        except ValueError as e:
+            raise loc.error(path, str(e)) from None
     if f == "clock-skew":
         mode = value["mode"]
         if mode not in CLOCK_MODES:

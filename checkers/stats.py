@@ -1,8 +1,9 @@
 """Stats (ok/fail/info per operation kind) and availability during and outside faults.
 
 A fault is active from the completion of its start op to the invocation of its healing op
-(docs/contracts.md §1): partition→heal, kill→start, pause→resume, clock-skew→clock-reset. A fault
-never healed lasts to the end of the history. A client operation counts as "during faults" when
+(docs/contracts.md §1): partition→heal, kill→start, pause→resume, clock-skew→clock-reset, and the
+other kinds chaos.faults knows (slow→fast, lossy→lossless, ...). A fault never healed lasts to the
+end of the history. A client operation counts as "during faults" when
 it was invoked while any fault was active.
 """
 
@@ -12,7 +13,12 @@ from typing import Any
 
 from chaos.history import FAIL, INFO, INVOKE, OK, Op, pair_ops
 
-FAULT_HEALS = {"partition": "heal", "kill": "start", "pause": "resume", "clock-skew": "clock-reset"}
+
+def fault_heals() -> dict[str, str]:
+    """Start op -> its heal op, for every fault kind chaos.faults knows."""
+    from chaos.faults import fault_kinds
+    return {k.start: k.heal for k in fault_kinds().values()}
+
 
 
 def _outcomes() -> dict[str, int]:
@@ -37,13 +43,14 @@ def check_stats(ops: list[Op]) -> dict:
 
 def fault_windows(ops: list[Op]) -> list[dict]:
     """[{"f", "start", "end"}] in controller ns; end None when never healed."""
-    heal_of_start = {v: k for k, v in FAULT_HEALS.items()}
+    heals = fault_heals()
+    heal_of_start = {v: k for k, v in heals.items()}
     open_faults: dict[str, list[dict]] = {}
     windows: list[dict] = []
     for op in ops:
         if not op.is_nemesis:
             continue
-        if op.f in FAULT_HEALS and op.type != INVOKE:
+        if op.f in heals and op.type != INVOKE:
             w = {"f": op.f, "start": op.time, "end": None, "value": op.value}
             windows.append(w)
             open_faults.setdefault(op.f, []).append(w)
@@ -81,4 +88,4 @@ def check_availability(ops: list[Op]) -> dict:
     return out
 
 
-__all__ = ["check_stats", "check_availability", "fault_windows", "FAULT_HEALS", "OK", "FAIL", "INFO"]
+__all__ = ["check_stats", "check_availability", "fault_windows", "fault_heals", "OK", "FAIL", "INFO"]

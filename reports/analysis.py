@@ -15,9 +15,14 @@ from chaos.history import FAIL, INFO, INVOKE, OK, HistoryError, Op, pair_ops
 from reports.load import ReportError, RunData
 
 # A fault is active from the completion of its start op to the invoke of its healing op
-# (docs/contracts.md §1).
-HEALED_BY = {"heal": "partition", "start": "kill", "resume": "pause", "clock-reset": "clock-skew"}
-FAULT_KINDS = tuple(HEALED_BY.values())
+# (docs/contracts.md §1); which ops start and heal which fault, chaos.faults says (the built-in
+# kinds and a plugin's).
+
+
+def healed_by() -> dict[str, str]:
+    """Heal op -> the start op it ends: {"heal": "partition", "start": "kill", ...}."""
+    from chaos.faults import fault_kinds
+    return {k.heal: k.start for k in fault_kinds().values()}
 
 
 @dataclass(slots=True)
@@ -42,7 +47,7 @@ class ClientOp:
 
 @dataclass
 class Fault:
-    kind: str               # partition / kill / pause / clock-skew (or another nemesis f)
+    kind: str               # the start op: partition / kill / pause / clock-skew / slow / ...
     invoke_index: int
     requested: Any          # the value of the invocation (what was asked)
     result: Any             # the value of the completion (what was done: groups, nodes, ...)
@@ -106,9 +111,25 @@ def describe_fault(kind: str, requested: Any, result: Any) -> str:
             parts.append(" ".join(str(n) for n in result["nodes"]))
         elif isinstance(result.get("nodes"), dict):
             parts.append(", ".join(f"{n} {v}" for n, v in result["nodes"].items()))
+        link = _link_fault_words(result)
+        if link and "healed" not in result:
+            parts[-1:] = [f"{parts[-1]} ({link})" if parts else link]
     elif result is not None:
         parts.append(_compact(result))
     return ": ".join(parts) if parts else kind
+
+
+def _link_fault_words(result: dict) -> str:
+    """'loss 20 %', 'delay 100 ± 20 ms', '512 kbit/s' for a link fault's completion."""
+    words = []
+    if isinstance(result.get("loss"), (int, float)):
+        words.append(f"loss {result['loss'] * 100:g} %")
+    if isinstance(result.get("delay_ms"), (int, float)):
+        jitter = result.get("jitter_ms") or 0
+        words.append(f"delay {result['delay_ms']:g}" + (f" ± {jitter:g}" if jitter else "") + " ms")
+    if isinstance(result.get("rate_kbit"), (int, float)):
+        words.append(f"{result['rate_kbit']:g} kbit/s")
+    return ", ".join(words)
 
 
 def pair_client_ops(ops: list[Op], t0: int) -> list[ClientOp]:
@@ -158,15 +179,17 @@ def nemesis_events(ops: list[Op], t0: int) -> list[NemesisEvent]:
 def fault_intervals(events: list[NemesisEvent]) -> list[Fault]:
     faults: list[Fault] = []
     open_: list[Fault] = []
+    heals = healed_by()
+    starts = set(heals.values())
     for ev in sorted(events, key=lambda e: e.start):
-        if ev.f in FAULT_KINDS:
+        if ev.f in starts:
             # A start op that never completed may still have happened: active from its invoke.
             f = Fault(ev.f, ev.invoke_index, ev.requested, ev.result,
                       ev.end if ev.end is not None else ev.start, None)
             faults.append(f)
             open_.append(f)
-        elif ev.f in HEALED_BY or ev.f.startswith("heal"):
-            kind = HEALED_BY.get(ev.f)  # "heal-all" and the like heal every open fault
+        elif ev.f in heals or ev.f.startswith("heal"):
+            kind = heals.get(ev.f)  # "heal-all" and the like heal every open fault
             for f in [f for f in open_ if kind is None or f.kind == kind]:
                 f.end = max(ev.start, f.start)
                 f.heal_f, f.heal_index = ev.f, ev.invoke_index

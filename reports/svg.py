@@ -17,7 +17,8 @@ WIDTH = 1100
 LEFT, RIGHT = 70, 20
 
 OUTCOME_COLORS = {"ok": "#1f9e6e", "fail": "#d62839", "info": "#e69500"}
-FAULT_COLORS = {"partition": "#f4a261", "kill": "#e63946", "pause": "#8e44ad", "clock-skew": "#3a86ff"}
+FAULT_COLORS = {"partition": "#f4a261", "kill": "#e63946", "pause": "#8e44ad", "clock-skew": "#3a86ff",
+                "lossy": "#2a9d8f", "slow": "#e9c46a", "throttle": "#6d597a"}
 ROLE_COLORS = {"leader": "#1d4ed8", "follower": "#cbd5e1", "candidate": "#f59e0b",
                "pre-candidate": "#fcd34d", "down": "url(#down-hatch)"}
 NODE_PALETTE = ("#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#65a30d",

@@ -84,9 +84,10 @@ def test_the_load_phase_ends_without_waiting_for_the_next_scheduled_fault():
 def test_the_final_heal_heals_every_fault_kind_and_is_marked_final():
     h = simulate(heal_generator(FAULTS), concurrency=1, seed=1)
     invokes = [op for op in h if op.type == "invoke"]
-    assert [op.f for op in invokes] == ["heal", "resume", "start", "clock-reset"]
+    # the network first (partitions, then link faults), then processes, then clocks
+    assert [op.f for op in invokes] == ["heal", "fast", "lossless", "resume", "start", "clock-reset"]
     assert all(op.process == "nemesis" and op.extra == {"final": True} for op in invokes)
-    assert invokes[2].value == {"target": "killed"}
+    assert invokes[4].value == {"target": "killed"}
 
 
 def test_executed_nemesis_ops_turn_into_the_replay_naming_the_nodes_hit():

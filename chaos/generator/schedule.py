@@ -143,9 +143,13 @@ def replayable_step(entry: dict) -> dict | None:
     step = {"at": entry["at"], "f": f, "value": value}
     if not isinstance(result, dict):
         return step
-    if f == "partition" and isinstance(result.get("groups"), list) and len(result["groups"]) >= 2:
+    if f == "partition" and isinstance(result.get("one_way"), list) and result["one_way"]:
+        # a one-way partition's groups are for show: its links say who stopped hearing whom
+        step["value"] = {"topology": "one-way", "links": [list(link) for link in result["one_way"]]}
+    elif f == "partition" and isinstance(result.get("groups"), list) and len(result["groups"]) >= 2:
         step["value"] = {"topology": "groups", "groups": [list(g) for g in result["groups"]]}
-    elif f in ("kill", "pause", "clock-skew"):
+    elif f in ("kill", "pause", "clock-skew") or (f in ("lossy", "slow", "throttle")
+                                                   and isinstance(value, dict) and "target" in value):
         nodes = result.get("nodes")
         names = sorted(nodes) if isinstance(nodes, (dict, list)) else []
         if not names:

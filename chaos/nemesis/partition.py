@@ -1,10 +1,15 @@
 """Network partitions: a topology (chaos.nemesis.topology) resolved to a grudge, applied by the
 DB's network layer (chaos.net). The layer keeps the grudge in force and re-applies it when a
 node's namespace is recreated (a restarted container), so a node restarted while partitioned
-stays partitioned."""
+stays partitioned.
+
+One-way topologies (leader-deaf, leader-mute, deaf-one, mute-one, one-way) are grudges in one
+direction only; the layer applies them per connection (chaos.net.iptables), so the deaf node's
+own messages still arrive while it hears nothing its peers send."""
 
 from __future__ import annotations
 
+from chaos.faults import LEADER_TOPOLOGIES
 from chaos.history import Op
 from chaos.interfaces import Nemesis, require
 from chaos.nemesis.common import complete, current_leader, down_nodes, with_down
@@ -24,17 +29,17 @@ class PartitionNemesis(Nemesis):
             ids = [n.id for n in self.nodes]
             value = op.value if op.value is not None else {"topology": "random-halves"}
             leader = (current_leader(self.db, self.view)
-                      if isinstance(value, dict) and value.get("topology") == "isolate-leader" else None)
+                      if isinstance(value, dict) and value.get("topology") in LEADER_TOPOLOGIES else None)
             partition = make_partition(value, ids, self.rng, leader=leader)
             self.db.net().drop(partition.grudge(ids))
             self.active = partition
             return complete(op, partition.to_value())
         if op.f == "heal":
-            self.db.net().heal()
+            self.db.net().drop({})  # the partition only: link faults of other kinds stay
             self.active = None
             return complete(op, with_down({"healed": "partition"}, down_nodes(self.db, self.nodes)))
         raise ValueError(f"the partition nemesis does not handle {op.f!r} (it handles partition, heal)")
 
     def heal_all(self) -> None:
-        self.db.net().heal()
+        self.db.net().drop({})
         self.active = None

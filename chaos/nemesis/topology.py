@@ -1,16 +1,19 @@
 """Partition topologies and fault targets: pure functions of node ids (and a seeded rng).
 
 A partition is described by `cut`: the unordered pairs of nodes that cannot exchange packets,
-and `groups`: what each side sees (for a ring or bridge the groups overlap).
+and `groups`: what each side sees (for a ring or bridge the groups overlap). A one-way partition
+has `one_way` links instead: [sender, receiver] pairs where the receiver no longer hears the
+sender while the sender still hears the receiver (chaos.net applies them per connection, so
+the receiver's own messages still reach the sender).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from chaos.faults import TARGETS, TOPOLOGIES
-from chaos.net.grudge import Grudge, symmetric
+from chaos.faults import LEADER_TOPOLOGIES, TARGETS, TOPOLOGIES
+from chaos.net.grudge import Grudge, normalize, symmetric
 
 
 @dataclass
@@ -18,13 +21,21 @@ class Partition:
     topology: str
     groups: list[list[str]]
     cut: list[list[str]]  # sorted pairs [a, b] with a < b, sorted
+    one_way: list[list[str]] = field(default_factory=list)  # [sender, receiver]: receiver deaf to sender
 
     def to_value(self) -> dict:
-        return {"topology": self.topology, "groups": self.groups, "cut": self.cut}
+        value = {"topology": self.topology, "groups": self.groups, "cut": self.cut}
+        if self.one_way:
+            value["one_way"] = self.one_way
+        return value
 
     def grudge(self, nodes: list[str]) -> Grudge:
-        """Both directions of every cut pair: nobody hears anyone across the cut."""
-        return symmetric(self.cut, nodes)
+        """Both directions of every cut pair: nobody hears anyone across the cut; and the
+        receiver of every one-way link stops hearing its sender."""
+        grudge = {n: set(s) for n, s in symmetric(self.cut, nodes).items()}
+        for sender, receiver in self.one_way:
+            grudge[receiver].add(sender)
+        return normalize(grudge, nodes)
 
 
 def _sort_key(node_id: str):
@@ -138,6 +149,46 @@ def bridge(nodes: list[str], rng=None) -> Partition:
     return Partition("bridge", [_sorted(left + [hub]), _sorted([hub] + right)], cut)
 
 
+def _directed(nodes: list[str], links, topology: str) -> Partition:
+    """A one-way partition of the given [sender, receiver] links."""
+    _check_nodes(nodes)
+    if not isinstance(links, (list, tuple)) or not links:
+        raise ValueError(f"topology {topology} needs links: [[sender, receiver], ...], got {links!r}")
+    out = set()
+    for i, link in enumerate(links):
+        if not isinstance(link, (list, tuple)) or len(link) != 2:
+            raise ValueError(f"link {i} must be [sender, receiver], got {link!r}")
+        sender, receiver = link
+        for node in (sender, receiver):
+            if node not in nodes:
+                raise ValueError(f"link {i} names unknown node {node!r} (nodes: {', '.join(nodes)})")
+        if sender == receiver:
+            raise ValueError(f"link {i} joins {sender!r} to itself")
+        out.add((sender, receiver))
+    one_way = sorted(([s, r] for s, r in out), key=lambda p: (_sort_key(p[0]), _sort_key(p[1])))
+    return Partition(topology, [], [], one_way)
+
+
+def deaf(nodes: list[str], node: str, topology: str = "deaf-one") -> Partition:
+    """`node` hears nobody; everyone still hears it (its messages go out, no answer comes back)."""
+    if node not in nodes:
+        raise ValueError(f"cannot make unknown node {node!r} deaf (nodes: {', '.join(nodes)})")
+    others = [n for n in nodes if n != node]
+    partition = _directed(nodes, [[other, node] for other in others], topology)
+    partition.groups = [[node], _sorted(others)]
+    return partition
+
+
+def mute(nodes: list[str], node: str, topology: str = "mute-one") -> Partition:
+    """Nobody hears `node`; it still hears everyone."""
+    if node not in nodes:
+        raise ValueError(f"cannot make unknown node {node!r} mute (nodes: {', '.join(nodes)})")
+    others = [n for n in nodes if n != node]
+    partition = _directed(nodes, [[node, other] for other in others], topology)
+    partition.groups = [[node], _sorted(others)]
+    return partition
+
+
 def make_partition(value: dict, nodes: list[str], rng, leader: str | None = None) -> Partition:
     """Resolve a partition op's value ({"topology": ..., ...}) to a concrete partition."""
     if not isinstance(value, dict) or "topology" not in value:
@@ -146,10 +197,19 @@ def make_partition(value: dict, nodes: list[str], rng, leader: str | None = None
     if topology == "isolate-one":
         node = value.get("node")
         return isolate(nodes, node if node is not None else rng.choice(list(nodes)))
-    if topology == "isolate-leader":
+    if topology in LEADER_TOPOLOGIES:
         if leader is None:
-            raise NoLeader("no leader is known to isolate")
-        return isolate(nodes, leader, "isolate-leader")
+            raise NoLeader("no leader is known to isolate" if topology == "isolate-leader"
+                           else f"no leader is known to make {topology.split('-')[1]}")
+        if topology == "isolate-leader":
+            return isolate(nodes, leader, "isolate-leader")
+        return (deaf if topology == "leader-deaf" else mute)(nodes, leader, topology)
+    if topology in ("deaf-one", "mute-one"):
+        node = value.get("node")
+        node = node if node is not None else rng.choice(list(nodes))
+        return (deaf if topology == "deaf-one" else mute)(nodes, node, topology)
+    if topology == "one-way":
+        return _directed(nodes, value.get("links"), "one-way")
     if topology == "halves":
         return halves(nodes)
     if topology == "random-halves":

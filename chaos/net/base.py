@@ -1,5 +1,10 @@
-"""Net: applies grudges to a set of nodes, remembers the one in force, re-applies it to a node
-whose network namespace was recreated (a restarted container), and removes everything it made.
+"""Net: applies grudges and link faults to a set of nodes, remembers what is in force, re-applies
+it to a node whose network namespace was recreated (a restarted container), and removes
+everything it made.
+
+    net.drop({"n1": {"n2"}})           n1 no longer hears n2 (grudges, chaos.net.grudge)
+    net.shape([LinkFault("n2", "n1", delay_ms=100)])   link faults (chaos.net.links)
+    net.drop({}) / net.shape([])       end one of the two; heal() ends both
 """
 
 from __future__ import annotations
@@ -7,10 +12,13 @@ from __future__ import annotations
 import abc
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from chaos.interfaces import Node
 from chaos.net.grudge import Grudge, normalize
+from chaos.net.links import LinkFault, normalize_links
+
+LINK_KINDS = ("loss", "delay", "bandwidth")
 
 
 class NetError(RuntimeError):
@@ -18,31 +26,60 @@ class NetError(RuntimeError):
 
 
 class Net(abc.ABC):
+    #: the link faults this layer can apply, with the reason for each it cannot
+    link_unavailable: dict[str, str] = {k: "this network layer applies no link faults" for k in LINK_KINDS}
+
     def __init__(self, nodes: Iterable[Node]):
         self.nodes = list(nodes)
         self.by_id = {n.id: n for n in self.nodes}
         self._grudge: Grudge = {n.id: frozenset() for n in self.nodes}
+        self._links: tuple[LinkFault, ...] = ()
         self._lock = threading.Lock()
+        # One change at a time: grudges and link faults are rendered together into the same rules.
+        self._changing = threading.RLock()
 
     # -- what callers use ---------------------------------------------------------------------
     def drop(self, grudge: Mapping[str, Iterable[str]]) -> Grudge:
-        """Replace the grudge in force by this one (nodes not named hear everyone)."""
+        """Replace the grudge in force by this one (nodes not named hear everyone); link
+        faults stay as they are."""
         g = normalize(grudge, self.by_id)
-        self._apply(g)
-        with self._lock:
-            self._grudge = g
+        with self._changing:
+            self._apply(g)
+            with self._lock:
+                self._grudge = g
         return g
 
+    def shape(self, links: Iterable[LinkFault | Mapping[str, Any]]) -> tuple[LinkFault, ...]:
+        """Replace the link faults in force by these (an empty list ends them); grudges stay."""
+        faults = normalize_links(links, self.by_id)
+        for kind in sorted({k for f in faults for k in f.kinds()}):
+            if kind in self.link_unavailable:
+                raise NetError(f"{type(self).__name__} cannot apply {kind} faults: {self.link_unavailable[kind]}")
+        with self._changing:
+            self._apply_links(faults)
+            with self._lock:
+                self._links = faults
+        return faults
+
     def heal(self) -> None:
-        """Everyone hears everyone again."""
-        empty = {n: frozenset() for n in self.by_id}
-        with self._lock:
-            self._grudge = empty
-        self._clear()
+        """Everyone hears everyone again, and every link is as it was: no grudge, no link fault."""
+        with self._changing:
+            with self._lock:
+                self._grudge = {n: frozenset() for n in self.by_id}
+                self._links = ()
+            self._clear()
 
     def current(self) -> Grudge:
         with self._lock:
             return dict(self._grudge)
+
+    def links(self) -> tuple[LinkFault, ...]:
+        with self._lock:
+            return self._links
+
+    def close(self) -> None:
+        """Stop every helper process this layer started (delay programs); the rules go with
+        uninstall() or with the namespaces. Idempotent."""
 
     # -- what implementations provide -----------------------------------------------------------
     @abc.abstractmethod
@@ -55,14 +92,20 @@ class Net(abc.ABC):
 
     @abc.abstractmethod
     def reapply(self, node: Node) -> None:
-        """Install and put the current grudge back on one node (its namespace was recreated)."""
+        """Install and put the current grudge and link faults back on one node (its namespace
+        was recreated)."""
 
     @abc.abstractmethod
     def rules(self, node: Node) -> list[str]:
         """The rules in force for this node, as `iptables -S` prints them (tests, reports)."""
 
     @abc.abstractmethod
-    def _apply(self, grudge: Grudge) -> None: ...
+    def _apply(self, grudge: Grudge) -> None:
+        """Put this grudge in force (self.links() are the link faults to keep)."""
+
+    def _apply_links(self, links: tuple[LinkFault, ...]) -> None:
+        """Put these link faults in force (self.current() is the grudge to keep)."""
+        raise NetError(f"{type(self).__name__} applies no link faults")
 
     @abc.abstractmethod
     def _clear(self) -> None: ...

@@ -8,6 +8,7 @@ are never touched. `all=True` removes every splitbrain resource.
 Docker: containers and networks labelled splitbrain=1. Local: the runs' state files (node
 processes, data dirs, iptables chains) and stray chains named SB<pid>-<hash> with a dead pid.
 Lazy disks (chaos.lazydisk): FUSE mounts whose source names a dead owner (fusermount3 -uz).
+Delay programs (chaos.net.delay): recorded with their owner's pid, ended when it is gone.
 """
 
 from __future__ import annotations
@@ -132,11 +133,14 @@ def _clean_cgroups(all: bool, live: set) -> list[str]:
 def clean(all: bool = False, docker: bool = True, local: bool = True) -> dict:
     """Remove leftovers of crashed runs (every splitbrain resource with all=True); say what went."""
     from chaos.lazydisk import clean_mounts
+    from chaos.net.delay import leftovers as delay_leftovers
 
     removed: dict = {}
     # Lazy disks first: unmounted (lazily, so a node still inside cannot block it), a local
     # run's data dirs are plain directories again when clean_local removes them.
     removed["lazy_disks"] = clean_mounts(all)
+    # Delay programs (chaos.net.delay) run on the host, some inside containers' namespaces.
+    removed["delay_programs"] = delay_leftovers(all)
     if local:
         removed.update(clean_local(all))
     if docker:

@@ -197,7 +197,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             for node in self.nodes:
                 node.client_url = self.client_url(node)
             self._net = NamespaceNet(self.nodes, run=lambda n, s: self._sh(n, s)[1],
-                                     reachable=self._container_running)
+                                     reachable=self._container_running, netns=self._netns_path)
             if self.lazy_disk_enabled:
                 root = host_root(self.run_id)
                 self._parallel(lambda n: self._lazy.mount(n, os.path.join(root, n.id), os.path.join(
@@ -329,6 +329,8 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     def teardown(self) -> None:
         import docker.errors
 
+        if self._net is not None:
+            self._net.close()  # delay programs run on the host, in the containers' namespaces
         try:
             self.docker
         except ProvisionError:
@@ -376,6 +378,13 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     def resume(self, node: Node) -> None:
         if self._container_running(node):
             self._signal(node, "CONT")
+
+    def _netns_path(self, node: Node) -> str:
+        """The container's network namespace as the host sees it (where delay programs run)."""
+        pid = self._container(node).attrs["State"].get("Pid")
+        if not pid:
+            raise ProvisionError(f"{node.id}: container {self.container_name(node.id)} is not running")
+        return f"/proc/{pid}/ns/net"
 
     def _container_running(self, node: Node) -> bool:
         import docker.errors

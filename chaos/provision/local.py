@@ -148,6 +148,9 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         missing = {}
         if self.partition_note:
             missing["partition"] = self.partition_note
+            missing["loss"] = missing["delay"] = self.partition_note
+        # Host safety: a qdisc on the host's loopback would shape every process of the host.
+        missing["bandwidth"] = CgroupNet.link_unavailable["bandwidth"]
         if not self.faketime_lib:
             missing["clock"] = "libfaketime is not installed on this host (apt-get install faketime)"
         elif not self.clock_enabled:
@@ -353,6 +356,8 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
                     pass
         self.procs.clear()
         self._lazy.stop_all()  # after the nodes, before their data dirs go
+        if self._net is not None:
+            self._net.close()  # the delay program, if a delay is in force
         if os.geteuid() == 0 and shutil.which("iptables"):
             remove_chain(self.chain)  # ours by name; absent when partitions were never supported
         if self.cgroup_root:
