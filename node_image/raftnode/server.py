@@ -357,6 +357,7 @@ class RaftNode:
         self._snapshot_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-snapshot")
                                if opts.storage_thread else None)
         self.stats = {"rounds": 0, "proposals": 0, "fsync_rounds": 0}
+        self.peer_received: dict[str, dict[str, int]] = {}  # sender -> message kind -> count
 
     # ------------------------------------------------------------------ core state accessors
 
@@ -378,6 +379,7 @@ class RaftNode:
             "fsyncs": self.storage.fsyncs, "disk_bytes": self._disk_bytes(),
             "pending_writes": len(self._write_waiters), "pending_reads": len(self._read_waiters),
             "peer_messages_dropped": {pid: link.dropped for pid, link in self.transport.links.items()},
+            "peer_messages_received": {src: dict(kinds) for src, kinds in self.peer_received.items()},
             "peer_encode_errors": self.transport.encode_errors,
             "peer_auth": "insecure" if not self.opts.peer_secret else "secret",
             "client_connections": {"open": len(self._connections.open), "limit": self._connections.max_open,
@@ -472,6 +474,9 @@ class RaftNode:
                 pending.answer(504, {"error": "timeout"})
 
     def _on_peer_message(self, msg) -> None:
+        # per sender and kind, for /status: shows which messages arrive under a one-way partition
+        by_kind = self.peer_received.setdefault(msg.src, {})
+        by_kind[msg.kind] = by_kind.get(msg.kind, 0) + 1
         self._inbox.append(msg)
         self._wake.set()
 
