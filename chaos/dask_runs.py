@@ -80,6 +80,49 @@ def _mark_crashed(run_dir: str, reason: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _gone(pid, start=None) -> bool:
+    """The owner of a run is gone: no such process, or a zombie nobody reaped (a run whose
+    worker was killed with it is reparented to an init that may never reap it)."""
+    from chaos.provision.base import owner_alive
+
+    if not owner_alive(pid, start or None):
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+def clean_dead_owners() -> dict:
+    """What runs of dead (or zombie) controllers left on this host: local runs (their nodes,
+    chains, cgroups, files), then everything `splitbrain clean` removes."""
+    from chaos.provision.base import LABEL_OWNER
+    from chaos.provision.cleanup import clean
+    from chaos.provision.local import destroy_state, read_states
+
+    removed = {"local_runs": []}
+    for state in read_states():
+        owner = state.get(LABEL_OWNER)
+        if owner not in (0, "0", None) and _gone(owner, state.get("owner_start")):
+            destroy_state(state)
+            removed["local_runs"].append(state.get("run"))
+    try:
+        from chaos.provision.base import LABEL, LABEL_OWNER_START, docker_client
+        client = docker_client()
+        for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+            owner = container.labels.get(LABEL_OWNER)
+            if owner not in ("0", None) and _gone(owner, container.labels.get(LABEL_OWNER_START)):
+                container.remove(force=True, v=True)
+                removed.setdefault("containers", []).append(container.name)
+    except Exception:  # noqa: BLE001, S110 - no engine: no containers to remove
+        pass
+    for kind, names in clean().items():
+        if isinstance(names, list):
+            removed.setdefault(kind, []).extend(names)
+    return removed
+
+
 def run_task(spec: dict) -> dict:
     """One run, on a worker: the subprocess, its cancellation, its archive. Never raises for a
     run's own failure (its exit code says it); a dead worker is Dask's to handle."""
@@ -101,9 +144,8 @@ def run_task(spec: dict) -> dict:
         # That attempt's worker died with it: what its run left on this host goes first.
         previous["outcome"] = "crashed: its worker died mid-run"
         if previous.get("host") == here["host"]:
-            from chaos.provision.cleanup import clean
             try:
-                previous["cleaned"] = clean()
+                previous["cleaned"] = clean_dead_owners()
             except Exception as e:  # noqa: BLE001 - the retry runs on other resources anyway
                 previous["cleaned"] = f"clean failed: {e}"
             partial = previous.get("run_dir")
