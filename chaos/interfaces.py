@@ -26,8 +26,9 @@ whose capability the DB lacks, and says which one:
     lose-unsynced Disk          lose-unsynced faults (a lazy disk under the data directory)
     corrupt      Disk           corrupt faults (bit flips, truncation of the node's data files)
 
-A DB may know at run time that it cannot offer a capability its class has (no libfaketime on the
-host, no root for iptables): `unavailable()` names each such capability with the reason.
+A DB may know at run time that it cannot offer a capability its class has (no C compiler for the
+clock shim on the host, no root for iptables): `unavailable()` names each such capability with the
+reason.
 """
 
 from __future__ import annotations
@@ -134,16 +135,27 @@ class Network(abc.ABC):
 
 
 class Clock(abc.ABC):
-    """clock: skew the service's clocks, offset and rate, while it runs."""
+    """clock: skew the service's clocks (its monotonic clock and its timers too, where the
+    mechanism allows), offset and rate, while it runs."""
 
     @abc.abstractmethod
     def set_skew(self, node: Node, skew: float, rate: float = 1.0) -> str:
         """Make the node's clock `skew` s ahead (negative: behind), running at `rate`; return
-        a short description of what was written."""
+        a short description of what was written. Ends a strobe."""
 
     @abc.abstractmethod
     def clock_skew(self, node: Node) -> tuple[float, float]:
         """(seconds the node's clock is ahead now, its rate)."""
+
+    @abc.abstractmethod
+    def strobe_clock(self, node: Node, delta: float, period: float, count: int) -> str:
+        """Alternate the node's clock between its skew + delta and its skew every `period` s,
+        `count` periods, starting now, at its rate; return a short description."""
+
+    def reset_clock(self, node: Node) -> str:
+        """Back to real time (clock-reset); a DB whose monotonic clock moves may keep it from
+        going back."""
+        return self.set_skew(node, 0.0, 1.0)
 
 
 class Primaries(abc.ABC):
@@ -217,7 +229,6 @@ CAPABILITIES: dict[str, type] = {
     "loss": Network, "delay": Network, "bandwidth": Network,
     "lose-unsynced": Disk, "corrupt": Disk,
 }
-
 
 
 class StatusView(abc.ABC):

@@ -10,7 +10,8 @@ from chaos.interfaces import Exec, LogFiles, Network, Node, Pause, Primaries, Pr
 from chaos.nemesis import build_nemesis
 from chaos.nemesis.topology import NoLeader
 from chaos.net import Net, directed_links
-from chaos.provision.base import ProvisionedDB, clock_spec
+from chaos.provision.base import ProvisionedDB
+from chaos.provision.clockshim import ClockSpec
 
 
 class RecordingNet(Net):
@@ -44,22 +45,15 @@ class FakeDB(ProvisionedDB, Process, Pause, Network, Primaries, LogFiles, Exec):
         self.nodes = [Node(f"n{i}", f"http://127.0.0.{10 + i}:8000", f"127.0.0.{10 + i}") for i in range(1, count + 1)]
         self.calls = []
         self.specs = {}
-        self.elapsed = 0.0
+        self.now = 1000.0   # the real monotonic clock the specs are anchored to, driven by the tests
         self.the_net = RecordingNet(self.nodes)
         self.missing = {}
 
     def unavailable(self):
         return dict(self.missing)
 
-    def process_elapsed(self, node):
-        return self.elapsed
-
-    def clock_sample(self, node):
-        if not self.status:
-            return None
-        return self.status["wall_time"], self.status["monotonic_time"]
-
-    status = None  # no node answers: the clock arithmetic alone is under test
+    def monotonic(self):
+        return self.now
 
     def primaries(self, view):
         return [view.current] if view is not None and view.current else []
@@ -191,46 +185,73 @@ def test_build_nemesis_refuses_faults_the_db_cannot_carry(db):
         build(db, faults=["flood"])
 
 
+def written(db, node_id) -> ClockSpec:
+    """The spec the DB wrote for the node's clock file."""
+    return ClockSpec.parse(db.specs[node_id])
+
+
 def test_clock_bumps_accumulate_and_reset_returns_to_real_time(db):
     nemesis = build(db, faults=["clock"])
     assert invoke(nemesis, "clock-skew", {"target": ["n1"], "mode": "bump", "delta": 5}) == {"nodes": {"n1": "+5 x1"}}
     assert invoke(nemesis, "clock-skew", {"target": ["n1"], "mode": "bump", "delta": -7.5}) == {"nodes": {"n1": "-2.5 x1"}}
+    assert written(db, "n1").skew_at(db.now) == -2.5
     assert invoke(nemesis, "clock-reset") == {"nodes": ["n1"]}
-    assert db.specs["n1"] == "+0 x1"
+    assert written(db, "n1").is_real_time
+
+
+def test_a_reset_returns_the_wall_clock_but_never_moves_the_monotonic_clock_back(db):
+    nemesis = build(db, faults=["clock"])
+    invoke(nemesis, "clock-skew", {"target": ["n1", "n2"], "mode": "bump", "delta": 5})
+    invoke(nemesis, "clock-skew", {"target": ["n2"], "mode": "rate", "rate": 0.5})
+    db.now += 20.0   # n2 lost 10 s: its clocks are 5 s behind
+    assert invoke(nemesis, "clock-reset") == {"nodes": ["n1", "n2"]}
+    assert written(db, "n1") == ClockSpec(mono_offset=5.0)   # 5 s ahead stays: going back would hold its timers
+    assert written(db, "n2") == ClockSpec()                  # behind: caught up at once
+    assert written(db, "n1").is_real_time and db.clock_skew(db.node("n1")) == (0.0, 1.0)
+    invoke(nemesis, "clock-skew", {"target": ["n1"], "mode": "bump", "delta": 2})
+    assert written(db, "n1").mono_skew_at(db.now) == 7.0 and written(db, "n1").skew_at(db.now) == 2.0
 
 
 def test_a_rate_change_keeps_the_clock_continuous(db):
-    # libfaketime applies a rate from the process start: 100 s into the process, rate 2 would
-    # jump the clock 100 s ahead unless the offset compensates.
+    # The spec is anchored where the rate changes: the skew goes on from where it was, no jump.
     nemesis = build(db, faults=["clock"])
-    db.elapsed = 100.0
     invoke(nemesis, "clock-skew", {"target": ["n3"], "mode": "bump", "delta": 4})
-    assert invoke(nemesis, "clock-skew", {"target": ["n3"], "mode": "rate", "rate": 2}) == {"nodes": {"n3": "-96 x2"}}
+    db.now += 100.0
+    assert invoke(nemesis, "clock-skew", {"target": ["n3"], "mode": "rate", "rate": 2}) == {"nodes": {"n3": "+4 x2"}}
     assert db.clock_skew(db.node("n3")) == (4.0, 2.0)
-    db.elapsed = 110.0  # ten real seconds later the clock gained ten more
+    assert written(db, "n3") == ClockSpec(anchor=db.now, skew=4.0, rate=2.0)
+    db.now += 10.0  # ten real seconds later the clock gained ten more
     assert db.clock_skew(db.node("n3")) == (14.0, 2.0)
+    assert invoke(nemesis, "clock-skew", {"target": ["n3"], "mode": "bump", "delta": 1}) == {"nodes": {"n3": "+15 x2"}}
 
 
-def test_a_restarted_process_keeps_its_skew(db):
+def test_a_spec_holds_across_restarts_because_its_anchor_is_the_shared_real_clock(db):
     db.set_skew(db.node("n1"), 3.0, 0.5)
-    db.elapsed = 20.0   # 20 s at half speed: 10 s lost
-    assert db._clock_before_start(db.node("n1")) == "-7 x0.5"
+    spec = written(db, "n1")
+    db.now += 20.0   # 20 s at half speed: 10 s lost, whichever process reads the file then
+    assert spec.skew_at(db.now) == -7.0 == db.clock_skew(db.node("n1"))[0]
 
 
-def test_strobe_flips_a_bounded_number_of_times_and_stops_at_reset(db):
+def test_a_strobe_is_one_spec_that_flips_by_itself_a_bounded_number_of_times(db):
     nemesis = build(db, faults=["clock"])
-    seen = []
-    original = db.set_clock
-    db.set_clock = lambda node, spec: (seen.append(spec), original(node, spec))
-    value = invoke(nemesis, "clock-skew", {"target": ["n2"], "mode": "strobe", "delta": 2, "period": 0.01, "count": 6})
-    assert value["nodes"]["n2"].startswith("+2 x1 (strobe")
-    deadline = time.monotonic() + 5
-    while len(seen) < 6 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    assert seen == ["+2 x1", "+0 x1"] * 3  # exactly `count` flips, ending where it began
+    start = db.now
+    value = invoke(nemesis, "clock-skew", {"target": ["n2"], "mode": "strobe", "delta": 2, "period": 0.05, "count": 6})
+    assert value == {"nodes": {"n2": "+0 x1 (strobe +2 s every 0.05 s, 6 flips)"}}
+    spec = written(db, "n2")
+    seen = [spec.skew_at(start + 0.025 + 0.05 * k) for k in range(10)]
+    assert seen == [2.0, 0.0] * 3 + [0.0] * 4  # up, down, ...: exactly `count` periods, ending as it began
     invoke(nemesis, "clock-reset")
-    assert db.specs["n2"] == "+0 x1"
+    assert written(db, "n2").is_real_time
+
+
+def test_a_bump_during_a_strobe_ends_it_and_continues_from_its_current_flip(db):
+    nemesis = build(db, faults=["clock"])
+    invoke(nemesis, "clock-skew", {"target": ["n2"], "mode": "strobe", "delta": 2, "period": 1, "count": 10})
+    db.now += 0.5   # the strobe is up
+    assert invoke(nemesis, "clock-skew", {"target": ["n2"], "mode": "bump", "delta": 1}) == {"nodes": {"n2": "+3 x1"}}
+    assert not written(db, "n2").strobing
+    db.now += 1.0
+    assert db.clock_skew(db.node("n2")) == (3.0, 1.0)
 
 
 def test_strobe_count_is_bounded(db):
@@ -250,35 +271,6 @@ def test_heal_all_undoes_every_kind_of_fault(db):
     assert db.cut == []
     assert {("start", n.id) for n in db.nodes} <= set(db.calls)
     assert ("resume", "n4") in db.calls
-    assert db.specs["n5"] == "+0 x1"
+    assert written(db, "n5").is_real_time
     # the network heals before processes restart
     assert db.calls.index(("resume", "n4")) < db.calls.index(("start", "n1"))
-
-
-@pytest.mark.parametrize("offset, rate, spec", [(0, 1, "+0 x1"), (5, 1, "+5 x1"), (-2.5, 0.5, "-2.5 x0.5"),
-                                                (-0.0001, 1, "+0 x1"), (1e6, 2, "+1000000 x2")])
-def test_clock_specs_are_what_libfaketime_reads(offset, rate, spec):
-    assert clock_spec(offset, rate) == spec
-
-
-def test_the_first_rate_change_measures_when_libfaketime_started_in_the_process(db):
-    # The process's libfaketime started 0.4 s after our estimate: a rate of 3 would turn that
-    # into a 0.8 s jump. One /status sample (wall and real monotonic time together) reveals it.
-    node = db.node("n1")
-    real_start = time.monotonic() - 10.0
-    db._process_started["n1"] = real_start - 0.4
-    written = {}
-
-    def set_clock(node, spec):
-        written["spec"] = spec
-        offset, rate = (float(x.lstrip("x")) for x in spec.split())
-        mono = time.monotonic()
-        db.status = {"monotonic_time": mono,
-                     "wall_time": (mono + time.time() - time.monotonic()) + offset + (mono - real_start) * (rate - 1)}
-    db.set_clock = set_clock
-    db.process_elapsed = lambda node: time.monotonic() - db._process_started[node.id]
-    db.set_skew(node, 0.0, 3.0)
-    assert abs(db._process_started["n1"] - real_start) < 0.01
-    offset, rate = (float(x.lstrip("x")) for x in written["spec"].split())
-    skew_now = offset + (time.monotonic() - real_start) * (rate - 1)
-    assert abs(skew_now) < 0.05

@@ -16,9 +16,11 @@ from chaos.interfaces import Node
 from chaos.net import symmetric
 from chaos.net.iptables import CgroupNet
 from chaos.provision import make_db
-from chaos.provision.local import STATE_DIR, find_libfaketime, read_states
+from chaos.provision import clockshim
+from chaos.provision.local import STATE_DIR, read_states
 from systems.raftnode.db import RaftnodeLocal as LocalDB
 from systems.raftnode.db import get_status, wait_for_leader
+from tests.clock_probe import skews
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,19 +115,19 @@ def test_a_paused_local_node_stops_answering_until_resumed(cluster):
     assert answered_status(node)
 
 
-@pytest.mark.skipif(find_libfaketime() is None, reason="libfaketime is not installed on this host")
-def test_a_local_nodes_clock_moves_while_it_runs(cluster):
+@pytest.mark.skipif(clockshim.unavailable_reason() is not None, reason=str(clockshim.unavailable_reason()))
+def test_a_local_nodes_clocks_move_while_it_runs(cluster):
     node = cluster.nodes[1]
-    def skew():
-        # the node reads both clocks at once and its monotonic clock is real: no latency error
-        status = answered_status(node)
-        return status["wall_time"] - status["monotonic_time"] - (time.time() - time.monotonic())
+    pid = answered_status(node)["pid"]
     cluster.set_skew(node, 300.0)
     try:
-        assert 299.5 < skew() < 300.5
+        mono, wall = skews(cluster, node, sys.executable)   # a probe under the node's clock file
+        assert abs(mono - 300) < 0.01 and abs(wall - 300) < 0.01
     finally:
-        cluster.set_skew(node, 0.0)
-    assert abs(skew()) < 0.5
+        cluster.reset_clock(node)
+    mono, wall = skews(cluster, node, sys.executable)
+    assert abs(wall) < 0.01 and abs(mono - 300) < 0.01   # the monotonic clock never goes back at a reset
+    assert answered_status(node)["pid"] == pid
 
 
 def test_teardown_leaves_no_process_state_file_or_data():
@@ -249,9 +251,9 @@ def test_make_db_names_an_option_the_provisioner_does_not_have():
         make_db(config, "x")
 
 
-def test_without_clock_faults_nodes_run_without_libfaketime_and_clock_is_not_offered():
-    # libfaketime makes every clock read a file read; a run without clock faults must not pay it,
-    # and must not claim a clock fault it could not deliver.
+def test_without_clock_faults_nodes_run_without_the_clock_shim_and_clock_is_not_offered():
+    # the shim looks at its spec file every millisecond; a run without clock faults must not pay
+    # it, and must not claim a clock fault it could not deliver.
     db = LocalDB(f"tlocal-noclock-{os.getpid()}", 3, clock=False, base_address=base_address(5),
                  wait_ready=False)
     try:
@@ -266,13 +268,16 @@ def test_without_clock_faults_nodes_run_without_libfaketime_and_clock_is_not_off
         db.teardown()
 
 
-@pytest.mark.skipif(find_libfaketime() is None, reason="libfaketime is not installed")
-def test_nodes_under_libfaketime_avoid_its_slow_timed_wait_fix(cluster):
-    # FAKETIME_FORCE_MONOTONIC_FIX=0: with libfaketime's fix a thread hand-off took ~50 ms, not ~0.05 ms
-    proc = next(iter(cluster.procs.values()))
-    with open(f"/proc/{proc.pid}/environ", "rb") as f:
-        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
-    assert env[b"LD_PRELOAD"] and env[b"FAKETIME_FORCE_MONOTONIC_FIX"] == b"0"
+@pytest.mark.skipif(clockshim.unavailable_reason() is not None, reason=str(clockshim.unavailable_reason()))
+def test_each_node_runs_under_the_clock_shim_reading_its_own_spec_file(cluster):
+    files = set()
+    for node in cluster.nodes:
+        with open(f"/proc/{cluster.procs[node.id].pid}/environ", "rb") as f:
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        assert env[b"LD_PRELOAD"].decode().split(":")[0] == clockshim.ensure_library()
+        files.add(env[clockshim.SPEC_ENV.encode()])
+        assert cluster.clock_loaded(node) is True
+    assert len(files) == 3
 
 
 def test_a_setup_that_fails_leaves_the_node_logs_where_the_runner_asked(tmp_path):

@@ -1,21 +1,23 @@
-"""Clock faults through libfaketime: bump, strobe and rate, changed while the node runs.
+"""Clock faults: bump, strobe and rate, changed while the node runs.
 
 Values (docs/contracts.md section 1, `clock-skew`):
     {"target": T, "mode": "bump",   "delta": seconds}             jump forward (+) or back (-)
     {"target": T, "mode": "strobe", "delta": seconds, "period": s, "count": n}
         alternate between the current skew and skew+delta every `period` seconds, n flips
-        (default 20, at most 200), in a background thread that stops by itself
+        (default 20, at most 200); the DB flips it on the node (our provisioners: inside the
+        node's process, so a 50 ms period is kept), and it stops by itself
     {"target": T, "mode": "rate",   "rate": r}                    the clock runs r times real speed
 T is a target as for kill/pause ("one", "minority", "majority", "all", "leader", or node ids).
-`clock-reset` puts every skewed node back to real time (and stops strobes).
+A bump or rate change ends a strobe still running on that node, continuing from its current flip.
+`clock-reset` puts every skewed node back to real time (and ends strobes); the monotonic clock of
+our provisioners' nodes does not go back at a reset (see ProvisionedDB.reset_clock).
 
-Only the wall clock is faked: the provisioners leave CLOCK_MONOTONIC real (see
-chaos.provision.docker), and libfaketime also stretches the node's sleeps by the rate.
+Our provisioners move the wall clock and CLOCK_MONOTONIC together, and with them the node's
+timers (chaos.provision.clockshim): a rate of 0.5 makes its 1 s sleeps take 2 s, a bump forward
+fires its pending timers, a bump back of d holds them for d seconds.
 """
 
 from __future__ import annotations
-
-import threading
 
 from chaos.history import Op
 from chaos.interfaces import Nemesis, Node, require
@@ -45,8 +47,6 @@ class ClockNemesis(Nemesis):
         self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
         self.by_id = {n.id: n for n in self.nodes}
         self.skewed: set[str] = set()
-        self._strobes: list[tuple[threading.Thread, threading.Event]] = []
-        self._lock = threading.Lock()
 
     def invoke(self, op: Op) -> Op:
         if op.f == "clock-reset":
@@ -71,8 +71,7 @@ class ClockNemesis(Nemesis):
             specs = self._apply(nodes, lambda skew, _: (skew, rate))
         else:
             specs = self._strobe(nodes, value)
-        with self._lock:
-            self.skewed.update(specs)
+        self.skewed.update(specs)
         return complete(op, {"nodes": specs})
 
     def _apply(self, nodes: list[Node], change) -> dict[str, str]:
@@ -87,40 +86,11 @@ class ClockNemesis(Nemesis):
         count = value.get("count", 20)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_STROBE_FLIPS:
             raise ValueError(f"clock-skew: count must be an integer within 1..{MAX_STROBE_FLIPS}, got {count!r}")
-        bases = {n.id: self.db.clock_skew(n) for n in nodes}
-        first = self._apply(nodes, lambda skew, rate: (skew + delta, rate))
-        stop = threading.Event()
-
-        def flips():
-            for flip in range(1, count):
-                if stop.wait(period):
-                    return
-                shifted = flip % 2 == 0
-                for node in nodes:
-                    base, rate = bases[node.id]
-                    try:
-                        self.db.set_skew(node, base + delta if shifted else base, rate)
-                    except Exception:  # noqa: BLE001 - a node gone mid-strobe ends the strobe
-                        return
-        thread = threading.Thread(target=flips, name="clock-strobe", daemon=True)
-        with self._lock:
-            self._strobes.append((thread, stop))
-        thread.start()
-        return {nid: f"{spec} (strobe {delta:+g} s every {period:g} s, {count} flips)" for nid, spec in first.items()}
-
-    def _stop_strobes(self) -> None:
-        with self._lock:
-            strobes, self._strobes = self._strobes, []
-        for thread, stop in strobes:
-            stop.set()
-        for thread, _ in strobes:
-            thread.join(timeout=10)
+        return dict(on_nodes(lambda node: (node.id, self.db.strobe_clock(node, delta, period, count)), nodes))
 
     def _reset(self) -> list[str]:
-        self._stop_strobes()
-        with self._lock:
-            ids, self.skewed = sorted(self.skewed, key=lambda s: (len(s), s)), set()
-        on_nodes(lambda n: self.db.set_skew(n, 0.0, 1.0), [self.by_id[i] for i in ids])
+        ids, self.skewed = sorted(self.skewed, key=lambda s: (len(s), s)), set()
+        on_nodes(self.db.reset_clock, [self.by_id[i] for i in ids])
         return ids
 
     def heal_all(self) -> None:

@@ -1,5 +1,6 @@
-"""What every provisioner shares: labels and ownership of resources, clock skew on top of a
-libfaketime spec, start hooks, and the template a system fills in (its command line).
+"""What every provisioner shares: labels and ownership of resources, clock faults through the
+clock shim (chaos.provision.clockshim), start hooks, and the template a system fills in (its
+command line).
 
 A provisioner knows how to run *a* service on nodes (containers, local processes, SSH hosts);
 what service is the system's business: a DB subclasses a provisioner's DB class and says its
@@ -14,7 +15,8 @@ import socket
 import time
 from typing import Callable
 
-from chaos.interfaces import DB, Clock, Node, StatusProbe
+from chaos.interfaces import DB, Clock, Node
+from chaos.provision.clockshim import REAL_TIME, ClockSpec
 
 #: every Docker resource and local chain of a run carries these (see chaos.provision.cleanup)
 LABEL = "splitbrain"
@@ -27,16 +29,6 @@ class ProvisionError(RuntimeError):
     """The cluster could not be provisioned; the message says what is missing or wrong."""
 
 
-def faketime_env(lib: str, timestamp_file: str) -> dict[str, str]:
-    """The environment that runs a process under libfaketime with a spec we can rewrite live.
-
-    FAKETIME_FORCE_MONOTONIC_FIX=0: libfaketime's fix for pthread_cond_timedwait makes every
-    timed wait of a Python thread hand-off take ~50 ms instead of ~0.05 ms (measured), which
-    starves a Python service's threads. CLOCK_MONOTONIC stays real (see chaos.nemesis.clock)."""
-    return {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": timestamp_file, "FAKETIME_NO_CACHE": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_FORCE_MONOTONIC_FIX": "0"}
-
-
 def node_ids(count: int, allowed=None) -> list[str]:
     """n1..nN; `allowed` (a DB's node_counts) restricts the count."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -44,19 +36,6 @@ def node_ids(count: int, allowed=None) -> list[str]:
     if allowed is not None and count not in allowed:
         raise ValueError(f"this system runs with {', '.join(map(str, allowed))} nodes, got {count}")
     return [f"n{i}" for i in range(1, count + 1)]
-
-
-def _number(x: float) -> str:
-    text = f"{x:.3f}".rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
-
-
-def clock_spec(offset: float, rate: float = 1.0) -> str:
-    """A libfaketime relative spec: clock_spec(5, 1) == "+5 x1", clock_spec(-2.5, 0.5) == "-2.5 x0.5"."""
-    text = _number(offset)
-    if not text.startswith("-"):
-        text = "+" + text
-    return f"{text} x{_number(rate)}"
 
 
 def process_start_ticks(pid: int) -> str | None:
@@ -122,7 +101,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 
 class ProvisionedDB(DB, Clock):
-    """Shared state of our provisioners' DBs: the nodes, node options, start hooks, clock skew.
+    """Shared state of our provisioners' DBs: the nodes, node options, start hooks, clock specs.
 
     Subclasses (one per provisioner) run the service; a system fills in the template:
 
@@ -146,7 +125,7 @@ class ProvisionedDB(DB, Clock):
     def from_config(cls, config, run_id: str, **overrides) -> "ProvisionedDB":
         """Build the DB from a run's config: node count, node options (with --bug as option
         "bug" for a system that has seeded bugs), provisioner options checked against the
-        constructor (a clear error naming the valid ones), the docker subnet, libfaketime only
+        constructor (a clear error naming the valid ones), the docker subnet, the clock shim only
         for runs with clock faults, and the client request timeout."""
         import inspect
 
@@ -192,9 +171,8 @@ class ProvisionedDB(DB, Clock):
         self.node_options = self.check_node_options(node_options or {})
         self.nodes: list[Node] = []
         self._start_hooks: list[Callable[[Node], None]] = []
-        self._process_started: dict[str, float] = {}   # node id -> monotonic start of its process
-        self._clock_state: dict[str, tuple[float, float]] = {}  # node id -> (spec offset, rate)
-        self._clock_calibrated: set[str] = set()  # nodes whose process start was measured
+        self._clock_specs: dict[str, ClockSpec] = {}   # node id -> what its clock file says
+        self._clock_verified: set[str] = set()   # nodes whose running service has the shim loaded
         # Where a failed setup leaves each node's logs before tearing down (the runner sets it):
         # a cluster that never became ready is exactly when they are needed.
         self.failed_setup_log_dir: Callable[[str], str] | None = None
@@ -258,85 +236,86 @@ class ProvisionedDB(DB, Clock):
     def __exit__(self, *exc):
         self.teardown()
 
-    # -- clock skew on top of set_clock(spec) ----------------------------------------------------
-    # libfaketime computes fake = S + offset + (now - S) * rate, S being the process start, so a
-    # rate set at time now would jump the clock by (now - S) * (rate - 1). We compensate in the
-    # offset to make the skew continuous when the rate changes.
-    def set_clock(self, node: Node, spec: str) -> None:
-        """Write the node's libfaketime spec (e.g. "+5 x0.5"); provisioners implement it."""
+    # -- clocks: one ClockSpec per node, in a file the node's clock shim reads -----------------
+    # A spec is anchored to the real CLOCK_MONOTONIC, which the controller shares with every node
+    # (same kernel), so the skew a spec gives at any instant is known here exactly: a change
+    # continues from it, a restarted process keeps it, and nothing has to be measured.
+    #: the real CLOCK_MONOTONIC that specs are anchored to (the nodes share it)
+    monotonic = staticmethod(time.monotonic)
+
+    def set_clock(self, node: Node, text: str) -> None:
+        """Write the node's clock file (ClockSpec.text()); provisioners implement it."""
         raise NotImplementedError
 
-    def process_elapsed(self, node: Node) -> float:
-        """Seconds since the node process started (libfaketime applies rates from then)."""
-        return time.monotonic() - self._process_started.get(node.id, time.monotonic())
+    def clock_loaded(self, node: Node) -> bool | None:
+        """Whether the node's running service has the clock shim mapped (None: not running, or
+        cannot tell); provisioners implement it."""
+        return None
+
+    def clock_state(self, node: Node) -> ClockSpec:
+        return self._clock_specs.get(node.id, REAL_TIME)
 
     def clock_skew(self, node: Node) -> tuple[float, float]:
-        offset, rate = self._clock_state.get(node.id, (0.0, 1.0))
-        return offset + self.process_elapsed(node) * (rate - 1.0), rate
+        spec = self.clock_state(node)
+        return spec.skew_at(self.monotonic()), spec.rate
 
     def set_skew(self, node: Node, skew: float, rate: float = 1.0) -> str:
-        if not rate > 0:
-            raise ValueError(f"clock rate must be positive, got {rate!r}")
-        spec = self._write_skew(node, skew, rate)
-        if rate != 1.0 and node.id not in self._clock_calibrated:
-            written = time.monotonic()
-            if self._calibrate_start(node):
-                # again with the measured start, continuing the skew the first write meant
-                spec = self._write_skew(node, skew + (time.monotonic() - written) * (rate - 1.0), rate)
-        return spec
+        """Skew the node's clocks (monotonic and wall) to `skew` s from now on, running at `rate`;
+        a strobe that is running ends (its current flip is part of `skew` as clock_skew says)."""
+        if not (skew == 0 and rate == 1):
+            self._check_clock_reaches(node)
+        # Anchored after any check, at the last moment before the write: the write itself takes
+        # microseconds, so a rate change is continuous in the node's clock.
+        now = self.monotonic()
+        spec = ClockSpec(anchor=now, skew=float(skew), rate=float(rate), mono_offset=self.clock_state(node).mono_offset)
+        self._write_clock(node, REAL_TIME if spec == ClockSpec(anchor=now) else spec)
+        return spec.describe(now)
 
-    def _write_skew(self, node: Node, skew: float, rate: float) -> str:
-        offset = skew - self.process_elapsed(node) * (rate - 1.0)
-        spec = clock_spec(offset, rate)
-        self.set_clock(node, spec)
-        self._clock_state[node.id] = (offset, rate)
-        return spec
+    def reset_clock(self, node: Node) -> str:
+        """Real time again: the wall clock back to real, every clock at real speed, no strobe. The
+        monotonic clock does not go back (which would hold every timer of the service for as
+        long): what a bump forward added stays as a constant offset; after a slowdown it
+        catches up at once."""
+        now = self.monotonic()
+        ahead = max(0.0, self.clock_state(node).mono_skew_at(now))
+        spec = ClockSpec(mono_offset=ahead) if ahead else REAL_TIME
+        self._write_clock(node, spec)
+        return spec.describe(now)
 
-    def clock_sample(self, node: Node) -> tuple[float, float] | None:
-        """(the service's wall clock, the real CLOCK_MONOTONIC), read together by the service,
-        or None. From a status probe's wall_time and monotonic_time when it reports them."""
-        if not isinstance(self, StatusProbe):
-            return None
-        status = self.probe(node, 1.0)
-        if not status or not isinstance(status.get("wall_time"), (int, float)) \
-                or not isinstance(status.get("monotonic_time"), (int, float)):
-            return None
-        return float(status["wall_time"]), float(status["monotonic_time"])
+    def strobe_clock(self, node: Node, delta: float, period: float, count: int) -> str:
+        """From now, alternate the node's clocks between their skew + delta and their skew every
+        `period` s, `count` periods (the shim flips them inside the process), keeping the rate."""
+        if not period > 0 or not (isinstance(count, int) and count >= 1):
+            raise ValueError(f"a strobe needs a positive period and count, got {period!r}, {count!r}")
+        self._check_clock_reaches(node)
+        now = self.monotonic()
+        current = self.clock_state(node)
+        spec = ClockSpec(anchor=now, skew=current.skew_at(now), rate=current.rate, strobe_start=now,
+                         strobe_delta=float(delta), strobe_period=float(period), strobe_count=count,
+                         mono_offset=current.mono_offset)
+        self._write_clock(node, spec)
+        return spec.describe(now)
 
-    def _calibrate_start(self, node: Node) -> bool:
-        """Measure when libfaketime started in the service process (our estimate is the exec
-        call; the library starts a little later, when the program loads, by up to a second on a
-        loaded machine, and a rate multiplies that error).
+    def _check_clock_reaches(self, node: Node) -> None:
+        """A service that does not load the shim (a static or Go binary) would ignore a clock
+        fault silently: refuse it instead (checked once per service process)."""
+        if node.id in self._clock_verified:
+            return
+        loaded = self.clock_loaded(node)
+        if loaded is False:
+            raise ProvisionError(f"{node.id}: the clock shim is not loaded in its service process, so "
+                                 "clock faults cannot reach it (a statically linked or Go binary? "
+                                 "such a DB declares faketime = False)")
+        if loaded:
+            self._clock_verified.add(node.id)
 
-        With spec offset o and rate r, the clock reads S + o + (t - S) * r at real time t, so
-        one sample (wall time and the real monotonic time, read together) gives S. Returns
-        True when the estimate changed.
-        """
-        offset, rate = self._clock_state[node.id]
-        sample = self.clock_sample(node)
-        if sample is None:
-            return False  # paused, or a service that does not report its clocks
-        wall, mono = sample
-        actual_skew = wall - (mono + time.time() - time.monotonic())
-        start = mono - (actual_skew - offset) / (rate - 1.0)
-        self._clock_calibrated.add(node.id)
-        if abs(start - self._process_started.get(node.id, start)) < 0.01 or not 0 <= mono - start < 86400 * 365:
-            return False
-        self._process_started[node.id] = start
-        return True
-
-    def _clock_before_start(self, node: Node) -> str | None:
-        """Before (re)starting a node's process: keep its current skew and rate for the new
-        process (whose libfaketime start time is now); return the spec to write, if any."""
-        if node.id not in self._clock_state:
-            return None
-        skew, rate = self.clock_skew(node)
-        self._clock_state[node.id] = (skew, rate)
-        return clock_spec(skew, rate)
+    def _write_clock(self, node: Node, spec: ClockSpec) -> None:
+        self.set_clock(node, spec.text())
+        self._clock_specs[node.id] = spec
 
     def _process_started_now(self, node: Node) -> None:
-        self._process_started[node.id] = time.monotonic()
-        self._clock_calibrated.discard(node.id)
+        """A new service process: whether it loaded the shim is checked again at the next fault."""
+        self._clock_verified.discard(node.id)
 
 
 def db_factory(*classes: type) -> "Callable":

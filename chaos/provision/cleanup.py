@@ -9,6 +9,7 @@ Docker: containers and networks labelled splitbrain=1. Local: the runs' state fi
 processes, data dirs, iptables chains) and stray chains named SB<pid>-<hash> with a dead pid.
 Lazy disks (chaos.lazydisk): FUSE mounts whose source names a dead owner (fusermount3 -uz).
 Delay programs (chaos.net.delay): recorded with their owner's pid, ended when it is gone.
+Clock folders of docker runs (chaos.provision.clockshim): host folders naming a dead owner.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import time
 
 from chaos.provision.base import LABEL, LABEL_OWNER, LABEL_OWNER_START, LABEL_RUN, ProvisionError, owner_alive
+from chaos.provision.clockshim import clean_run_dirs
 
 STRAY_CHAIN = re.compile(r"^SB(\d+)-[0-9a-f]{8}$")
 
@@ -148,6 +150,8 @@ def clean(all: bool = False, docker: bool = True, local: bool = True) -> dict:
             removed.update(clean_docker(all))
         except ProvisionError as e:
             removed["docker_error"] = str(e)
+        # after the containers that mount them: the host folders of docker nodes' clock specs
+        removed["clock_dirs"] = clean_run_dirs(all)
     return removed
 
 

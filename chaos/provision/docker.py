@@ -12,17 +12,18 @@ and log collection (systems/raftnode/db.py, examples/etcd/db.py):
 
 Each container runs tini as PID 1 (`sleep infinity` under it) and the service is started beside
 it with `docker exec`. Killing, pausing and restarting therefore act on the service *process*:
-the container, its network namespace, fixed address, iptables rules, faketime file and data
+the container, its network namespace, fixed address, iptables rules, clock file and data
 directory survive. If the container itself was restarted (new network namespace, no rules),
 start() re-applies the run's partition before starting the service.
 
 Inside a container:
 - partition: chaos.net.NamespaceNet (our chain SPLITBRAIN, jumped to first from INPUT);
-- clock: the service runs under libfaketime reading FAKETIME_TIMESTAMP_FILE on every call
-  (FAKETIME_NO_CACHE=1), so rewriting that file changes its wall clock while it runs.
-  CLOCK_MONOTONIC is left real (FAKETIME_DONT_FAKE_MONOTONIC=1): libfaketime 0.9.10 faking it
-  hangs Python's timed waits (Event.wait, Lock.acquire(timeout)) forever. A service that does
-  not read time through libc (Go) declares `faketime = False` and has no clock capability.
+- clock: in runs with clock faults the service runs under our clock shim
+  (chaos.provision.clockshim), which reads CLOCK_FILE about every millisecond, so rewriting that
+  file moves its wall and monotonic clocks and its timers while it runs; strobes flip inside the
+  process. CLOCK_DIR (the spec and the host's build of the shim) is a host folder bind-mounted
+  read-only, so the controller writes specs without a `docker exec`. A service that does not read
+  time through libc (Go) declares `faketime = False` and has no clock capability.
 """
 
 from __future__ import annotations
@@ -30,37 +31,36 @@ from __future__ import annotations
 import io
 import ipaddress
 import os
-import re
 import shlex
 import tarfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chaos.interfaces import Disk, Exec, LogFiles, Network, Node, Pause, Process
 from chaos.net.iptables import NamespaceNet
+from chaos.provision import clockshim
 from chaos.provision.base import (LABEL, LABEL_RUN, ProvisionedDB, ProvisionError, docker_client,
-                                  faketime_env, node_ids, run_labels)
+                                  node_ids, run_labels)
+from chaos.provision.clockshim import ClockSpec
 from chaos.provision.lazy import LazyDisks, host_root
 from chaos.provision.lazy import unavailable as lazy_unavailable
 
 PID_FILE = "/run/splitbrain-service.pid"
-FAKETIME_FILE = "/var/lib/splitbrain/faketime"
-FAKETIME_LIB = "/usr/local/lib/libfaketime.so.1"
+CLOCK_DIR = "/var/lib/splitbrain/clock"
+CLOCK_FILE = f"{CLOCK_DIR}/spec"
+CLOCK_LIB = f"{CLOCK_DIR}/{clockshim.LIBRARY_NAME}"
 FIRST_HOST = 11  # n1 is .11 in the subnet, n2 .12, ...
-
-#: a libfaketime relative spec as we write it: "+5", "-2.5", "+0 x1", "+3 x0.5"
-CLOCK_SPEC = re.compile(r"^[+-]\d+(\.\d+)?( x\d+(\.\d+)?)?$")
 
 # Exit code of our signal script when the service process is not running.
 _NOT_RUNNING = 3
 
 
-def check_clock_spec(spec: str) -> str:
-    if not isinstance(spec, str) or not CLOCK_SPEC.match(spec):
-        raise ValueError(f"clock spec must look like '+5', '-2.5' or '+0 x0.5' "
-                         f"(offset seconds, optional rate), got {spec!r}")
-    return spec
+def check_clock_spec(text: str) -> str:
+    """A clock file's text as ClockSpec.text() writes it (ValueError naming what is wrong)."""
+    if not isinstance(text, str) or "\n" in text:
+        raise ValueError(f"a clock spec is one line of text, got {text!r}")
+    ClockSpec.parse(text)
+    return text
 
 
 def signal_script(signal: str, process_match: str) -> str:
@@ -96,7 +96,8 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     log_dir = "/var/log/service"
     #: a word of the service's command line: signals go only to a process whose cmdline has it
     process_match: str | None = None
-    #: False for a service that does not read time through libc (a Go binary): no clock faults
+    #: False for a service that does not read time through libc (a Go binary): the clock shim
+    #: cannot reach it, so it has no clock faults
     faketime = True
 
     def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
@@ -115,9 +116,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         self.clock_enabled = clock
         self._docker = docker
         self.network_name = f"splitbrain-{run_id}"
-        self.clock: dict[str, str] = {}
         self._net: NamespaceNet | None = None
-        self._lock = threading.Lock()
 
     # -- what a system may override ------------------------------------------------------------
     def image_tag(self) -> str:
@@ -134,10 +133,12 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     def unavailable(self) -> dict[str, str]:
         missing = {}
         if not self.faketime:
-            missing["clock"] = (f"{self.name} does not read its clock through libc, so libfaketime "
+            missing["clock"] = (f"{self.name} does not read its clock through libc, so the clock shim "
                                 "cannot reach it")
         elif not self.clock_enabled:
-            missing["clock"] = "libfaketime is loaded only into runs that ask for clock faults"
+            missing["clock"] = "the clock shim is loaded only into runs that ask for clock faults"
+        elif clockshim.unavailable_reason():
+            missing["clock"] = clockshim.unavailable_reason()
         lazy = lazy_unavailable(self.lazy_disk_enabled)
         if lazy:
             missing["lose-unsynced"] = lazy
@@ -202,6 +203,8 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
                 root = host_root(self.run_id)
                 self._parallel(lambda n: self._lazy.mount(n, os.path.join(root, n.id), os.path.join(
                     root, f"{n.id}.sock"), os.path.join(root, f"{n.id}.log")), self.nodes)
+            if self._uses_clock_shim():
+                clockshim.make_run_dir(self.run_id, 0 if self.detached else os.getpid())
             self._parallel(lambda n: self._create_container(n, image), self.nodes)
             self._parallel(self._start_process, self.nodes)
             if self.wait_ready_at_setup:
@@ -250,9 +253,11 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         labels = dict(run_labels(self.run_id, self.detached), **{"splitbrain.node": node.id})
         lazy = self._lazy.mountpoint(node)
         # The lazy disk is mounted on the host: the container only gets it bound as its data dir.
-        binds = {lazy: {"bind": self.data_dir, "mode": "rw"}} if lazy else None
+        binds = {lazy: {"bind": self.data_dir, "mode": "rw"}} if lazy else {}
+        if self._uses_clock_shim():
+            binds[self._clock_host_dir(node)] = {"bind": CLOCK_DIR, "mode": "ro"}
         host_config = api.create_host_config(cap_add=["NET_ADMIN"], network_mode=self.network_name,
-                                             binds=binds)
+                                             binds=binds or None)
         networking = api.create_networking_config(
             {self.network_name: api.create_endpoint_config(ipv4_address=node.address)})
         try:
@@ -274,26 +279,37 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         return self._container(node).attrs["State"].get("StartedAt", "")
 
     def _prepare_container(self, node: Node):
-        """Our chain, this run's rules for the node, and its clock file: after every container start."""
-        with self._lock:
-            spec = self.clock.get(node.id, "+0 x1")
+        """Our chain, this run's rules for the node, the clock shim and the node's clock file:
+        after every container start."""
         self._net.reapply(node)
-        self._sh(node, f"mkdir -p {os.path.dirname(FAKETIME_FILE)} && "
-                       f"printf '%s\\n' {shlex.quote(spec)} > {FAKETIME_FILE}")
+        if self._uses_clock_shim():
+            clockshim.write_spec(os.path.join(self._clock_host_dir(node), "spec"), self.clock_state(node).text())
         # The container start this preparation belongs to: another start means a fresh netns.
         node.meta["prepared_start"] = self._started_at(node)
+
+    def _uses_clock_shim(self) -> bool:
+        return self.clock_enabled and self.faketime and clockshim.unavailable_reason() is None
+
+    def _clock_host_dir(self, node: Node) -> str:
+        return clockshim.node_dir(self.run_id, node.id, clockshim.ensure_library())
+
+    def clock_environment(self, node: Node) -> dict[str, str]:
+        """The variables that put a process in the node's container under its clock faults (the
+        service gets them; so does a probe started beside it); {} without clock faults."""
+        return clockshim.environment(CLOCK_LIB, CLOCK_FILE) if self._uses_clock_shim() else {}
+
+    def clock_loaded(self, node: Node) -> bool | None:
+        code, _ = self._sh(node, f"pid=$(cat {PID_FILE} 2>/dev/null) && [ -r /proc/$pid/maps ] || exit 3; "
+                                 f"grep -q {shlex.quote(clockshim.LIBRARY_NAME)} /proc/$pid/maps", check=False)
+        return {0: True, 1: False}.get(code)
 
     def _start_process(self, node: Node):
         argv = self.command(node, self.nodes)
         env = dict(self.environment(node))
-        if self.clock_enabled and self.faketime:
-            env.update(faketime_env(FAKETIME_LIB, FAKETIME_FILE))
+        env.update(self.clock_environment(node))
         env_text = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
         script = (f"mkdir -p {self.data_dir} {self.log_dir} && echo $$ > {PID_FILE} && "
                   f"exec env {env_text} {' '.join(shlex.quote(a) for a in argv)} >> {self.stderr_file} 2>&1")
-        spec = self._clock_before_start(node)
-        if spec is not None:
-            self.set_clock(node, spec)
         self._container(node).exec_run(["sh", "-c", script], detach=True)
         self._process_started_now(node)
         # The pid file is written by the exec'd shell; wait for it so kill/pause right after
@@ -303,23 +319,6 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             if time.monotonic() > deadline:
                 raise ProvisionError(f"{node.id}: the service process did not start:\n{self.exit_report(node)}")
             time.sleep(0.05)
-        self._measure_process_age(node)
-
-    def _measure_process_age(self, node: Node) -> None:
-        """Date the process's start from the kernel (not from when our exec call returned, which
-        a loaded machine delays): libfaketime applies clock rates from that instant."""
-        script = (f"pid=$(cat {PID_FILE}) && cut -d' ' -f1 /proc/uptime && "
-                  f"sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f20 && getconf CLK_TCK")
-        asked = time.monotonic()
-        code, out = self._sh(node, script, check=False)
-        answered = time.monotonic()
-        try:
-            uptime, start_ticks, hz = out.split()
-            age = float(uptime) - int(start_ticks) / int(hz)
-        except ValueError:
-            return  # keep the estimate from the exec call
-        if code == 0 and 0 <= age < 60:
-            self._process_started[node.id] = (asked + answered) / 2 - age
 
     def is_running(self, node: Node) -> bool:
         """True while the service process exists (running or stopped by SIGSTOP), not a zombie."""
@@ -352,8 +351,8 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         # after the containers, which bind-mount them
         self._lazy.stop_all()
         self._lazy.remove_host_root()
-        self.clock = {}
-        self._clock_state.clear()
+        self._clock_specs.clear()
+        clockshim.remove_run_dir(self.run_id)  # after the containers that mount it
 
     # -- process faults ------------------------------------------------------------------------
     def _signal(self, node: Node, signal: str) -> bool:
@@ -413,14 +412,13 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             raise ProvisionError("the cluster is not set up: no network to partition")
         return self._net
 
-    def set_clock(self, node: Node, spec: str) -> None:
-        check_clock_spec(spec)
-        with self._lock:
-            self.clock[node.id] = spec
-        if self._container_running(node):
-            tmp = FAKETIME_FILE + ".tmp"
-            # rename() so the service never reads a half-written spec
-            self._sh(node, f"printf '%s\\n' {shlex.quote(spec)} > {tmp} && mv {tmp} {FAKETIME_FILE}")
+    def set_clock(self, node: Node, text: str) -> None:
+        check_clock_spec(text)
+        if not self._uses_clock_shim():
+            if ClockSpec.parse(text).is_real_time:
+                return  # nothing to undo in a run without clock faults
+            raise ProvisionError(f"{node.id}: this run has no clock faults ({self.unavailable().get('clock')})")
+        clockshim.write_spec(os.path.join(self._clock_host_dir(node), "spec"), text)
 
     # -- disk faults -------------------------------------------------------------------------------
     def data_path(self, node: Node) -> str:

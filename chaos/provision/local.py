@@ -1,11 +1,12 @@
 """Local provisioner: a service as plain processes on loopback addresses (127.0.0.11, .12, ...).
 
 ProcessDB is the generic local DB: a system says its command line and environment per node and
-gets kill, pause, clock skew (libfaketime, when the host has it), partitions (as root) and log
-collection. Fast, for development and tests: our 3-node cluster is ready in about a second.
+gets kill, pause, clock faults (our clock shim, when the host has a C compiler), partitions (as
+root) and log collection. Fast, for development and tests: our 3-node cluster is ready in about a second.
 
 - kill, pause: signals to the node's pid;
-- clock: libfaketime preloaded into each process, reading a spec file we rewrite live;
+- clock: in runs with clock faults, the clock shim (chaos.provision.clockshim) preloaded into each
+  process, reading a spec file (<data_root>/<n>/clock) we rewrite live;
 - partition: only as root, with chaos.net.CgroupNet: each node runs in a cgroup (v2) of its
   own and "n1 stops hearing n2" drops what n2's sockets send to n1's address, in a chain of our
   own (SB<owner pid>-<run>) jumped to from OUTPUT. Without a cgroup v2 hierarchy the rules match
@@ -32,25 +33,15 @@ import time
 
 from chaos.interfaces import Disk, Exec, LogFiles, Network, Node, Pause, Process
 from chaos.net.iptables import CgroupNet, host_iptables, remove_host_chain
-from chaos.provision.base import (LABEL_OWNER, ProvisionedDB, ProvisionError, faketime_env, node_ids,
-                                  owner_alive, process_start_ticks)
+from chaos.provision import clockshim
+from chaos.provision.base import (LABEL_OWNER, ProvisionedDB, ProvisionError, node_ids, owner_alive,
+                                  process_start_ticks)
 from chaos.provision.docker import check_clock_spec
 from chaos.provision.lazy import LazyDisks
 from chaos.provision.lazy import unavailable as lazy_unavailable
 
 STATE_DIR = os.path.join(tempfile.gettempdir(), "splitbrain-local")
-FAKETIME_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-                       "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-                       "/usr/local/lib/faketime/libfaketimeMT.so.1",
-                       "/usr/lib/faketime/libfaketimeMT.so.1")
 MAX_LOCAL_NODES = 32
-
-
-def find_libfaketime() -> str | None:
-    for path in FAKETIME_CANDIDATES:
-        if os.path.exists(path):
-            return path
-    return None
 
 
 def chain_name(run_id: str, owner_pid: int | None = None) -> str:
@@ -129,7 +120,6 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         self._own_data_root = data_root is None
         self.wait_ready_at_setup = wait_ready
         self.clock_enabled = clock
-        self.faketime_lib = find_libfaketime()
         self.chain = chain_name(run_id, 0 if self.detached else None)
         self.procs: dict[str, subprocess.Popen] = {}
         self.partition_note: str | None = None
@@ -151,10 +141,10 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             missing["loss"] = missing["delay"] = self.partition_note
         # Host safety: a qdisc on the host's loopback would shape every process of the host.
         missing["bandwidth"] = CgroupNet.link_unavailable["bandwidth"]
-        if not self.faketime_lib:
-            missing["clock"] = "libfaketime is not installed on this host (apt-get install faketime)"
-        elif not self.clock_enabled:
-            missing["clock"] = "libfaketime is loaded only into runs that ask for clock faults"
+        if not self.clock_enabled:
+            missing["clock"] = "the clock shim is loaded only into runs that ask for clock faults"
+        elif clockshim.unavailable_reason():
+            missing["clock"] = clockshim.unavailable_reason()
         lazy = lazy_unavailable(self.lazy_disk_enabled)
         if lazy:
             missing["lose-unsynced"] = lazy
@@ -171,7 +161,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         return os.path.join(self.node_dir(node), "logs")
 
     def _clock_file(self, node: Node) -> str:
-        return os.path.join(self.node_dir(node), "faketime")
+        return os.path.join(self.node_dir(node), "clock")
 
     def _stderr_file(self, node: Node) -> str:
         return os.path.join(self.log_dir(node), "stderr.log")
@@ -217,7 +207,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
                 os.makedirs(self.data_dir(node), exist_ok=True)
                 os.makedirs(self.log_dir(node), exist_ok=True)
                 with open(self._clock_file(node), "w") as f:
-                    f.write("+0 x1\n")
+                    f.write(self.clock_state(node).text() + "\n")
                 if self.lazy_disk_enabled:
                     self._lazy.mount(node, self.data_dir(node), os.path.join(self.node_dir(node), "lazydisk.sock"),
                                      os.path.join(self.log_dir(node), "lazydisk.log"))
@@ -262,11 +252,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         argv = self.command(node, self.nodes)
         env = dict(os.environ)
         env.update(self.environment(node))
-        if self.faketime_lib and self.clock_enabled:
-            env.update(faketime_env(self.faketime_lib, self._clock_file(node)))
-            spec = self._clock_before_start(node)
-            if spec is not None:
-                self.set_clock(node, spec)
+        env.update(self.clock_environment(node, env.get("LD_PRELOAD")))
         if self.cgroup_root and self._net is not None:
             # The shell moves itself into the node's cgroup, then becomes the service: every
             # socket the service creates belongs to that cgroup.
@@ -375,14 +361,29 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             raise ProvisionError(f"the local provisioner cannot partition: {self.partition_note or 'not set up'}")
         return self._net
 
-    def set_clock(self, node: Node, spec: str) -> None:
-        if not self.faketime_lib:
-            raise ProvisionError("libfaketime is not installed on this host (apt-get install faketime)")
-        check_clock_spec(spec)
+    def clock_environment(self, node: Node, inherited_preload: str | None = None) -> dict[str, str]:
+        """The variables that put a process under the node's clock faults (the service gets them;
+        so does a probe started beside it); {} without clock faults."""
+        if not self.clock_enabled or clockshim.unavailable_reason():
+            return {}
+        return clockshim.environment(clockshim.ensure_library(), self._clock_file(node), inherited_preload)
+
+    def clock_loaded(self, node: Node) -> bool | None:
+        proc = self.procs.get(node.id)
+        if proc is None or proc.poll() is not None:
+            return None
+        try:
+            with open(f"/proc/{proc.pid}/maps") as f:
+                return clockshim.LIBRARY_NAME in f.read()
+        except OSError:
+            return None
+
+    def set_clock(self, node: Node, text: str) -> None:
+        check_clock_spec(text)
         path = self._clock_file(node)
         with open(path + ".tmp", "w") as f:
-            f.write(spec + "\n")
-        os.replace(path + ".tmp", path)  # the service never reads a half-written spec
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)  # the shim never reads a half-written spec
 
     # -- disk faults ---------------------------------------------------------------------------
     def data_path(self, node: Node) -> str:
