@@ -6,7 +6,7 @@
 #   bash bootstrap.sh                                set up only
 #
 # Idempotent: what is already there is not installed again. Set-up steps:
-#   1. Debian packages: docker.io, debootstrap, iptables, iproute2, faketime, chromium + driver, wrk, openssh-server,
+#   1. Debian packages: docker.io, debootstrap, iptables, iproute2, gcc, chromium + driver, wrk, openssh-server,
 #      redis-server (the Redis example), fuse3 (fusermount3, for lazy disks)
 #   2. a Docker engine: dockerd started in the background when `docker info` fails
 #   3. a virtualenv in .venv with splitbrain installed editable, with its test extras
@@ -35,7 +35,8 @@ install_debian_packages() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v iptables >/dev/null || missing+=(iptables)
     command -v ip >/dev/null || missing+=(iproute2)
-    command -v faketime >/dev/null || missing+=(faketime)
+    command -v cc >/dev/null || missing+=(gcc)   # builds the clock shim (chaos/provision/clockshim.c)
+    [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
     command -v wrk >/dev/null || missing+=(wrk)

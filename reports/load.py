@@ -35,7 +35,7 @@ class NodeLogEvent:
     node: str
     event: str
     ts: float | None            # node wall clock (may be skewed)
-    mono: float | None          # node monotonic clock (may be skewed by libfaketime)
+    mono: float | None          # node monotonic clock (may be skewed by the clock shim)
     fields: dict
     line: int
     path: str = ""              # the log file it is in, relative to the run directory

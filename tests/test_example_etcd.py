@@ -5,7 +5,7 @@ of its own, found through the `splitbrain.dbs` entry point, and run by `splitbra
   paused; every scheduled fault ran, and each fault aimed at the leader hit the node that etcd
   itself named as leader at that moment;
 - with serializable reads, isolating a follower that workers are bound to gives stale reads;
-- clock faults are refused before anything starts (etcd is Go: libfaketime cannot reach it).
+- clock faults are refused before anything starts (etcd is Go: the clock shim cannot reach it).
 
 Each run uses a subnet of its own and must leave no container and no network behind.
 """

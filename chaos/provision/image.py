@@ -2,7 +2,7 @@
 
 1. The base: the stock `debian:bookworm-slim` when it is present or can be pulled; otherwise
    `splitbrain-base:bookworm`, made once with debootstrap from the host's own Debian mirror
-   (chaos/provision/mkbase.sh: python3, iptables, iproute2, faketime, procps, tini) and cached:
+   (chaos/provision/mkbase.sh: python3, iptables, iproute2, procps, tini) and cached:
    later builds skip it while it exists.
 2. The system's image from its context's Dockerfile with `--build-arg BASE=<base>`, labelled with
    a hash of the build context; a build is skipped when an image with that hash is already tagged.

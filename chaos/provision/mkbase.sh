@@ -26,7 +26,7 @@ cleanup() { rm -rf "$rootfs"; }
 trap cleanup EXIT INT TERM
 
 debootstrap --variant=minbase --components=main \
-    --include=python3,iptables,iproute2,faketime,libfaketime,procps,tini \
+    --include=python3,iptables,iproute2,procps,tini \
     "$suite" "$rootfs" "$mirror"
 
 # Smaller image, and no copy of the host's mirror list or package caches inside it.

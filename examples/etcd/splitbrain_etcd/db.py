@@ -10,7 +10,7 @@ Registered as `splitbrain.dbs: etcd` (this package's pyproject.toml), so after
 Kill, pause, partitions, logs and exec come from ContainerDB; this module says how etcd is
 started, how to ask it who leads (its own maintenance API), and which client speaks to it.
 Clock faults are refused: etcd is a Go binary, which reads time through the vDSO rather than
-libc, so libfaketime cannot reach it.
+libc, so the clock shim cannot reach it.
 """
 
 from __future__ import annotations
