@@ -24,6 +24,8 @@ process started is killed by its pid; temporary directories are removed.
     python bench/bench_raft.py --duration 3 --sizes 3 --clients 1,64 --election-trials 10
     python bench/bench_raft.py --json results.json --profile /tmp/prof   # cProfile every node
     python bench/bench_raft.py --soak 3600 --soak-interval 60  # memory and disk over an hour
+    python bench/bench_raft.py --sizes 3 --lazy-disk both --no-pysyncobj --election-trials 0
+        # every node's data dir on a lazy disk (chaos.lazydisk, as root), beside the plain disk
 """
 
 from __future__ import annotations
@@ -70,9 +72,32 @@ def run_wrk(url: str, clients: int, duration: float, prefix: str, script: str = 
     raise RuntimeError(f"wrk printed no RESULT line (exit {out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}")
 
 
-def bench_writes(size: int, clients_list: list[int], duration: float, profile_dir: str | None) -> list[dict]:
+def lazy_disks(size: int):
+    """A base directory whose nodes' data dirs are lazy disks (chaos.lazydisk), and their mounts."""
+    sys.path.insert(0, ROOT)
+    from chaos.lazydisk import LazyMount
+    base = tempfile.mkdtemp(prefix="bench-lazydisk-")
+    mounts = [LazyMount.start(os.path.join(base, f"n{i}", "data"), os.path.join(base, f"n{i}.sock"))
+              for i in range(1, size + 1)]
+    return base, mounts
+
+
+def bench_writes(size: int, clients_list: list[int], duration: float, profile_dir: str | None,
+                 lazy_disk: bool = False) -> list[dict]:
     rows = []
-    with LocalCluster(size, election_timeout=NODE_DEFAULT_ELECTION_TIMEOUT,
+    base, mounts = lazy_disks(size) if lazy_disk else (None, [])
+    try:
+        return _bench_writes(size, clients_list, duration, profile_dir, base, rows)
+    finally:
+        for mount in mounts:
+            mount.stop()
+        if base:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _bench_writes(size, clients_list, duration, profile_dir, base_dir, rows):
+    disk = "lazy disk" if base_dir else "disk"
+    with LocalCluster(size, election_timeout=NODE_DEFAULT_ELECTION_TIMEOUT, base_dir=base_dir,
                       profile_dir=profile_dir and os.path.join(profile_dir, f"{size}nodes")) as cluster:
         leader = cluster.wait_for_leader()
         run_wrk(cluster.url(leader), 16, 1, f"warmup{size}")  # JIT-free, but warms caches and connections
@@ -86,13 +111,14 @@ def bench_writes(size: int, clients_list: list[int], duration: float, profile_di
             not_ok = {k: v for k, v in result.items() if k.startswith("status_") and v}
             if result["socket_errors"]:
                 not_ok["socket_errors"] = result["socket_errors"]
-            row = {"system": "raftnode", "nodes": size, "clients": clients, "fsync": True,
+            row = {"system": "raftnode" + (" (lazy disk)" if base_dir else ""), "nodes": size,
+                   "clients": clients, "fsync": True,
                    "writes_per_s": round(result["ok"] / seconds), "ok": result["ok"],
                    "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
                    "not_2xx": not_ok, "commit_growth": after - before,
                    "commit_check": "ok" if after - before >= result["ok"] else "FAILED"}
             rows.append(row)
-            log(f"  raftnode {size} nodes, {clients:>2} clients: {row['writes_per_s']:>6} writes/s  "
+            log(f"  raftnode on a {disk}, {size} nodes, {clients:>2} clients: {row['writes_per_s']:>6} writes/s  "
                 f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  non-2xx {not_ok or 'none'}  "
                 f"commit +{after - before} >= {result['ok']}: {row['commit_check']}")
         if profile_dir:
@@ -312,6 +338,8 @@ def main(argv=None) -> int:
     p.add_argument("--election-timeout", default="150-300", help="election timeout range in ms (default 150-300)")
     p.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj comparison")
     p.add_argument("--json", help="also write all results to this JSON file")
+    p.add_argument("--lazy-disk", choices=("no", "yes", "both"), default="no",
+                   help="data dirs on lazy disks (chaos.lazydisk; root): yes, or both beside the plain disk")
     p.add_argument("--profile", metavar="DIR", help="run the write benchmark's nodes under cProfile, files in DIR")
     p.add_argument("--soak", type=float, default=0, metavar="SECONDS",
                    help="instead of the rest: write for SECONDS over a bounded key space and sample memory "
@@ -339,7 +367,10 @@ def main(argv=None) -> int:
 
     log("== raftnode writes (fsync on), wrk over HTTP keep-alive")
     for size in sizes:
-        results["writes"] += bench_writes(size, clients, args.duration, args.profile)
+        if args.lazy_disk in ("no", "both"):
+            results["writes"] += bench_writes(size, clients, args.duration, args.profile)
+        if args.lazy_disk in ("yes", "both"):
+            results["writes"] += bench_writes(size, clients, args.duration, args.profile, lazy_disk=True)
     if not args.no_pysyncobj:
         log("== PySyncObj 0.3.17, batching off, no fsync, client threads in the leader process")
         ps = bench_pysyncobj(clients, args.duration)
@@ -354,14 +385,14 @@ def main(argv=None) -> int:
         results["elections"] = bench_elections(args.election_trials, args.election_timeout)
 
     print()
-    print(f"{'system':<10} {'nodes':>5} {'clients':>7} {'fsync':>5} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8}  notes")
+    print(f"{'system':<22} {'nodes':>5} {'clients':>7} {'fsync':>5} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8}  notes")
     for r in results["writes"]:
         notes = []
         if r.get("not_2xx"):
             notes.append(f"non-2xx {r['not_2xx']}")
         if r.get("commit_check"):
             notes.append(f"commit check {r['commit_check']}")
-        print(f"{r['system']:<10} {r['nodes']:>5} {r['clients']:>7} {'on' if r['fsync'] else 'off':>5} "
+        print(f"{r['system']:<22} {r['nodes']:>5} {r['clients']:>7} {'on' if r['fsync'] else 'off':>5} "
               f"{r['writes_per_s']:>9} {r['p50_ms'] if r['p50_ms'] is not None else '-':>8} "
               f"{r['p99_ms'] if r['p99_ms'] is not None else '-':>8}  {'; '.join(notes)}")
     ours = {r["clients"]: r for r in results["writes"] if r["system"] == "raftnode" and r["nodes"] == 3}

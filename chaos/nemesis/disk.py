@@ -54,12 +54,14 @@ class _DiskNemesis(Nemesis):
         self.down: set[str] = set()  # the nodes this nemesis holds down
 
     def _targets(self, target) -> list[Node]:
-        ids = [n.id for n in self.nodes]
-        leader = current_leader(self.db, self.view) if target == "leader" else None
         with self.state.lock:
-            gone = self.state.damaged
-            chosen = select_targets(target, ids, self.rng, leader=leader)
-        return [self.by_id[i] for i in chosen if i not in gone]
+            gone = set(self.state.damaged)
+        # Nodes a corruption put down for good are not drawn again ("one" hits a live node).
+        ids = [n.id for n in self.nodes if n.id not in gone or isinstance(target, (list, tuple))]
+        if not ids:
+            return []
+        leader = current_leader(self.db, self.view) if target == "leader" else None
+        return [self.by_id[i] for i in select_targets(target, ids, self.rng, leader=leader) if i not in gone]
 
     def _crash(self, nodes: list[Node]) -> None:
         on_nodes(self.db.kill, nodes)
