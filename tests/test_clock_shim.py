@@ -143,6 +143,25 @@ def test_a_bump_forward_during_a_sleep_ends_it_and_a_bump_back_lengthens_it(libr
     assert 1.3 < time.monotonic() - started < 2.5
 
 
+def test_a_program_that_overwrites_its_environment_keeps_its_clock_fault(library, spec_file):
+    # as redis and nginx do to set their process title: the shim keeps its own copy of the path
+    write(spec_file, ClockSpec(anchor=time.monotonic(), skew=100.0))
+    code = ("import ctypes, time\n"
+            "libc = ctypes.CDLL(None)\n"
+            "environ = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, 'environ')\n"
+            "i = 0\n"
+            "while environ[i] is not None:\n"
+            "    entry = ctypes.cast(environ, ctypes.POINTER(ctypes.c_void_p))[i]\n"
+            "    ctypes.memset(entry, ord('x'), len(environ[i]))\n"
+            "    i += 1\n"
+            "time.sleep(0.05)\n"   # past the shim's next look at its spec file
+            "print(time.time())\n")
+    env = dict(os.environ, **clockshim.environment(library, spec_file))
+    # (without its copy the shim would lose the spec: the clock back 100 s, the sleep 100 s long)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=20)
+    assert abs(float(out.stdout) - time.time() - 100) < 1
+
+
 def test_an_unreadable_spec_means_real_time_and_one_line_on_stderr(library, spec_file):
     with open(spec_file, "w") as f:
         f.write("+5 x0.5\n")   # a libfaketime spec, not ours

@@ -86,6 +86,7 @@ static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct times
 
 static int resolved;           /* 1 once the pointers above are set */
 static const char *spec_path;  /* NULL: inert */
+static char spec_path_copy[4096];
 
 static void resolve(void)
 {
@@ -108,8 +109,17 @@ static void resolve(void)
     real_ppoll = dlsym(RTLD_NEXT, "ppoll");
     real_select = dlsym(RTLD_NEXT, "select");
     real_pselect = dlsym(RTLD_NEXT, "pselect");
+    /* A copy: programs that set their process title (redis, nginx, ...) overwrite the memory
+     * of their environment, where getenv's answer points. */
     const char *path = getenv("SPLITBRAIN_CLOCK_FILE");
-    spec_path = (path && *path) ? path : NULL;
+    if (path && *path && strlen(path) < sizeof(spec_path_copy)) {
+        memcpy(spec_path_copy, path, strlen(path) + 1);
+        spec_path = spec_path_copy;
+    } else if (path && *path) {
+        static const char too_long[] = "splitbrain clock shim: SPLITBRAIN_CLOCK_FILE is too long; real time\n";
+        ssize_t ignored = write(2, too_long, sizeof(too_long) - 1);
+        (void)ignored;
+    }
     __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
 }
 
