@@ -217,3 +217,32 @@ def test_ctrl_c_tears_the_ssh_cluster_down(hosts, tmp_path):
             proc.wait()
     assert proc.returncode == 255, out[-3000:]
     assert leftovers(hosts) == []
+
+
+@pytest.mark.timeout(420)
+def test_a_cluster_left_running_takes_another_run_and_goes_with_cluster_down(hosts, tmp_path, monkeypatch):
+    state_dir = tmp_path / "state"
+    monkeypatch.setenv("SPLITBRAIN_STATE_DIR", str(state_dir))
+    store = str(tmp_path / "store")
+    first = splitbrain("run", "--provisioner", "ssh", "--provisioner-option", f"inventory={hosts.inventory()}",
+                       "--nodes", "3", "--nemesis", "kill", "--time-limit", "6", "--store", store,
+                       "--test-name", "ssh-kept", "--leave-db-running")
+    assert first.returncode == 0, first.stderr[-3000:]
+    name = first.stderr.split("cluster left running: splitbrain cluster down --name ")[1].split()[0]
+    kept = [line for line in leftovers(hosts) if "process" in line]
+    assert len(kept) == 3  # still up after the run
+    again = splitbrain("run", "--cluster", name, "--nemesis", "partition,kill", "--time-limit", "6",
+                       "--store", store, "--test-name", "ssh-attached")
+    # Not the verdict: the kept cluster still holds the first run's values, which the second
+    # run's history cannot explain (attached runs need keys of their own: not done yet).
+    assert again.returncode in (0, 1), again.stderr[-3000:]
+    attached = os.path.realpath(os.path.join(store, "latest"))
+    config = json.load(open(os.path.join(attached, "config.json")))
+    assert [n["address"] for n in config["nodes_detail"]] == hosts.addresses
+    ops = read_jsonl(os.path.join(attached, "history.jsonl"))
+    assert any(op.process == "nemesis" and op.type == "info" and not op.error for op in ops)
+    assert sum(1 for op in ops if op.type == "ok" and op.process != "nemesis") > 100
+    assert [line for line in leftovers(hosts) if "process" in line] != []  # an attached run leaves it up
+    down = splitbrain("cluster", "down", "--name", name)
+    assert down.returncode == 0, down.stderr
+    assert leftovers(hosts) == []
