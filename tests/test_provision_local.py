@@ -158,7 +158,7 @@ def test_bad_local_settings_are_refused():
         LocalDB("x", base_address="localhost")
     with pytest.raises(ValueError, match="inside 127.0.0.0/8"):
         LocalDB("x", base_address="10.0.0.1")
-    with pytest.raises(ValueError, match="raftnode runs on the provisioners docker, local, not 'k8s'"):
+    with pytest.raises(ValueError, match="raftnode runs on the provisioners docker, local, ssh, not 'k8s'"):
         make_db(RunConfig(provisioner="k8s"), "x")
 
 
