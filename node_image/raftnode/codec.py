@@ -24,17 +24,24 @@ chunk bytes in anything but InstallSnapshot, entry data that is not JSON. The en
 same fields, so a node never sends what its peers would drop. (The transport also refuses terms
 far ahead of the receiver's own: see transport.MAX_TERM_LEAD.)
 
-Connection handshake (version 2): before any frame, the connecting node proves it holds the
-cluster's peer secret and the listening node proves it too, so only members can speak:
+Connection handshake: before any frame, the connecting node proves it holds the cluster's peer
+secret and the listening node proves it too, so only members can speak:
 
-    HELLO      client -> server  b"RNHS" version 1 nonce_c[32] u8 len + src, u8 len + dst
+    HELLO      client -> server  b"RNHS" version 1 nonce_c[32] u8 len + src, u8 len + dst,
+                                 u8 len + incarnation, u8 len + advertised peer address
     CHALLENGE  server -> client  b"RNHS" version 2 nonce_s[32] mac_s[32]
     PROOF      client -> server  b"RNHS" version 3 mac_c[32]
+    REFUSED    server -> client  b"RNHS" version 4 u16 len + reason (UTF-8), then the server closes
 
-mac_x = HMAC-SHA256(secret, label || role || version || src || dst || nonce_c || nonce_s), with
-role b"S" or b"C" (so neither side's MAC can be reflected as the other's). Both nonces are fresh
-per connection, so a recorded handshake cannot be replayed. The connection then carries frames
-from the authenticated src only. (Frames are not encrypted or individually authenticated: an
+mac_x = HMAC-SHA256(secret, label || role || version || src || dst || nonce_c || nonce_s ||
+incarnation || address), with role b"S" or b"C" (so neither side's MAC can be reflected as the
+other's). Both nonces are fresh per connection, so a recorded handshake cannot be replayed. The
+incarnation is the id the connecting node drew on its empty disk (raftnode.membership): after
+the proof the server checks it, and the src, against its configuration and answers REFUSED
+(with the reason) instead of taking frames when the configuration does not admit them. The
+address is where the connecting node listens for its peers: a node that joins and has no
+configuration yet answers the leader there. The connection then carries frames from the
+authenticated src only. (Frames are not encrypted or individually authenticated: an
 attacker who can rewrite TCP streams between members is outside this protection.)
 """
 
@@ -46,11 +53,14 @@ import json
 import struct
 
 from .jsonenc import compact_encoder
-from .types import (APPEND, APPEND_RESP, COMMAND, NOOP, PRE_VOTE, PRE_VOTE_RESP, REQUEST_VOTE,
-                    REQUEST_VOTE_RESP, SNAPSHOT, SNAPSHOT_RESP, Entry, Message)
+from .membership import config_entry_problem
+from .types import (APPEND, APPEND_RESP, COMMAND, CONFIG, NOOP, PRE_VOTE, PRE_VOTE_RESP, REQUEST_VOTE,
+                    REQUEST_VOTE_RESP, SNAPSHOT, SNAPSHOT_RESP, TIMEOUT_NOW, Entry, Message)
 
 MAGIC = b"RN"
-PROTOCOL_VERSION = 2  # 2: handshake with the cluster secret; bounded terms and indexes
+PROTOCOL_VERSION = 3  # 2: handshake with the cluster secret; bounded terms and indexes
+                      # 3: membership (incarnations and addresses in the handshake, REFUSED,
+                      #    configuration entries, TimeoutNow, the transfer flag)
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 MAX_ID_BYTES = 255
 FIELD_LIMIT = 1 << 63  # every term, index, offset and context is below this
@@ -69,12 +79,12 @@ _U32 = struct.Struct(">I")
 _U64_MAX = (1 << 64) - 1
 
 _KIND_CODES = {REQUEST_VOTE: 1, REQUEST_VOTE_RESP: 2, PRE_VOTE: 3, PRE_VOTE_RESP: 4, APPEND: 5,
-               APPEND_RESP: 6, SNAPSHOT: 7, SNAPSHOT_RESP: 8}
+               APPEND_RESP: 6, SNAPSHOT: 7, SNAPSHOT_RESP: 8, TIMEOUT_NOW: 9}
 _KIND_NAMES = {code: name for name, code in _KIND_CODES.items()}
-_ENTRY_KIND_CODES = {NOOP: 1, COMMAND: 2}
+_ENTRY_KIND_CODES = {NOOP: 1, COMMAND: 2, CONFIG: 3}
 _ENTRY_KIND_NAMES = {code: name for name, code in _ENTRY_KIND_CODES.items()}
 
-_GRANTED, _SUCCESS, _DONE = 1, 2, 4
+_GRANTED, _SUCCESS, _DONE, _TRANSFER = 1, 2, 4, 8
 
 _json_encode = compact_encoder()
 _json_decode = json.JSONDecoder().decode
@@ -83,10 +93,12 @@ HANDSHAKE_MAGIC = b"RNHS"
 NONCE_BYTES = 32
 MAC_BYTES = 32
 _HS_HEAD = struct.Struct(">4sBB")  # magic, version, step
-_HELLO, _CHALLENGE, _PROOF = 1, 2, 3
+_HELLO, _CHALLENGE, _PROOF, _REFUSED = 1, 2, 3, 4
 CHALLENGE_SIZE = _HS_HEAD.size + NONCE_BYTES + MAC_BYTES
 PROOF_SIZE = _HS_HEAD.size + MAC_BYTES
-MAX_HELLO_SIZE = _HS_HEAD.size + NONCE_BYTES + 2 * (1 + MAX_ID_BYTES)
+MAX_HELLO_SIZE = _HS_HEAD.size + NONCE_BYTES + 4 * (1 + MAX_ID_BYTES)
+_U16 = struct.Struct(">H")
+MAX_REFUSAL_BYTES = 1024
 _MAC_LABEL = b"raftnode peer handshake\x00"
 
 
@@ -101,20 +113,34 @@ def _id_bytes(name: str) -> bytes:
     return raw
 
 
-def handshake_mac(secret: bytes, role: bytes, src: str, dst: str, nonce_c: bytes, nonce_s: bytes) -> bytes:
+def handshake_mac(secret: bytes, role: bytes, src: str, dst: str, nonce_c: bytes, nonce_s: bytes,
+                  incarnation: str = "", address: str = "") -> bytes:
     """The MAC one side sends: role b"S" (listening side) or b"C" (connecting side)."""
     parts = [_MAC_LABEL, role, bytes([PROTOCOL_VERSION])]
     for name in (src, dst):
         raw = name.encode("utf-8")
         parts += [bytes([len(raw)]), raw]
     parts += [nonce_c, nonce_s]
+    for text in (incarnation, address):
+        raw = text.encode("utf-8")
+        parts += [bytes([len(raw)]), raw]
     return hmac.new(secret, b"".join(parts), hashlib.sha256).digest()
 
 
-def encode_hello(src: str, dst: str, nonce_c: bytes) -> bytes:
+def _short_field(text: str, what: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_ID_BYTES:
+        raise CodecError(f"{what} {text[:40]!r}... is longer than {MAX_ID_BYTES} bytes")
+    return bytes([len(raw)]) + raw
+
+
+def encode_hello(src: str, dst: str, nonce_c: bytes, incarnation: str = "", address: str = "") -> bytes:
+    """`incarnation`: the connecting node's disk id ("" for a tool without one); `address`: its
+    advertised peer host:port ("" when it does not listen)."""
     src_raw, dst_raw = _id_bytes(src), _id_bytes(dst)
     return (_HS_HEAD.pack(HANDSHAKE_MAGIC, PROTOCOL_VERSION, _HELLO) + nonce_c
-            + bytes([len(src_raw)]) + src_raw + bytes([len(dst_raw)]) + dst_raw)
+            + bytes([len(src_raw)]) + src_raw + bytes([len(dst_raw)]) + dst_raw
+            + _short_field(incarnation, "incarnation") + _short_field(address, "address"))
 
 
 def _check_handshake_head(buf, step: int) -> None:
@@ -127,9 +153,9 @@ def _check_handshake_head(buf, step: int) -> None:
         raise CodecError(f"handshake step {got} where step {step} was expected")
 
 
-def parse_hello(buf) -> tuple[str, str, bytes, int] | None:
-    """(src, dst, nonce_c, bytes used) of a complete HELLO at the start of buf; None while
-    incomplete. Raises CodecError as soon as the bytes cannot be one."""
+def parse_hello(buf) -> tuple[str, str, bytes, str, str, int] | None:
+    """(src, dst, nonce_c, incarnation, address, bytes used) of a complete HELLO at the start of
+    buf; None while incomplete. Raises CodecError as soon as the bytes cannot be one."""
     if len(buf) < _HS_HEAD.size:
         if bytes(buf) != HANDSHAKE_MAGIC[:len(buf)]:
             raise CodecError(f"not a peer handshake (starts {bytes(buf[:8])!r}; expected {HANDSHAKE_MAGIC!r})")
@@ -137,20 +163,20 @@ def parse_hello(buf) -> tuple[str, str, bytes, int] | None:
     _check_handshake_head(buf, _HELLO)
     pos = _HS_HEAD.size + NONCE_BYTES
     names = []
-    for _ in range(2):
+    for field in ("node id", "node id", "incarnation", "address"):
         if len(buf) <= pos:
             return None
         n = buf[pos]
-        if n == 0:
+        if n == 0 and field == "node id":
             raise CodecError("empty node id in the handshake")
         if len(buf) < pos + 1 + n:
             return None
         try:
             names.append(bytes(buf[pos + 1:pos + 1 + n]).decode("utf-8"))
         except UnicodeDecodeError:
-            raise CodecError("node id in the handshake is not UTF-8") from None
+            raise CodecError(f"{field} in the handshake is not UTF-8") from None
         pos += 1 + n
-    return names[0], names[1], bytes(buf[_HS_HEAD.size:_HS_HEAD.size + NONCE_BYTES]), pos
+    return names[0], names[1], bytes(buf[_HS_HEAD.size:_HS_HEAD.size + NONCE_BYTES]), names[2], names[3], pos
 
 
 def encode_challenge(nonce_s: bytes, mac_s: bytes) -> bytes:
@@ -172,6 +198,28 @@ def parse_proof(buf) -> bytes:
     """mac_c of the PROOF_SIZE bytes in buf; raises CodecError."""
     _check_handshake_head(buf, _PROOF)
     return bytes(buf[_HS_HEAD.size:PROOF_SIZE])
+
+
+def encode_refused(reason: str) -> bytes:
+    raw = reason.encode("utf-8", "replace")[:MAX_REFUSAL_BYTES]
+    return _HS_HEAD.pack(HANDSHAKE_MAGIC, PROTOCOL_VERSION, _REFUSED) + _U16.pack(len(raw)) + raw
+
+
+def parse_refused(buf) -> str | None:
+    """The reason of a complete REFUSED at the start of buf; None while incomplete. Raises
+    CodecError when the bytes cannot be one."""
+    head = _HS_HEAD.size + _U16.size
+    if len(buf) < _HS_HEAD.size:
+        return None
+    _check_handshake_head(buf, _REFUSED)
+    if len(buf) < head:
+        return None
+    (n,) = _U16.unpack_from(buf, _HS_HEAD.size)
+    if n > MAX_REFUSAL_BYTES:
+        raise CodecError(f"a refusal of {n} bytes (at most {MAX_REFUSAL_BYTES})")
+    if len(buf) < head + n:
+        return None
+    return bytes(buf[head:head + n]).decode("utf-8", "replace")
 
 
 def encode_entry_data(data) -> bytes:
@@ -210,7 +258,8 @@ def encode_message(msg: Message) -> bytes:
     kind = _KIND_CODES.get(msg.kind)
     if kind is None:
         raise CodecError(f"unknown message kind {msg.kind!r}")
-    flags = (_GRANTED if msg.granted else 0) | (_SUCCESS if msg.success else 0) | (_DONE if msg.done else 0)
+    flags = ((_GRANTED if msg.granted else 0) | (_SUCCESS if msg.success else 0) | (_DONE if msg.done else 0)
+             | (_TRANSFER if msg.transfer else 0))
     try:
         fixed = _FIXED.pack(kind, flags, msg.term, msg.last_log_index, msg.last_log_term,
                             msg.prev_log_index, msg.prev_log_term, msg.leader_commit,
@@ -272,6 +321,10 @@ def _content_problem(kind: str, term: int, prev_index: int, prev_term: int, entr
         return f"{len(entries)} entries in a {kind}"
     expected, last_term = prev_index + 1, prev_term
     for entry in entries:
+        if entry.kind == CONFIG:
+            problem = config_entry_problem(entry.data)
+            if problem is not None:
+                return f"entry {entry.index} is not a configuration: {problem}"
         if entry.index != expected:
             return f"entry index {entry.index} where {expected} was expected (entries follow prev_log_index)"
         if entry.term < last_term or entry.term > term:
@@ -305,7 +358,7 @@ def _decode(payload) -> Message:
     if kind is None:
         raise CodecError(f"unknown message kind code {fields[0]}")
     flags = fields[1]
-    if flags & ~(_GRANTED | _SUCCESS | _DONE):
+    if flags & ~(_GRANTED | _SUCCESS | _DONE | _TRANSFER):
         raise CodecError(f"unknown flag bits {flags:#x}")
     problem = _field_problem(fields)
     if problem is not None:
@@ -359,7 +412,8 @@ def _decode(payload) -> Message:
                    granted=bool(flags & _GRANTED), success=bool(flags & _SUCCESS),
                    match_index=fields[8], conflict_index=fields[9], conflict_term=fields[10],
                    context=fields[11], snapshot_index=fields[12], snapshot_term=fields[13],
-                   offset=fields[14], data=data, done=bool(flags & _DONE))
+                   offset=fields[14], data=data, done=bool(flags & _DONE),
+                   transfer=bool(flags & _TRANSFER))
 
 
 class FrameDecoder:

@@ -44,7 +44,7 @@ from typing import Any
 
 from .codec import PreEncoded
 from .jsonenc import compact_encoder
-from .types import COMMAND, NOOP, Entry
+from .types import COMMAND, CONFIG, NOOP, Entry
 
 DEFAULT_MAX_SESSIONS = 4096
 SNAPSHOT_FORMAT = 1
@@ -174,14 +174,16 @@ class KVStateMachine:
 
     # -- writes ------------------------------------------------------------------------------
     def apply(self, entry: Entry) -> tuple[int, dict] | None:
-        """Apply the next committed entry; None for a no-op, else the write's answer."""
+        """Apply the next committed entry; None for a no-op or a configuration entry (the Raft
+        core acts on those; a snapshot carries the configuration beside this state, see
+        membership.pack_snapshot), else the write's answer."""
         if entry.index != self.last_applied + 1:
             # Applying out of order or twice would silently fork the replicas: refuse loudly.
             raise ValueError(f"entry {entry.index} applied out of order: last applied is "
                              f"{self.last_applied}")
         self.last_applied = entry.index
         self.last_applied_term = entry.term
-        if entry.kind == NOOP:
+        if entry.kind == NOOP or entry.kind == CONFIG:
             return None
         if entry.kind != COMMAND:
             return 400, {"error": "bad_command", "detail": f"unknown entry kind {_describe(entry.kind)}"}

@@ -8,11 +8,23 @@ of etcd-raft's tracker package. A follower's Progress is in one of three states:
              moves to REPLICATE; a rejection moves `next` back and allows the next probe.
   REPLICATE  appends are pipelined from `next` while the in-flight window has room: at most
              `max_msgs` messages and `max_bytes` bytes of entries sent and not yet acknowledged.
-             An acknowledged match index frees every in-flight append at or below it.
+             An acknowledged match index frees every in-flight append at or below it. The
+             message limit starts small (SLOW_START_MSGS) each time a follower enters this
+             state and grows by every append acknowledged, up to max_msgs (TCP's slow start):
+             a follower that just left probing, and may reject again, is not sent a full
+             window at once. (On a link that reorders messages, appends that overtake each
+             other are rejected and send the follower back to probing; with a full window
+             each such round trip would resend hundreds of appends.)
   SNAPSHOT   the follower needs entries the leader has compacted: the snapshot goes in chunks,
              one chunk in flight at a time. Only the reply to that chunk moves the transfer on;
              a chunk without a reply is sent again only after a timeout (`chunk_timed_out`).
              Once the follower reports the snapshot installed, it is replicated from there.
+
+A learner's Progress also measures whether it has caught up (thesis §4.2.1): replication goes
+in rounds, each one up to the leader's last index when the round began; a round ends when the
+learner holds that index, and the next one starts there. The learner is caught up while its
+last round took less than an election timeout and the current one has not been open longer:
+promoting it then adds a voter that slows commitment down for at most about an election timeout.
 """
 
 from __future__ import annotations
@@ -20,13 +32,14 @@ from __future__ import annotations
 from collections import deque
 
 STATE_PROBE, STATE_REPLICATE, STATE_SNAPSHOT = "probe", "replicate", "snapshot"
+SLOW_START_MSGS = 4
 
 
 class Inflights:
     """The appends sent to one follower and not yet acknowledged, oldest first, as
     (last index, bytes) pairs. Full once either limit is reached."""
 
-    __slots__ = ("max_msgs", "max_bytes", "bytes", "_sent")
+    __slots__ = ("max_msgs", "max_bytes", "limit", "bytes", "_sent")
 
     def __init__(self, max_msgs: int, max_bytes: int):
         if max_msgs < 1 or max_bytes < 1:
@@ -34,6 +47,7 @@ class Inflights:
                              f"byte, got {max_msgs} messages and {max_bytes} bytes")
         self.max_msgs = max_msgs
         self.max_bytes = max_bytes
+        self.limit = max_msgs        # the message limit now (slow start: see Progress)
         self.bytes = 0
         self._sent: deque = deque()
 
@@ -42,11 +56,11 @@ class Inflights:
         return len(self._sent)
 
     def full(self) -> bool:
-        return len(self._sent) >= self.max_msgs or self.bytes >= self.max_bytes
+        return len(self._sent) >= self.limit or self.bytes >= self.max_bytes
 
     def room(self) -> int:
         """Bytes that may still be sent before the window is full (0 when it is)."""
-        if len(self._sent) >= self.max_msgs:
+        if len(self._sent) >= self.limit:
             return 0
         return max(0, self.max_bytes - self.bytes)
 
@@ -58,15 +72,25 @@ class Inflights:
         sent.append((last_index, size))
         self.bytes += size
 
-    def free_to(self, index: int) -> None:
-        """The follower holds every entry up to index: the appends ending there are delivered."""
+    def free_to(self, index: int) -> int:
+        """The follower holds every entry up to index: the appends ending there are delivered.
+        Returns how many were."""
         sent = self._sent
+        freed = 0
         while sent and sent[0][0] <= index:
             self.bytes -= sent.popleft()[1]
+            freed += 1
+        return freed
 
-    def reset(self) -> None:
+    def reset(self, limit: int | None = None) -> None:
+        """Empty the window; `limit`: the message limit from now on (default: max_msgs)."""
         self._sent.clear()
         self.bytes = 0
+        self.limit = self.max_msgs if limit is None else max(1, min(limit, self.max_msgs))
+
+    def grow(self, messages: int) -> None:
+        if self.limit < self.max_msgs:
+            self.limit = min(self.max_msgs, self.limit + messages)
 
 
 class Progress:
@@ -74,7 +98,8 @@ class Progress:
 
     __slots__ = ("state", "match", "next", "probe_sent", "inflights", "active", "last_heard",
                  "read_ack", "snapshot_index", "snapshot_term", "snapshot_data", "chunk_offset",
-                 "chunk_size", "chunk_in_flight", "chunk_sent_at", "chunk_retried", "chunks_resent")
+                 "chunk_size", "chunk_in_flight", "chunk_sent_at", "chunk_retried", "chunks_resent",
+                 "learner", "round_end", "round_started", "rounds", "last_round", "caught_up")
 
     def __init__(self, next_index: int, max_inflight_msgs: int, max_inflight_bytes: int):
         self.state = STATE_PROBE
@@ -96,6 +121,13 @@ class Progress:
         self.chunk_sent_at = 0
         self.chunk_retried = False    # the chunk in flight went again after a timeout
         self.chunks_resent = 0       # retransmissions after a timeout, over this leadership
+        # Catch-up rounds (learners only; see the module docstring).
+        self.learner = False
+        self.round_end = 0           # the round ends once match reaches this index
+        self.round_started = 0       # leader tick at which the current round began
+        self.rounds = 0              # rounds completed
+        self.last_round = -1         # ticks the last completed round took (-1: none yet)
+        self.caught_up = False
 
     def __repr__(self) -> str:
         return (f"Progress({self.state}, match={self.match}, next={self.next}, "
@@ -114,7 +146,7 @@ class Progress:
         self.state = STATE_REPLICATE
         self.next = self.match + 1
         self.probe_sent = False
-        self.inflights.reset()
+        self.inflights.reset(SLOW_START_MSGS)
         self._drop_snapshot()
 
     def become_snapshot(self, index: int, term: int, data: bytes) -> None:
@@ -152,7 +184,9 @@ class Progress:
 
     def acknowledged(self, match: int) -> bool:
         """The follower holds our log up to match. Returns whether that is news (match moved)."""
-        self.inflights.free_to(match)
+        freed = self.inflights.free_to(match)
+        if freed:
+            self.inflights.grow(freed)
         if match <= self.match:
             return False
         self.match = match
@@ -172,6 +206,29 @@ class Progress:
         self.become_probe()
         self.next = max(self.match + 1, min(next_index, rejected))
         return True
+
+    # -- catching up (learners) ------------------------------------------------------------------
+    def start_rounds(self, last_index: int, now: int) -> None:
+        """Begin measuring catch-up rounds: the first one runs to last_index."""
+        self.learner = True
+        self.round_end = last_index
+        self.round_started = now
+        self.rounds = 0
+        self.last_round = -1
+        self.caught_up = False
+
+    def update_rounds(self, last_index: int, now: int, timeout: int) -> None:
+        """After an acknowledgement or a tick: end the round if the learner reached its end (and
+        start the next, up to last_index); a round open for `timeout` ticks or more means the
+        learner is not caught up."""
+        if self.match >= self.round_end:
+            self.last_round = now - self.round_started
+            self.rounds += 1
+            self.caught_up = self.last_round < timeout
+            self.round_end = last_index
+            self.round_started = now
+        elif now - self.round_started >= timeout:
+            self.caught_up = False
 
     # -- snapshot transfer -----------------------------------------------------------------------
     def next_chunk(self, chunk_bytes: int) -> tuple[int, bytes, bool] | None:

@@ -8,7 +8,12 @@ make the sender's memory grow without bound). Links reconnect with exponential b
 
 Every connection starts with the handshake of codec.py: both ends prove they hold the cluster's
 peer secret, and the connection then carries frames of the authenticated member only (a frame
-with another src is garbage). A connection that has not completed the handshake within
+with another src is garbage). Who is a member is the configuration's business (issue 12): after
+the proof the listening side asks `admit(src, incarnation)` and answers REFUSED, with the reason,
+to a node its configuration does not admit (a removed node, one whose id is reused with a new
+disk); the refused side logs `peer_refused` and retries slowly. The links follow the
+configuration (`set_peers`). A node without a configuration (joining) admits every member that
+holds the secret and answers it at the address its handshake announced. A connection that has not completed the handshake within
 HANDSHAKE_TIMEOUT_S is closed, so half-open or silent connections cannot pile up. With no secret
 (`--insecure-peers`) the same handshake runs with an empty key: it still binds a connection to
 one member id, but anyone can complete it.
@@ -31,8 +36,8 @@ import os
 import socket
 
 from .codec import (CHALLENGE_SIZE, MAX_HELLO_SIZE, NONCE_BYTES, PROOF_SIZE, CodecError, FrameDecoder,
-                    encode_challenge, encode_hello, encode_message, encode_proof, handshake_mac,
-                    parse_challenge, parse_hello, parse_proof)
+                    encode_challenge, encode_hello, encode_message, encode_proof, encode_refused,
+                    handshake_mac, parse_challenge, parse_hello, parse_proof, parse_refused)
 from .types import Message
 
 RECONNECT_MIN_S = 0.02
@@ -42,6 +47,7 @@ CONNECT_TIMEOUT_S = 1.0
 HANDSHAKE_TIMEOUT_S = 1.0
 USER_TIMEOUT_MS = 2000
 MAX_TERM_LEAD = 1 << 32  # 2^32 elections: decades of elections every 150 ms
+REFUSALS_LOGGED_EVERY = 60  # a refused peer retries every second: log the 1st, 61st, ... refusal
 
 
 class AuthenticationFailed(Exception):
@@ -57,6 +63,7 @@ class _OutgoingProtocol(asyncio.Protocol):
         self.transport = None
         self._nonce = os.urandom(NONCE_BYTES)
         self._buf = bytearray()
+        self.refused: str | None = None  # the reason of a REFUSED from the peer
 
     def connection_made(self, transport):
         self.transport = transport
@@ -69,11 +76,21 @@ class _OutgoingProtocol(asyncio.Protocol):
                 # reconnect, so messages flow again soon after the partition heals.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
         link = self.link
-        transport.write(encode_hello(link.node_id, link.peer_id, self._nonce))
+        transport.write(encode_hello(link.node_id, link.peer_id, self._nonce, link.incarnation,
+                                     link.advertise))
 
     def data_received(self, data):
         if self.authenticated.done():
-            return  # peers never send frames on our outgoing connection
+            # Peers never send frames on our outgoing connection, only a refusal.
+            self._buf += data
+            try:
+                reason = parse_refused(self._buf)
+            except CodecError:
+                reason = "(an unreadable answer after the handshake)"
+            if reason is not None or len(self._buf) > 2048:
+                self.refused = reason or "(an unreadable answer after the handshake)"
+                self.transport.abort()
+            return
         self._buf += data
         if len(self._buf) < CHALLENGE_SIZE:
             return
@@ -82,7 +99,8 @@ class _OutgoingProtocol(asyncio.Protocol):
             nonce_s, mac_s = parse_challenge(self._buf)
             if len(self._buf) > CHALLENGE_SIZE:
                 raise CodecError("bytes after the handshake challenge")
-            expected = handshake_mac(link.secret, b"S", link.node_id, link.peer_id, self._nonce, nonce_s)
+            expected = handshake_mac(link.secret, b"S", link.node_id, link.peer_id, self._nonce, nonce_s,
+                                     link.incarnation, link.advertise)
             if not hmac.compare_digest(mac_s, expected):
                 raise AuthenticationFailed(f"{link.peer_id} did not prove it holds the cluster's "
                                            "peer secret (a different --peer-secret-file?)")
@@ -91,7 +109,9 @@ class _OutgoingProtocol(asyncio.Protocol):
                                              else AuthenticationFailed(f"bad handshake from {link.peer_id}: {exc}"))
             self.transport.abort()
             return
-        mac_c = handshake_mac(link.secret, b"C", link.node_id, link.peer_id, self._nonce, nonce_s)
+        mac_c = handshake_mac(link.secret, b"C", link.node_id, link.peer_id, self._nonce, nonce_s,
+                              link.incarnation, link.advertise)
+        self._buf = bytearray()
         self.transport.write(encode_proof(mac_c))
         self.authenticated.set_result(True)
 
@@ -104,19 +124,24 @@ class _OutgoingProtocol(asyncio.Protocol):
 
 class PeerLink:
     def __init__(self, peer_id: str, host: str, port: int, max_buffer: int = 32 * 1024 * 1024,
-                 node_id: str = "", secret: bytes = b"", on_event=None):
+                 node_id: str = "", secret: bytes = b"", on_event=None, incarnation: str = "",
+                 advertise: str = ""):
         self.peer_id = peer_id
         self.host = host
         self.port = port
         self.max_buffer = max_buffer
         self.node_id = node_id
         self.secret = secret
+        self.incarnation = incarnation
+        self.advertise = advertise
         self.on_event = on_event or (lambda kind, **detail: None)
         self.local_host: str | None = None  # source address for the connection (see PeerTransport.start)
         self.transport: asyncio.Transport | None = None
         self.dropped = 0
         self.sent = 0
         self.auth_failures = 0
+        self.refusals = 0
+        self.refused: str | None = None  # why the peer refused us last (None once admitted)
         self._task: asyncio.Task | None = None
         self._stopping = False
 
@@ -158,6 +183,14 @@ class PeerLink:
                 await protocol.closed
             finally:
                 self.transport = None
+            if protocol.refused is not None:
+                self.refusals += 1
+                self.refused = protocol.refused
+                if self.refusals % REFUSALS_LOGGED_EVERY == 1:
+                    self.on_event("peer_refused", peer=self.peer_id, reason=protocol.refused,
+                                  refusals=self.refusals)
+                await asyncio.sleep(RECONNECT_AFTER_AUTH_FAILURE_S)
+                continue
             if not self._stopping:
                 await asyncio.sleep(RECONNECT_MIN_S)
 
@@ -187,7 +220,8 @@ class _IncomingProtocol(asyncio.Protocol):
         self.transport = None
         self.peer = "?"
         self.src = None  # the authenticated member on the other end
-        self._claimed = None  # (src, nonce_c, nonce_s) between HELLO and PROOF
+        self.incarnation = ""  # and the incarnation it presented
+        self._claimed = None  # (src, nonce_c, nonce_s, incarnation, address) between HELLO and PROOF
         self._buf = bytearray()
         self._timer = None
 
@@ -207,6 +241,8 @@ class _IncomingProtocol(asyncio.Protocol):
         if self.src is not None:
             self._frames(data)
             return
+        if self.transport.is_closing():
+            return  # refused: the bytes after the proof are not read
         self._buf += data
         try:
             rest = self._handshake()
@@ -226,30 +262,38 @@ class _IncomingProtocol(asyncio.Protocol):
                 if len(buf) > MAX_HELLO_SIZE:
                     raise CodecError("handshake hello too long")
                 return None
-            src, dst, nonce_c, used = hello
+            src, dst, nonce_c, incarnation, address, used = hello
             if dst != owner.node_id:
                 raise CodecError(f"handshake addressed to {dst[:40]!r}, this is {owner.node_id!r}")
-            if src not in owner.links:
-                raise CodecError(f"handshake from unknown node {src[:40]!r}")
             nonce_s = os.urandom(NONCE_BYTES)
-            self._claimed = (src, nonce_c, nonce_s)
+            self._claimed = (src, nonce_c, nonce_s, incarnation, address)
             del buf[:used]
-            mac_s = handshake_mac(owner.secret, b"S", src, owner.node_id, nonce_c, nonce_s)
+            mac_s = handshake_mac(owner.secret, b"S", src, owner.node_id, nonce_c, nonce_s, incarnation, address)
             self.transport.write(encode_challenge(nonce_s, mac_s))
         if len(buf) < PROOF_SIZE:
             return None
-        src, nonce_c, nonce_s = self._claimed
+        src, nonce_c, nonce_s, incarnation, address = self._claimed
         mac_c = parse_proof(buf)
-        if not hmac.compare_digest(mac_c, handshake_mac(owner.secret, b"C", src, owner.node_id, nonce_c, nonce_s)):
+        if not hmac.compare_digest(mac_c, handshake_mac(owner.secret, b"C", src, owner.node_id, nonce_c,
+                                                        nonce_s, incarnation, address)):
             raise CodecError(f"{src} failed authentication: it does not hold this cluster's peer secret")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        problem = owner.admit(src, incarnation)
+        if problem is not None:
+            owner.refuse(src, problem)
+            self._buf = bytearray()
+            self._claimed = None
+            self.transport.write(encode_refused(problem))
+            self.transport.close()  # after the refusal is written
+            return None
         rest = bytes(buf[PROOF_SIZE:])
         self._buf = bytearray()
         self._claimed = None
         self.src = src
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        owner._adopt_incoming(src, self)
+        self.incarnation = incarnation
+        owner._adopt_incoming(src, self, address)
         return rest
 
     def _frames(self, data) -> None:
@@ -303,11 +347,14 @@ class PeerTransport:
     """Sends Messages to peers and delivers received ones to `deliver(msg)`.
 
     `secret` is the cluster's peer secret (b"" only with --insecure-peers); `on_event(kind,
-    **detail)` receives the transport's log events (peer_auth_failed, peer_encode_error);
-    `current_term()` is the receiver's term (for MAX_TERM_LEAD)."""
+    **detail)` receives the transport's log events (peer_auth_failed, peer_encode_error,
+    peer_refused); `current_term()` is the receiver's term (for MAX_TERM_LEAD). `incarnation` and
+    `advertise` (this node's peer host:port) go into every handshake; `admit(src, incarnation)`
+    returns why a peer is refused, or None (default: the peers in `links`)."""
 
     def __init__(self, node_id: str, peers: dict[str, tuple[str, int]], deliver, on_garbage,
-                 max_frame: int | None = None, secret: bytes = b"", on_event=None, current_term=None):
+                 max_frame: int | None = None, secret: bytes = b"", on_event=None, current_term=None,
+                 incarnation: str = "", advertise: str = "", admit=None):
         from .codec import MAX_FRAME_BYTES
         self.node_id = node_id
         self.current_term = current_term or (lambda: 0)
@@ -315,38 +362,89 @@ class PeerTransport:
         self.on_garbage = on_garbage
         self.on_event = on_event or (lambda kind, **detail: None)
         self.secret = secret
+        self.incarnation = incarnation
+        self.advertise = advertise
+        self.admit = admit or (lambda src, incarnation: None if src in self.links
+                               else f"handshake from unknown node {src[:40]!r}")
         self.max_frame = max_frame or MAX_FRAME_BYTES
-        self.links = {pid: PeerLink(pid, host, port, node_id=node_id, secret=secret, on_event=self.on_event)
-                      for pid, (host, port) in peers.items() if pid != node_id}
+        self.links: dict[str, PeerLink] = {}
+        # Answer peers at the address their handshake announced (a node with no configuration).
+        self.learn_addresses = False
+        self.learned: set = set()        # links made that way
         self.encode_errors = 0
         self._encode_errors_logged: set = set()
+        self._refusals: dict = {}
         self._server: asyncio.base_events.Server | None = None
+        self._listen_host: str | None = None
         self._incoming: set = set()
         self._incoming_by_src: dict = {}
+        for pid, (host, port) in peers.items():
+            if pid != node_id:
+                self.links[pid] = self._new_link(pid, host, port)
+
+    def _new_link(self, peer_id: str, host: str, port: int) -> PeerLink:
+        return PeerLink(peer_id, host, port, node_id=self.node_id, secret=self.secret,
+                        on_event=self.on_event, incarnation=self.incarnation, advertise=self.advertise)
+
+    def _start_link(self, link: PeerLink) -> None:
+        host = self._listen_host
+        if host not in (None, "", "0.0.0.0", "::"):
+            # Leave from the address we listen on: nodes sharing one host (127.0.0.x on
+            # loopback) are then told apart by source address, so partitions by address work.
+            link.local_host = host
+        link.start()
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _IncomingProtocol(self), host, port, reuse_address=True)
+        self._listen_host = host
         for link in self.links.values():
-            if host not in ("", "0.0.0.0", "::"):
-                # Leave from the address we listen on: nodes sharing one host (127.0.0.x on
-                # loopback) are then told apart by source address, so partitions by address work.
-                link.local_host = host
-            link.start()
+            self._start_link(link)
 
-    def _adopt_incoming(self, src: str, protocol) -> None:
+    def set_peers(self, peers: dict[str, tuple[str, int]]) -> None:
+        """Follow a new configuration: links to new members start, links to members that left
+        (or moved) close, and incoming connections the configuration no longer admits drop."""
+        started = self._server is not None
+        for pid in list(self.links):
+            if pid not in peers and (pid not in self.learned or not self.learn_addresses) \
+                    or pid in peers and (self.links[pid].host, self.links[pid].port) != tuple(peers[pid]):
+                self.links.pop(pid).close()
+                self.learned.discard(pid)
+        for pid, (host, port) in peers.items():
+            if pid != self.node_id and pid not in self.links:
+                link = self.links[pid] = self._new_link(pid, host, port)
+                self.learned.discard(pid)
+                if started:
+                    self._start_link(link)
+        for src, protocol in list(self._incoming_by_src.items()):
+            problem = self.admit(src, protocol.incarnation)
+            if problem is not None and protocol.transport is not None:
+                self.refuse(src, problem)
+                protocol.transport.write(encode_refused(problem))
+                protocol.transport.close()
+
+    def refuse(self, src: str, problem: str) -> None:
+        count = self._refusals[src] = self._refusals.get(src, 0) + 1
+        if count % REFUSALS_LOGGED_EVERY == 1:
+            self.on_event("peer_refused", peer=src[:40], reason=problem, refusals=count)
+
+    def _adopt_incoming(self, src: str, protocol, address: str = "") -> None:
         # A peer has one outgoing connection to us: a new one means the old one is dead (a
         # partition or a restart left it half-open), so close it instead of keeping it forever.
         old = self._incoming_by_src.get(src)
         self._incoming_by_src[src] = protocol
         if old is not None and old is not protocol and old.transport is not None:
             old.transport.abort()
+        if self.learn_addresses and src not in self.links and address and self._server is not None:
+            host, sep, port = address.rpartition(":")
+            if sep and port.isdigit() and 0 < int(port) < 65536 and host:
+                link = self.links[src] = self._new_link(src, host.strip("[]"), int(port))
+                self.learned.add(src)
+                self._start_link(link)
 
     def check_addressing(self, msg: Message) -> str | None:
         if msg.dst != self.node_id:
             return f"message addressed to {msg.dst[:40]!r}, this is {self.node_id!r}"
-        if msg.src not in self.links:
-            return f"message from unknown node {msg.src[:40]!r}"
         return None
 
     def send(self, msg: Message) -> bool:
@@ -381,7 +479,7 @@ class PeerTransport:
 
 
 def connect_as_member(host: str, port: int, src: str, dst: str, secret: bytes,
-                      timeout: float = 5.0) -> socket.socket:
+                      timeout: float = 5.0, incarnation: str = "") -> socket.socket:
     """A blocking client connection to a node's peer port that has completed the handshake as
     member `src` (for tests and tools that speak the peer protocol; the node itself uses
     PeerLink). Raises AuthenticationFailed if the node does not prove it holds `secret`, and
@@ -389,7 +487,7 @@ def connect_as_member(host: str, port: int, src: str, dst: str, secret: bytes,
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         nonce_c = os.urandom(NONCE_BYTES)
-        sock.sendall(encode_hello(src, dst, nonce_c))
+        sock.sendall(encode_hello(src, dst, nonce_c, incarnation))
         challenge = b""
         while len(challenge) < CHALLENGE_SIZE:
             chunk = sock.recv(CHALLENGE_SIZE - len(challenge))
@@ -397,9 +495,9 @@ def connect_as_member(host: str, port: int, src: str, dst: str, secret: bytes,
                 raise ConnectionError(f"{dst} closed the connection during the handshake")
             challenge += chunk
         nonce_s, mac_s = parse_challenge(challenge)
-        if not hmac.compare_digest(mac_s, handshake_mac(secret, b"S", src, dst, nonce_c, nonce_s)):
+        if not hmac.compare_digest(mac_s, handshake_mac(secret, b"S", src, dst, nonce_c, nonce_s, incarnation)):
             raise AuthenticationFailed(f"{dst} did not prove it holds the secret")
-        sock.sendall(encode_proof(handshake_mac(secret, b"C", src, dst, nonce_c, nonce_s)))
+        sock.sendall(encode_proof(handshake_mac(secret, b"C", src, dst, nonce_c, nonce_s, incarnation)))
         return sock
     except BaseException:
         sock.close()

@@ -34,10 +34,12 @@ APPEND = "AppendEntries"
 APPEND_RESP = "AppendEntriesResp"
 SNAPSHOT = "InstallSnapshot"
 SNAPSHOT_RESP = "InstallSnapshotResp"
+TIMEOUT_NOW = "TimeoutNow"   # leadership transfer: the leader tells its chosen successor to campaign
 
 # Entry kinds.
 NOOP = "noop"        # appended by a new leader in its own term
 COMMAND = "command"  # a client command for the state machine (data is a JSON-able dict)
+CONFIG = "config"    # a cluster configuration (data: membership.Configuration.to_json())
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Entry:
     index: int
     term: int
     kind: str = COMMAND
-    data: Any = None  # JSON-able; for COMMAND the KV command dict (see raftnode.kv)
+    data: Any = None  # JSON-able; for COMMAND the KV command dict (see raftnode.kv), for CONFIG
+                      # the configuration (see raftnode.membership)
 
 
 @dataclass
@@ -88,6 +91,9 @@ class Message:
     offset: int = 0
     data: bytes = b""
     done: bool = False
+    # RequestVote of an election a leader asked for (TimeoutNow): voters grant it even within
+    # the leader's lease (etcd's campaignTransfer)
+    transfer: bool = False
     # Set by the core: True when the driver must have fsynced this Ready's hard state and
     # entries before sending the message (vote grants, append acks, candidates' own votes).
     needs_persist: bool = True
@@ -105,7 +111,8 @@ class ReadState:
 class Event:
     """Something worth one structured log line: role/term change, vote, election, commit."""
 
-    kind: str  # "role", "term", "vote", "election_won", "election_lost", "commit", "step_down"
+    kind: str  # "role", "term", "vote", "election_won", "election_lost", "commit", "step_down",
+               # "config", "config_committed", "transfer"
     detail: dict = field(default_factory=dict)
 
 
@@ -165,13 +172,17 @@ class StorageState:
     entries: list[Entry] = field(default_factory=list)  # contiguous, after the snapshot
     snapshot_index: int = 0
     snapshot_term: int = 0
-    snapshot_data: bytes | None = None  # the snapshot's state-machine bytes (the leader sends them)
+    snapshot_data: bytes | None = None  # the snapshot's bytes: membership.pack_snapshot(configuration,
+                                        # state machine bytes); the leader sends them as they are
 
 
 @dataclass
 class Config:
     node_id: str
-    peers: list[str]                 # all voters including node_id
+    # The bootstrap configuration (in force until the log holds a configuration entry): every
+    # voter including node_id. Empty for a node that joins a running cluster: it has no
+    # configuration and never campaigns until its log names it a voter.
+    peers: list[str]
     tick_ms: int = 10
     election_timeout_min_ms: int = 150
     election_timeout_max_ms: int = 300
@@ -187,6 +198,14 @@ class Config:
     check_quorum: bool = True        # part 2
     bugs: frozenset = frozenset()    # seeded bugs (part 2), empty = correct node
     snapshot_chunk_bytes: int = 65536  # InstallSnapshot chunk size (part 2)
+    # The bootstrap members' addresses (id -> {"peer", "client"}), carried into the first
+    # configuration entry so that nodes that join later learn them.
+    members: dict = field(default_factory=dict)
+
+
+class SafetyViolation(RuntimeError):
+    """The core was asked to do something Raft's safety argument rules out (e.g. truncate a
+    committed entry). Only reachable with a seeded bug or a broken driver: stop the node."""
 
 
 class ProposalDropped(Exception):
@@ -198,6 +217,15 @@ class ProposalDropped(Exception):
                          f"(limit {limit})")
         self.uncommitted_bytes = uncommitted_bytes
         self.limit = limit
+
+
+class TransferInProgress(Exception):
+    """The leader is handing its leadership over (TimeoutNow) and takes no proposals until the
+    transfer completes or aborts (an election timeout); nothing was appended."""
+
+    def __init__(self, target: str):
+        super().__init__(f"leadership is being transferred to {target}")
+        self.target = target
 
 
 class NotLeader(Exception):

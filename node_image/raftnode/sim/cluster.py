@@ -17,7 +17,11 @@ the same driver loop as the asyncio node (ready -> persist -> send -> apply -> a
     its file operations happen first, and restarting runs the storage's own recovery;
   * per-node clock rates: a node ticks every tick_ms * rate of simulated time (clock skew);
   * clients talking to nodes as the HTTP server would (redirects, 504 on unknown outcome,
-    retries with the same (client_id, seq)), their answers checked against a model.
+    retries with the same (client_id, seq)), their answers checked against a model;
+  * membership (issue 12): nodes that join (add_node: an empty disk, no configuration),
+    changes proposed to the leader as the admin API does (change, transfer), removed nodes
+    retired, and the peer transport's admission rule (a node takes messages only from the
+    members its configuration admits, by id and incarnation: see core.admission_problem).
 
 The Checker (raftnode.sim.checks) runs after every step; the first violation ends the run, and
 so does a node that cannot restart from its files. The seeded storage bugs are the storage's
@@ -35,8 +39,9 @@ from dataclasses import dataclass, field
 
 from ..core import RaftCore, SafetyViolation
 from ..kv import KVStateMachine
+from ..membership import ADD_LEARNER, ChangeRefused, ConfChange, pack_snapshot, unpack_snapshot
 from ..storage import DEFAULT_SEGMENT_BYTES, Storage, StorageCorruption, ready_ops
-from ..types import LEADER, Config, Entry, NotLeader, Ready
+from ..types import LEADER, Config, Entry, NotLeader, Ready, TransferInProgress
 from .checks import ABSENT, Checker, Violation
 from .files import SimFiles, SimulatedCrash
 
@@ -76,23 +81,40 @@ class Stats:
     snapshots: int = 0
     snapshot_installs: int = 0
     events: int = 0
+    changes: int = 0        # configuration changes appended by a leader
+    transfers: int = 0      # leadership transfers started
+    refused: int = 0        # messages a receiver's configuration did not admit
 
 
 class SimNode:
-    def __init__(self, node_id: str, cluster: "Cluster"):
+    def __init__(self, node_id: str, cluster: "Cluster", bootstrap: bool = True):
         self.id = node_id
         self.cluster = cluster
         self.files = SimFiles()      # the node's disk: survives its crashes
         self.data_dir = f"/sim/{node_id}/data"
         self.files.makedirs(self.data_dir)
+        self.bootstrap = bootstrap   # in the initial cluster (else it joined: no configuration)
+        self.wipes = 0
+        self.retired = False         # removed from the cluster and stopped for good
         self.storage: Storage | None = None
         self.up = False
-        self.incarnation = 0
+        self.incarnation = 0         # counts (re)starts: events of an earlier process are stale
         self.clock_rate = 1.0
         self.core: RaftCore | None = None
         self.kv: KVStateMachine | None = None
         self._reset_driver()
         self.sent: dict[str, int] = {}               # kind -> messages sent by this node
+
+    @property
+    def disk_id(self) -> str:
+        """The incarnation (membership's word) the node drew on its empty disk, as the real
+        node's identity file: a wiped disk draws another. Derived, not drawn from the seed's
+        generator, so that runs without membership changes replay as before."""
+        return f"{self.id}.{self.cluster.seed}.{self.wipes}"
+
+    @property
+    def address(self) -> tuple[str, str]:
+        return f"{self.id}.sim:9000", f"{self.id}.sim:8000"
 
     def _reset_driver(self) -> None:
         """The driver's volatile state (lost with the process)."""
@@ -110,13 +132,14 @@ class Cluster:
     def __init__(self, n: int = 5, seed: int = 0, bugs=(), config_overrides: dict | None = None,
                  net: NetConfig | None = None, snapshot_every: int = 0, writeback_ms: int = 5000,
                  trace: bool = False, check: bool = True, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-                 install_crash_rate: float = 0.0):
+                 install_crash_rate: float = 0.0, admission: bool = True):
         if not 1 <= n <= 9:
             raise ValueError(f"cluster size must be 1..9, got {n}")
         self.rng = random.Random(seed)
         self.seed = seed
         self.bugs = frozenset(bugs)
-        self.ids = [f"n{i + 1}" for i in range(n)]
+        self.ids = [f"n{i + 1}" for i in range(n)]   # every node ever started, in order
+        self.bootstrap_ids = list(self.ids)
         self.config_overrides = dict(config_overrides or {})
         self.net = net or NetConfig()
         self.snapshot_every = snapshot_every
@@ -135,6 +158,10 @@ class Cluster:
         self.clients: list = []
         self.violation: Violation | None = None
         self.ack_before_commit = "ack-before-commit" in self.bugs
+        # The transport's admission rule (see _deliver); checked only once membership changed,
+        # before which every node admits exactly the bootstrap members.
+        self.admission = admission
+        self.membership_changed = False
         # Scripted scenarios can watch every message sent and every core event:
         # send_hook(node, message) and event_hook(node, event), called before delivery.
         self.send_hook = None
@@ -218,13 +245,19 @@ class Cluster:
         return self.config_overrides.get("tick_ms", 10) * 1000
 
     def make_config(self, node_id: str) -> Config:
-        return Config(node_id=node_id, peers=list(self.ids), bugs=self.bugs, **self.config_overrides)
+        node = self.nodes[node_id]
+        members = {}
+        for i in self.bootstrap_ids:
+            peer, client = self.nodes[i].address
+            members[i] = {"peer": peer, "client": client}
+        return Config(node_id=node_id, peers=list(self.bootstrap_ids) if node.bootstrap else [],
+                      members=members, bugs=self.bugs, **self.config_overrides)
 
     def start(self, node_id: str) -> None:
         """(Re)start a node from what its files hold, as the real node does: Storage.load().
         A node that cannot restart (corrupt files, a log the core refuses) is a violation."""
         node = self.nodes[node_id]
-        if node.up:
+        if node.up or node.retired:
             return
         # The acked mark is raised after every log fsync: the storage reads no clock here, so a
         # seed replays exactly.
@@ -235,7 +268,7 @@ class Cluster:
             core = RaftCore(self.make_config(node_id), state, random.Random(self.rng.random()))
             kv = KVStateMachine()
             if state.snapshot_data is not None:
-                kv.restore(state.snapshot_data)
+                kv.restore(unpack_snapshot(state.snapshot_data)[1])
         except (StorageCorruption, ValueError) as exc:
             raise Violation("restart", f"{node_id} could not restart: {type(exc).__name__}: {exc}") from None
         node.storage, node.core, node.kv = storage, core, kv
@@ -325,6 +358,86 @@ class Cluster:
         if self.nodes[node_id].incarnation == incarnation:
             self.crash(node_id)
 
+    # -- membership ------------------------------------------------------------------------------
+    def add_node(self, node_id: str) -> SimNode:
+        """Start a new node with an empty disk and no configuration (it joins once a leader adds
+        it: see change())."""
+        if node_id in self.nodes:
+            raise ValueError(f"{node_id} exists already")
+        node = self.nodes[node_id] = SimNode(node_id, self, bootstrap=False)
+        self.ids.append(node_id)
+        self.start(node_id)
+        self.log(f"new node {node_id}")
+        return node
+
+    def learner_change(self, node_id: str) -> ConfChange:
+        node = self.nodes[node_id]
+        peer, client = node.address
+        return ConfChange(ADD_LEARNER, node_id, peer, client, node.disk_id)
+
+    def change(self, change: ConfChange, node_id: str | None = None):
+        """Propose a membership change to node_id (default: the leader) as POST /cluster/...
+        does: (index, term) once appended, else the reason it was refused (a string)."""
+        node_id = node_id or self.leader()
+        if node_id is None:
+            return "no leader"
+        node = self.nodes[node_id]
+        if not node.up:
+            return "node down"
+        # Every member's incarnation is known to the leader's transport after a handshake.
+        known = {i: n.disk_id for i, n in self.nodes.items() if n.up}
+        try:
+            index, term = node.core.propose_conf_change(change, known)
+        except (NotLeader, TransferInProgress) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        except ChangeRefused as exc:
+            return exc.code
+        self.membership_changed = True
+        self.stats.changes += 1
+        self.log(f"{node_id} proposes {change.op} {change.node_id} at {index}")
+        self._process(node)
+        return index, term
+
+    def transfer(self, target: str | None = None, node_id: str | None = None):
+        """Ask the leader (or node_id) to hand leadership over: the target, or the reason."""
+        node_id = node_id or self.leader()
+        if node_id is None:
+            return "no leader"
+        node = self.nodes[node_id]
+        try:
+            chosen = node.core.transfer_leadership(target)
+        except NotLeader as exc:
+            return f"NotLeader: {exc}"
+        except ChangeRefused as exc:
+            return exc.code
+        self.stats.transfers += 1
+        self.log(f"{node_id} transfers leadership to {chosen}")
+        self._process(node)
+        return chosen
+
+    def retire(self, node_id: str) -> None:
+        """A removed node is stopped for good (the provisioner retires it)."""
+        self.crash(node_id)
+        self.nodes[node_id].retired = True
+        self.log(f"retire {node_id}")
+
+    def wipe(self, node_id: str) -> None:
+        """The node loses its disk and comes back empty (a new incarnation), same id."""
+        node = self.nodes[node_id]
+        self.crash(node_id)
+        node.files = SimFiles()
+        node.files.makedirs(node.data_dir)
+        node.wipes += 1
+        self.log(f"wipe {node_id}")
+
+    def members(self) -> set[str]:
+        """The members (voters and learners) of the newest configuration any live node holds."""
+        best = None
+        for node in self.nodes.values():
+            if node.up and (best is None or node.core.conf_index > best.core.conf_index):
+                best = node
+        return set(best.core.configuration.members) if best else set()
+
     def leader(self) -> str | None:
         """The live leader with the highest term, if any."""
         best = None
@@ -391,6 +504,10 @@ class Cluster:
         node = self.nodes[msg.dst]
         if not node.up or (msg.src, msg.dst) in self.cut:
             self.stats.dropped += 1
+            return
+        if self.membership_changed and self.admission and node.core.admission_problem(
+                msg.src, self.nodes[msg.src].disk_id) is not None:
+            self.stats.refused += 1   # the transport would refuse the sender's connection
             return
         self.stats.delivered += 1
         node.core.step(msg)
@@ -496,7 +613,8 @@ class Cluster:
         term = node.core.term_at(index)
         if term is None:
             return
-        node.snapshot_job = (index, term, node.kv.snapshot(), self.now)
+        data = pack_snapshot(node.core.configuration_at(index), node.kv.snapshot())
+        node.snapshot_job = (index, term, data, self.now)
         duration = self._job_us(node)
         self.at(self.now + duration, SNAPSHOT_DONE, node.id, node.incarnation)
         self._job_started(node, "snapshot", duration)
@@ -526,7 +644,7 @@ class Cluster:
     def _apply_ready(self, node: SimNode, rd: Ready) -> None:
         kv = node.kv
         if rd.snapshot is not None:
-            kv.restore(rd.snapshot.data)
+            kv.restore(unpack_snapshot(rd.snapshot.data)[1])
             self.stats.snapshot_installs += 1
             self.log(f"{node.id} installed snapshot at {rd.snapshot.index}")
             # Writes waiting for entries the snapshot replaced have an unknown outcome now.
@@ -611,6 +729,9 @@ class Cluster:
                 index, term = core.propose(request.command)
             except NotLeader as exc:
                 self._reply(request, ("redirect", exc.leader))
+                return
+            except TransferInProgress:   # 503 transferring: nothing appended, retry later
+                self._reply(request, ("redirect", None))
                 return
             if self.ack_before_commit:  # SEEDED BUG ack-before-commit: answer once appended
                 self._reply(request, ("ok", (200, {}), index, term))

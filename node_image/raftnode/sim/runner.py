@@ -7,9 +7,18 @@ The nemesis runs one fault at a time (sometimes with a lossy network on top): pa
 split, isolated leader), crashes (leader, random node, minority, rarely all nodes; half of them
 in the middle of the victim's next storage or snapshot job), a lossy network (loss, duplication,
 long delays), and a leader whose clock runs slow while it is isolated.
-The first partition and the first crash are always scheduled in the first ten seconds. After
-`seconds` everything heals, the clients stop, and the cluster must converge: a leader, every
-replica applied the same entries, every acknowledged write applied.
+The first partition and the first crash are always scheduled in the first ten seconds.
+
+In about half of the seeds (decided by the seed alone) membership changes run beside the faults,
+as the admin API makes them: new nodes start empty and are added as learners, learners are
+promoted once caught up, members (the leader among them) are removed and then retired, and
+leadership is transferred. In some of those seeds the receivers do not apply the transport's
+admission rule, so removed nodes reach the others and only the core's own defences (pre-vote,
+the leader lease) stand between them and the cluster.
+
+After `seconds` everything heals, the clients stop, and the cluster must converge: a leader,
+every member of the newest configuration applied the same entries, every acknowledged write
+applied.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..core import KNOWN_BUGS
+from ..membership import PROMOTE, REMOVE, ConfChange
 from ..storage import DEFAULT_SEGMENT_BYTES
 from .checks import Violation
 from .cluster import US, Cluster, NetConfig
@@ -27,6 +37,11 @@ SETTLE_SECONDS = 4.0
 FAULTS = ("partition", "isolate-leader", "crash-leader", "crash-random", "crash-minority",
           "crash-all", "lossy", "slow-isolated-leader")
 FAULT_WEIGHTS = (3, 3, 3, 2, 2, 0.4, 2, 1.2)
+MEMBERSHIP_OPS = ("add-learner", "promote", "remove", "transfer")
+MEMBERSHIP_WEIGHTS = (3, 3, 2, 1.5)
+MAX_EXTRA_NODES = 3        # nodes added over a run, at most
+MIN_VOTERS = 3
+MAX_VOTERS = 7
 
 
 @dataclass
@@ -56,6 +71,7 @@ class SimResult:
                 f"failed={s.reads_failed}\n"
                 f"  crashes={s.crashes} restarts={s.restarts} partitions={s.partitions} "
                 f"elections={s.elections} snapshots={s.snapshots} installs={s.snapshot_installs}\n"
+                f"  membership changes={s.changes} transfers={s.transfers} refused messages={s.refused}\n"
                 f"  messages={sum(s.messages.values())} delivered={s.delivered} dropped={s.dropped} "
                 f"events={s.events}")
 
@@ -87,10 +103,17 @@ def run_seed(seed: int, nodes: int | None = None, seconds: float = 30.0, bug: st
     }
     if bug == "lease-read":
         options["check_quorum"] = True  # the bug leans on it: keep the run about the lease
+    # Drawn apart from the generator above, so that seeds without membership changes replay
+    # exactly as they did before membership existed.
+    membership_rng = random.Random(f"splitbrain-sim-{seed}-membership")
+    options["membership"] = membership_rng.random() < 0.5
+    # Without the admission rule only the lease keeps removed nodes out: it needs check-quorum.
+    options["admission"] = not (options["membership"] and options["check_quorum"]
+                                and membership_rng.random() < 0.3)
     cluster = Cluster(
         nodes, seed=rng.randrange(1 << 30), bugs=(bug,) if bug else (), trace=trace,
         snapshot_every=options["snapshot_every"], segment_bytes=options["segment_bytes"],
-        install_crash_rate=options["install_crash_rate"],
+        install_crash_rate=options["install_crash_rate"], admission=options["admission"],
         config_overrides={k: options[k] for k in ("max_entries_per_append", "pre_vote", "check_quorum")},
         net=NetConfig())
     keys = [f"k{i}" for i in range(3)]
@@ -99,6 +122,8 @@ def run_seed(seed: int, nodes: int | None = None, seconds: float = 30.0, bug: st
         client = SimClient(cluster, f"c{i + 1}", keys, random.Random(rng.random()))
         client.start(rng.randint(100_000, 300_000), end_us)
     Nemesis(cluster, random.Random(rng.random()), end_us).plan()
+    if options["membership"]:
+        MembershipNemesis(cluster, membership_rng, end_us).plan()
     violation = None
     try:
         cluster.run_until(end_us)
@@ -129,11 +154,15 @@ def _converged(cluster: Cluster) -> None:
     if leader is None:
         raise Violation("liveness", f"no leader {SETTLE_SECONDS:g}s after every fault healed")
     height = len(cluster.checker.ledger)
-    behind = {n.id: n.kv.last_applied for n in cluster.nodes.values() if n.kv.last_applied != height}
+    members = [cluster.nodes[i] for i in sorted(cluster.nodes[leader].core.configuration.members)]
+    down = [n.id for n in members if not n.up]
+    if down:
+        raise Violation("liveness", f"members {down} of the configuration are not running")
+    behind = {n.id: n.kv.last_applied for n in members if n.kv.last_applied != height}
     if behind:
         raise Violation("liveness", f"replicas did not converge {SETTLE_SECONDS:g}s after healing: "
                         f"applied {behind}, the cluster applied {height}")
-    data = [n.kv.data for n in cluster.nodes.values()]
+    data = [n.kv.data for n in members]
     if any(d != data[0] for d in data):
         raise Violation("state machine safety", "replicas applied the same entries but hold different data")
 
@@ -214,3 +243,84 @@ class Nemesis:
         net = self.cluster.net
         net.drop = net.duplicate = 0.0
         net.delay_max_us = NetConfig().delay_max_us
+
+
+class MembershipNemesis:
+    """Membership changes beside the faults, one at a time, every 0.8-3 s, each retried (as an
+    operator retries a 409 or a 503) until it is appended or its window closes. Removed nodes
+    are retired a little later, as a provisioner would."""
+
+    TRANSIENT = ("no leader", "node down", "change_in_progress", "leader_not_ready", "not_caught_up")
+
+    def __init__(self, cluster: Cluster, rng: random.Random, end_us: int):
+        self.cluster = cluster
+        self.rng = rng
+        self.end_us = end_us
+        self.added = 0
+
+    def plan(self) -> None:
+        rng = self.rng
+        t = rng.randint(1_000_000, 3_000_000)
+        while t < self.end_us - 1_500_000:
+            self.cluster.call_at(t, self.start_op, rng.choices(MEMBERSHIP_OPS, MEMBERSHIP_WEIGHTS)[0],
+                                 min(t + rng.randint(500_000, 2_000_000), self.end_us - 500_000))
+            t += rng.randint(800_000, 3_000_000)
+
+    def _configuration(self):
+        leader = self.cluster.leader()
+        return self.cluster.nodes[leader].core.configuration if leader else None
+
+    def start_op(self, op: str, until_us: int) -> None:
+        c, rng = self.cluster, self.rng
+        conf = self._configuration()
+        if conf is None:
+            return
+        c.log(f"membership {op}")
+        if op == "add-learner":
+            if self.added >= MAX_EXTRA_NODES:
+                return
+            self.added += 1
+            node_id = f"n{len(c.ids) + 1}"
+            c.add_node(node_id)
+            self._attempt(lambda: c.learner_change(node_id), until_us)
+        elif op == "promote":
+            learners = sorted(conf.learners)
+            if learners and len(conf.voters) < MAX_VOTERS:
+                target = rng.choice(learners)
+                self._attempt(lambda: ConfChange(PROMOTE, target), until_us)
+        elif op == "remove":
+            voters, learners = sorted(conf.voters), sorted(conf.learners)
+            choices = learners + (voters if len(voters) > MIN_VOTERS else [])
+            if choices:
+                leader = c.leader()
+                target = leader if leader in choices and rng.random() < 0.3 else rng.choice(choices)
+                self._attempt(lambda: ConfChange(REMOVE, target), until_us, removal=target)
+        elif op == "transfer":
+            leader = c.leader()
+            others = [v for v in sorted(conf.voters) if v != leader]
+            if others:
+                c.transfer(rng.choice(others + [None]))
+
+    def _attempt(self, make_change, until_us: int, removal: str | None = None) -> None:
+        c = self.cluster
+        outcome = c.change(make_change())
+        if isinstance(outcome, tuple):
+            if removal is not None:
+                self._retire_when_removed(removal, until_us + 3_000_000)
+            return
+        transient = outcome in self.TRANSIENT or outcome.startswith(("NotLeader", "TransferInProgress"))
+        if transient and c.now + 100_000 < until_us:
+            c.call_at(c.now + 100_000, self._attempt, make_change, until_us, removal)
+
+    def _retire_when_removed(self, node_id: str, until_us: int) -> None:
+        """Once the removal is committed (the leader's configuration lacks it), retire the node
+        after a while; a removal a truncation undid is left alone."""
+        c = self.cluster
+        leader = c.leader()
+        if leader is not None and leader != node_id:
+            core = c.nodes[leader].core
+            if node_id not in core.configuration.members and core.conf_committed:
+                c.call_at(c.now + self.rng.randint(100_000, 1_500_000), c.retire, node_id)
+                return
+        if c.now + 100_000 < until_us:
+            c.call_at(c.now + 100_000, self._retire_when_removed, node_id, until_us)
