@@ -36,6 +36,7 @@ from systems.raftnode.db import RaftnodeLocal, wait_for_leader  # noqa: E402
 
 CASES = {
     "truncate-newest-log": {"mode": "truncate", "file": "NEWEST"},
+    "cut-1-byte-newest-log": {"mode": "truncate", "file": "NEWEST", "bytes": 1},  # the last record only
     "bitflip-newest-log": {"mode": "bitflip", "file": "NEWEST", "flips": 1},
     "bitflip-hardstate": {"mode": "bitflip", "file": "hardstate.json", "flips": 1},
     "truncate-hardstate": {"mode": "truncate", "file": "hardstate.json"},
