@@ -4,6 +4,7 @@
     leader = lab.check_one_leader()
     index = lab.one("x", expected_servers=3)
     lab.disconnect(leader); lab.crash("n2"); lab.restart("n2"); ...
+    lab.add_learner("n4"); lab.promote("n4"); lab.remove("n1"); lab.transfer("n2")
 
 Every step still runs the simulator's invariant checks (raising Violation on the first problem).
 Commands are KV puts whose value is the test's token, so applied logs can be compared by value.
@@ -11,6 +12,7 @@ Commands are KV puts whose value is the test's token, so applied logs can be com
 
 from __future__ import annotations
 
+from ..membership import PROMOTE, REMOVE, ConfChange
 from ..types import LEADER, NotLeader
 from .checks import ABSENT
 from .cluster import ARRIVE, US, Cluster, NetConfig
@@ -205,3 +207,52 @@ class Lab(Cluster):
             _, result, index, term = answer
             self.checker.write_acknowledged(index, term, command["key"])
         return answer
+
+    # -- membership ------------------------------------------------------------------------------
+    RETRY = ("no leader", "node down", "change_in_progress", "leader_not_ready", "not_caught_up")
+
+    def change(self, change: ConfChange, timeout: float = 5.0) -> int:
+        """Propose `change` to the leader, retrying while it is refused for now (as an operator
+        retries a 409 / 503), and wait until the leader that appended it has committed it.
+        Returns its index; raises LabError when it is refused for good or times out."""
+        deadline = self.now + int(timeout * US)
+        outcome = None
+        while self.now < deadline:
+            leader = self.leader()
+            outcome = self.change_once(change)
+            if isinstance(outcome, tuple):
+                index, term = outcome
+                if self.wait_until(lambda: self._committed_by(leader, index, term),
+                                   (deadline - self.now) / US):
+                    return index
+                outcome = "not committed"
+                continue
+            if outcome not in self.RETRY and not outcome.startswith(("NotLeader", "TransferInProgress")):
+                raise LabError(f"{change.op} {change.node_id} refused: {outcome}")
+            self.run_for(0.05)
+        raise LabError(f"{change.op} {change.node_id} not done within {timeout}s (last: {outcome})")
+
+    def change_once(self, change: ConfChange, node_id: str | None = None):
+        """One attempt: (index, term) once appended, else why it was refused."""
+        return Cluster.change(self, change, node_id)
+
+    def _committed_by(self, node_id, index: int, term: int) -> bool:
+        node = self.nodes.get(node_id)
+        return (node is not None and node.up and node.core.commit_index >= index
+                and node.core.term_at(index) == term)
+
+    def add_learner(self, node_id: str, timeout: float = 5.0) -> int:
+        """Start node_id with an empty disk and add it as a learner."""
+        if node_id not in self.nodes:
+            self.add_node(node_id)
+        return self.change(self.learner_change(node_id), timeout)
+
+    def promote(self, node_id: str, timeout: float = 10.0) -> int:
+        return self.change(ConfChange(PROMOTE, node_id), timeout)
+
+    def remove(self, node_id: str, timeout: float = 5.0) -> int:
+        return self.change(ConfChange(REMOVE, node_id), timeout)
+
+    def configuration(self, node_id: str | None = None):
+        node_id = node_id or self.check_one_leader()
+        return self.nodes[node_id].core.configuration
