@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from chaos.interfaces import Disk, Exec, LogFiles, Network, Node, Pause, Process
@@ -170,7 +171,13 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     def state_file(self) -> str:
         return os.path.join(STATE_DIR, f"{self.run_id}.json")
 
+    _state_lock = threading.Lock()  # nodes are started in parallel (a fault on several at once)
+
     def _save_state(self) -> None:
+        with self._state_lock:
+            self._write_state()
+
+    def _write_state(self) -> None:
         os.makedirs(STATE_DIR, exist_ok=True)
         owner = 0 if self.detached else os.getpid()
         state = {"run": self.run_id, LABEL_OWNER: owner, "owner_start": process_start_ticks(owner) if owner else None,
