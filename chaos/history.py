@@ -88,15 +88,59 @@ class Op:
         return self.process == NEMESIS
 
 
-class HistoryWriter:
-    """Appends operations to a JSON-lines file as they happen, flushed per line, thread-safe.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_escape = json.encoder.encode_basestring_ascii  # what _encode does to a str
+_int_repr = int.__repr__
 
-    Flushed per operation so that a crash of the controller still leaves the history on disk.
+
+def _value_json(v: Any) -> str:
+    t = type(v)
+    if t is str:
+        return _escape(v)
+    if t is int:
+        return _int_repr(v)
+    if v is None:
+        return "null"
+    if t is list or t is tuple:
+        return "[" + ",".join(map(_value_json, v)) + "]"
+    return _encode(v)
+
+
+def op_line(op: Op) -> str:
+    """op's JSON line (without the newline): json.dumps(op.to_dict()) with the history's
+    separators, character for character, built directly in the common case (no extra fields)
+    because the controller writes one per invocation and completion (str and int fields are
+    encoded inline: a function call per field cost as much as the rest)."""
+    if op.extra:
+        return _encode(op.to_dict())
+    index, process, kind, f, key, time = op.index, op.process, op.type, op.f, op.key, op.time
+    line = (f'{{"index":{_int_repr(index) if type(index) is int else _value_json(index)},'
+            f'"process":{_int_repr(process) if type(process) is int else _value_json(process)},'
+            f'"type":{_escape(kind) if type(kind) is str else _value_json(kind)},'
+            f'"f":{_escape(f) if type(f) is str else _value_json(f)},'
+            f'"key":{_escape(key) if type(key) is str else _value_json(key)},'
+            f'"value":{_value_json(op.value)},'
+            f'"time":{_int_repr(time) if type(time) is int else _value_json(time)}')
+    if op.node is not None:
+        line += ',"node":' + _value_json(op.node)
+    if op.error is not None:
+        line += ',"error":' + _value_json(op.error)
+    return line + "}"
+
+
+class HistoryWriter:
+    """Appends operations to a JSON-lines file as they happen, flushed per call, thread-safe.
+
+    Every append, and the ops of one extend() together, go to the OS in one write before the
+    call returns (no buffer of ours), so that a crash of the controller still leaves the history
+    on disk up to the last call that returned.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        self._file: IO[str] = open(self.path, "a", encoding="utf-8")
+        # Unbuffered bytes: a line is ASCII (JSON's escapes), and each call is exactly one write,
+        # without a text and a buffer layer to go through (the controller writes once per op).
+        self._file: IO[bytes] = open(self.path, "ab", buffering=0)
         self._lock = threading.Lock()
         self._next_index = 0
         self.ops: list[Op] = []
@@ -106,14 +150,36 @@ class HistoryWriter:
             op.index = self._next_index
             self._next_index += 1
             self.ops.append(op)
-            self._file.write(json.dumps(op.to_dict(), separators=(",", ":"), default=str) + "\n")
-            self._file.flush()
+            self._write((op_line(op) + "\n").encode())
             return op
+
+    def extend(self, ops: list[Op]) -> None:
+        """Append ops in order, all in one write (the generator interpreter records a batch of
+        ops at a time)."""
+        with self._lock:
+            index = self._next_index
+            lines = []
+            for op in ops:
+                op.index = index
+                index += 1
+                lines.append(op_line(op))
+            self._next_index = index
+            self.ops.extend(ops)
+            if lines:
+                lines.append("")
+                self._write("\n".join(lines).encode())
+
+    def _write(self, data: bytes) -> None:
+        written = self._file.write(data)
+        while written < len(data):  # a short write (rare for a file: a signal, a full disk)
+            if not written:
+                raise OSError(f"{self.path}: writing the history made no progress")
+            data = data[written:]
+            written = self._file.write(data)
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
 

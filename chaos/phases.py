@@ -59,31 +59,42 @@ class RunContext:
     keep_db: bool = False                            # --leave-db-running: no teardown
     attach: dict | None = None                       # a running cluster's state (`run --cluster`)
 
-    def record(self, op: Op, flush: bool = True) -> bool:
+    def record(self, op: Op) -> bool:
         """Append to the history unless the load is over for clients (late completions). A
         client invocation names the node its thread is bound to (thread % nodes); the keys
-        used and the completions by type are noted for the final reads and the progress line.
-        flush=False leaves the line buffered until flush_history() (the load's batches)."""
+        used and the completions by type are noted for the final reads and the progress line."""
         with self.history_lock:
-            if op.process != NEMESIS:
-                if self.clients_closed:
-                    return False
-                if op.type == INVOKE:
-                    if op.node is None and isinstance(op.process, int) and self.nodes:
-                        op.node = self.nodes[(op.process % self.config.concurrency) % len(self.nodes)].id
-                    if op.key is not None and not (op.extra and op.extra.get("final")):
-                        self.keys_used.setdefault(op.key, None)
-                elif self.counts is not None:
-                    self.counts.add(op.type)
-            self.history.append(op, flush)
+            if not self._note(op):
+                return False
+            self.history.append(op)
             return True
 
-    def record_buffered(self, op: Op) -> bool:
-        return self.record(op, False)
-
-    def flush_history(self) -> None:
+    def record_batch(self, ops: list[Op]) -> None:
+        """record() for each of ops, in order, written at once (the interpreter's batches:
+        chaos.generator.run)."""
         with self.history_lock:
-            self.history.flush()
+            if self.clients_closed:
+                ops = [op for op in ops if op.process == NEMESIS]
+            for op in ops:
+                if op.process != NEMESIS:
+                    self._note_client(op)
+            self.history.extend(ops)
+
+    def _note(self, op: Op) -> bool:
+        if op.process != NEMESIS:
+            if self.clients_closed:
+                return False
+            self._note_client(op)
+        return True
+
+    def _note_client(self, op: Op) -> None:
+        if op.type == INVOKE:
+            if op.node is None and isinstance(op.process, int) and self.nodes:
+                op.node = self.nodes[(op.process % self.config.concurrency) % len(self.nodes)].id
+            if op.key is not None and not (op.extra and op.extra.get("final")):
+                self.keys_used.setdefault(op.key, None)
+        elif self.counts is not None:
+            self.counts.add(op.type)
 
     def abort(self, error: BaseException) -> None:
         if self.abort_error is None:
@@ -302,12 +313,11 @@ def load(ctx: RunContext, grace_s: float) -> None:
              ", ".join(cfg.faults_in_use) or "none")
     ctx.load_start = time.monotonic()
     ctx.load_start_ns = time.monotonic_ns()
-    # Buffered, flushed once per batch the interpreter records: every op is on disk (in the OS)
-    # before any thread that settled it goes on (a crash loses at most the batch being written).
+    # In batches, each written and flushed at once: every op is on disk (in the OS) before the
+    # thread that settled it goes on (a crash loses at most the batch being written).
     summary = run_generator(gen, concurrency=cfg.concurrency, workers=LoadWorkers(ctx),
-                            record=ctx.record_buffered, flush=ctx.flush_history, seed=cfg.seed,
-                            stop=ctx.stop, deadline_ns=int(cfg.time_limit * 1e9), grace_s=grace_s,
-                            fatal=(ClientBug,))
+                            record_batch=ctx.record_batch, seed=cfg.seed, stop=ctx.stop,
+                            deadline_ns=int(cfg.time_limit * 1e9), grace_s=grace_s, fatal=(ClientBug,))
     ctx.processes = summary.processes
     with ctx.history_lock:
         ctx.clients_closed = True

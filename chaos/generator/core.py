@@ -70,7 +70,8 @@ def seconds_to_ns(seconds: float, what: str = "duration") -> int:
 
 
 def is_client_thread(thread: Any) -> bool:
-    return isinstance(thread, int) and not isinstance(thread, bool)
+    # the exact-type test first: asked several times per op, and threads are plain ints
+    return type(thread) is int or (isinstance(thread, int) and not isinstance(thread, bool))
 
 
 # -- context ------------------------------------------------------------------------------------
@@ -132,7 +133,12 @@ class Context:
     runs, and a seeded random stream.
 
     `rng` is derived from (seed, number of events so far) and shared by every sub-context of one
-    question, so that asking again gives the same numbers and one question never repeats them."""
+    question, so that asking again gives the same numbers and one question never repeats them.
+    It is valid for that question only: a Scheduler reseeds one stream object for each question
+    (a fresh one per question cost an allocation of the Mersenne Twister state we never use).
+
+    rng_box: [the question's stream or None until drawn from, a stream object to reseed or None]
+    """
 
     __slots__ = ("time", "threads", "free", "workers", "concurrency", "_seed", "_step", "_rng")
 
@@ -145,14 +151,20 @@ class Context:
         self.concurrency = concurrency
         self._seed = seed
         self._step = step
-        self._rng = rng_box if rng_box is not None else [None]
+        self._rng = rng_box if rng_box is not None else [None, None]
 
     @property
     def rng(self) -> random.Random:
         box = self._rng
-        if box[0] is None:
-            box[0] = StepRandom(step_seed(self._seed, self._step))
-        return box[0]
+        r = box[0]
+        if r is None:
+            r = box[1]
+            if r is None:
+                r = StepRandom(step_seed(self._seed, self._step))
+            else:
+                r._state, r.gauss_next = step_seed(self._seed, self._step), None
+            box[0] = r
+        return r
 
     def _derive(self, **changes) -> Context:
         fields = {"time": self.time, "threads": self.threads, "free": self.free,
@@ -163,6 +175,15 @@ class Context:
 
     def restrict(self, keep: Callable[[Any], bool]) -> Context:
         """The same moment seen by only the threads for which keep(thread) is true."""
+        threads, free = self.scope(keep)
+        if threads is self.threads:
+            return self
+        return Context(self.time, threads, free, self.workers, self.concurrency, self._seed,
+                       self._step, self._rng)
+
+    def scope(self, keep: Callable[[Any], bool]) -> tuple[tuple, tuple]:
+        """(threads, free) of restrict(keep), without making the context (self.threads itself
+        when keep excludes none)."""
         # Keyed by identity: a run's thread tuples are few and live as long as it does (hashing
         # the tuple on every question would cost more than the filtering it saves).
         cache_key = (keep, id(self.threads))
@@ -174,9 +195,9 @@ class Context:
             scope = _RESTRICTED[cache_key] = (self.threads, kept,
                                               frozenset(t for t in self.threads if t not in kept))
         _, threads, excluded = scope
-        if not excluded:
-            return self
         free = self.free
+        if not excluded:
+            return self.threads, free
         if len(threads) == 1:
             free = threads if threads[0] in free else ()
         elif free and free[-1] in excluded and len(excluded) == 1:
@@ -190,8 +211,7 @@ class Context:
                     free = tuple(rest)
         else:
             free = tuple(t for t in free if t not in excluded)
-        return Context(self.time, threads, free, self.workers, self.concurrency, self._seed,
-                       self._step, self._rng)
+        return threads, free
 
     def only(self, threads: Iterable) -> Context:
         """The same moment seen by only the given threads."""
@@ -232,6 +252,9 @@ class Generator:
     __slots__ = ()
     #: True when update() is known to change nothing (lets wrappers skip the work of passing on)
     deaf = False
+    #: None, or keep(thread): every op this generator emits is for a thread that keep accepts,
+    #: so that while none of those is free, asking it gives nothing (the interpreter need not)
+    threads_kept: Callable[[Any], bool] | None = None
 
     def op(self, ctx: Context) -> tuple[Any, Generator | None]:
         raise NotImplementedError
@@ -240,8 +263,11 @@ class Generator:
         return self
 
 
+_BASE_UPDATE = Generator.update
+
+
 def _ignores_updates(gen: Generator) -> bool:
-    return type(gen).update is Generator.update or gen.deaf
+    return type(gen).update is _BASE_UPDATE or gen.deaf
 
 
 class _Empty(Generator):
@@ -279,21 +305,27 @@ def lift(x: Any) -> Generator:
                          "list, a function or a Generator)")
 
 
+_OP_FIELD_SET = frozenset(OP_FIELDS)
+
+
 def fill_op(template: dict, ctx: Context, extra_keys: tuple | None = None) -> Any:
     """A dict -> a fresh invoke Op on the longest-free process in scope (PENDING if none); keys
     other than Op's fields go into Op.extra."""
+    # (called for most ops a workload makes: written for speed)
     if extra_keys is None:
-        extra_keys = tuple(k for k in template if k not in OP_FIELDS)
-    process = template.get("process")
+        extra_keys = (() if _OP_FIELD_SET.issuperset(template)
+                      else tuple(k for k in template if k not in _OP_FIELD_SET))
+    get = template.get
+    process = get("process")
     if process is None:
-        process = ctx.some_free_process()
-        if process is None:
+        free = ctx.free  # the longest-free process in scope, as ctx.some_free_process()
+        if not free:
             return PENDING
-    time = template.get("time")
-    return Op(process=process, type=template.get("type", INVOKE), f=template["f"],
-              key=template.get("key"), value=template.get("value"),
-              time=ctx.time if time is None else max(time, 0), node=template.get("node"),
-              extra={k: template[k] for k in extra_keys})
+        process = ctx.workers[free[0]]
+    time = get("time")
+    return Op(process=process, type=get("type", INVOKE), f=template["f"], key=get("key"),
+              value=get("value"), time=ctx.time if time is None else max(time, 0),
+              node=get("node"), extra={k: template[k] for k in extra_keys} if extra_keys else {})
 
 
 class OpTemplate(Generator):
@@ -308,7 +340,7 @@ class OpTemplate(Generator):
         if time is not None and (isinstance(time, bool) or not isinstance(time, int)):
             raise GeneratorError(f"an operation's time is integer ns since the start, got {time!r}")
         self.template = template
-        self.extra_keys = tuple(k for k in template if k not in OP_FIELDS)
+        self.extra_keys = tuple(k for k in template if k not in _OP_FIELD_SET)
 
     def op(self, ctx):
         o = fill_op(self.template, ctx, self.extra_keys)
@@ -387,10 +419,13 @@ class Seq(Generator):
 # -- combinators --------------------------------------------------------------------------------
 
 class Limit(Generator):
-    __slots__ = ("remaining", "gen")
+    __slots__ = ("remaining", "gen", "deaf", "threads_kept")
 
     def __init__(self, remaining: int, gen: Generator):
         self.remaining, self.gen = remaining, gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         if self.remaining <= 0:
@@ -418,10 +453,13 @@ def once(gen) -> Generator:
 
 
 class Repeat(Generator):
-    __slots__ = ("gen", "remaining")
+    __slots__ = ("gen", "remaining", "deaf", "threads_kept")
 
     def __init__(self, gen: Generator, remaining: int | None):
         self.gen, self.remaining = gen, remaining
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         if self.remaining == 0:
@@ -429,9 +467,9 @@ class Repeat(Generator):
         o, _ = self.gen.op(ctx)
         if o is None:
             return None, EMPTY
-        if o is PENDING:
-            return PENDING, self
-        return o, Repeat(self.gen, None if self.remaining is None else self.remaining - 1)
+        if o is PENDING or self.remaining is None:
+            return o, self  # (forever: the same value again)
+        return o, Repeat(self.gen, self.remaining - 1)
 
     def update(self, ctx, event):
         gen = self.gen.update(ctx, event)
@@ -487,7 +525,8 @@ class Mix(Generator):
         gens, cumulative = self.gens, self.cumulative
         while gens:
             i = bisect.bisect_right(cumulative, ctx.rng.random() * cumulative[-1])
-            i = min(i, len(gens) - 1)
+            if i >= len(gens):
+                i = len(gens) - 1  # (a draw of exactly the total)
             o, rest = gens[i].op(ctx)
             if o is None:
                 # that branch is done: the mix goes on with the others
@@ -498,6 +537,8 @@ class Mix(Generator):
                 continue
             if o is PENDING:
                 return PENDING, Mix(gens, cumulative)
+            if rest is gens[i] and gens is self.gens:
+                return o, self  # e.g. a repeat: the mix is unchanged
             return o, Mix(gens[:i] + (rest,) + gens[i + 1:], cumulative)
         return None, EMPTY
 
@@ -532,10 +573,13 @@ def mix(gens, weights=None) -> Generator:
 
 
 class Stagger(Generator):
-    __slots__ = ("span", "next_time", "gen")
+    __slots__ = ("span", "next_time", "gen", "deaf", "threads_kept")
 
     def __init__(self, span: int, next_time: int | None, gen: Generator):
         self.span, self.next_time, self.gen = span, next_time, gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         o, rest = self.gen.op(ctx)
@@ -561,10 +605,13 @@ def stagger(dt: float, gen) -> Generator:
 
 
 class Delay(Generator):
-    __slots__ = ("dt", "next_time", "gen")
+    __slots__ = ("dt", "next_time", "gen", "deaf", "threads_kept")
 
     def __init__(self, dt: int, next_time: int | None, gen: Generator):
         self.dt, self.next_time, self.gen = dt, next_time, gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         o, rest = self.gen.op(ctx)
@@ -587,10 +634,13 @@ def delay(dt: float, gen) -> Generator:
 
 
 class TimeLimit(Generator):
-    __slots__ = ("dt", "cutoff", "gen")
+    __slots__ = ("dt", "cutoff", "gen", "deaf", "threads_kept")
 
     def __init__(self, dt: int, cutoff: int | None, gen: Generator):
         self.dt, self.cutoff, self.gen = dt, cutoff, gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         if self.cutoff is not None and ctx.time >= self.cutoff:
@@ -599,7 +649,7 @@ class TimeLimit(Generator):
         if o is None:
             return None, EMPTY
         if o is PENDING:
-            return PENDING, TimeLimit(self.dt, self.cutoff, rest)
+            return PENDING, self if rest is self.gen else TimeLimit(self.dt, self.cutoff, rest)
         cutoff = self.cutoff if self.cutoff is not None else o.time + self.dt
         if o.time >= cutoff:
             return None, EMPTY
@@ -616,10 +666,13 @@ def time_limit(dt: float, gen) -> Generator:
 
 
 class Synchronize(Generator):
-    __slots__ = ("gen",)
+    __slots__ = ("gen", "deaf", "threads_kept")
 
     def __init__(self, gen: Generator):
         self.gen = gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         if len(ctx.free) == len(ctx.threads):
@@ -654,23 +707,28 @@ def then(first, second) -> Generator:
 
 
 class OnThreads(Generator):
-    __slots__ = ("keep", "gen")
+    __slots__ = ("keep", "gen", "deaf", "threads_kept")
 
     def __init__(self, keep: Callable[[Any], bool], gen: Generator):
         self.keep, self.gen = keep, gen
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf  # update() only passes on to gen
+        self.threads_kept = keep
 
     def op(self, ctx):
-        sub = ctx.restrict(self.keep)
-        if not sub.free:
+        threads, free = ctx.scope(self.keep)
+        if not free:
             # no thread in scope can take an op now; with no thread at all, none ever will
-            return (PENDING, self) if sub.threads else (None, EMPTY)
+            return (PENDING, self) if threads else (None, EMPTY)
+        sub = ctx if threads is ctx.threads else Context(ctx.time, threads, free, ctx.workers,
+                                                         ctx.concurrency, ctx._seed, ctx._step,
+                                                         ctx._rng)
         o, rest = self.gen.op(sub)
         if o is None:
             return None, EMPTY
-        return o, OnThreads(self.keep, rest)
+        return o, self if rest is self.gen else OnThreads(self.keep, rest)
 
     def update(self, ctx, event):
-        if not self.keep(ctx.process_thread(event.process)) or _ignores_updates(self.gen):
+        if _ignores_updates(self.gen) or not self.keep(ctx.process_thread(event.process)):
             return self
         gen = self.gen.update(ctx.restrict(self.keep), event)
         return self if gen is self.gen else OnThreads(self.keep, gen)
@@ -962,10 +1020,13 @@ def log_message(message: str) -> Generator:
 
 
 class FilterOps(Generator):
-    __slots__ = ("pred", "gen")
+    __slots__ = ("pred", "gen", "deaf", "threads_kept")
 
     def __init__(self, pred: Callable[[Op], bool], gen: Generator):
         self.pred, self.gen = pred, gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         gen = self.gen
@@ -988,10 +1049,12 @@ def filter_ops(pred: Callable[[Op], bool], gen) -> Generator:
 
 
 class MapOps(Generator):
-    __slots__ = ("fn", "gen")
+    __slots__ = ("fn", "gen", "deaf", "threads_kept")
 
     def __init__(self, fn: Callable[[Op], Op], gen: Generator):
         self.fn, self.gen = fn, gen
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf  # update() only passes on to gen
+        self.threads_kept = None  # fn may send an op to another process
 
     def op(self, ctx):
         o, rest = self.gen.op(ctx)
@@ -1051,16 +1114,16 @@ class RotatingKeys(Generator):
     def op(self, ctx):
         slots, next_index = self.slots, self.next_index
         s = int(ctx.rng.random() * len(slots))  # randrange's generality costs twice as much
-        for _ in range(2):
-            key, gen, count = slots[s]
-            o, rest = gen.op(ctx)
-            if o is not None:
-                break
+        key, gen, count = slots[s]
+        o, rest = gen.op(ctx)
+        if o is None:
             # this key's generator is done: the slot moves on to a fresh key
             slots = _replace(slots, s, self._fresh(next_index))
             next_index += 1
-        else:
-            return None, EMPTY
+            key, gen, count = slots[s]
+            o, rest = gen.op(ctx)
+            if o is None:
+                return None, EMPTY
         if o is PENDING:
             return PENDING, self
         count += 1
@@ -1069,7 +1132,9 @@ class RotatingKeys(Generator):
             next_index += 1
         else:
             slot = (key, rest, count)
-        deaf = None if slots is not self.slots else self.deaf and _ignores_updates(slot[1])
+        gen = slot[1]
+        deaf = (None if slots is not self.slots
+                else self.deaf and (type(gen).update is _BASE_UPDATE or gen.deaf))
         return o, RotatingKeys(self.per_key, self.prefix, self.ops_per_key, _replace(slots, s, slot),
                                next_index, deaf)
 
@@ -1135,10 +1200,13 @@ def final_reads(keys: Iterable, *, timeout: float | None = None) -> Generator:
 
 
 class Before(Generator):
-    __slots__ = ("cutoff", "gen")
+    __slots__ = ("cutoff", "gen", "deaf", "threads_kept")
 
     def __init__(self, cutoff: int, gen: Generator):
         self.cutoff, self.gen = cutoff, gen
+        # update() only passes events on to gen, and its ops are gen's
+        self.deaf = type(gen).update is _BASE_UPDATE or gen.deaf
+        self.threads_kept = gen.threads_kept
 
     def op(self, ctx):
         if ctx.time >= self.cutoff:

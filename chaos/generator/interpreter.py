@@ -10,10 +10,12 @@ order events happen, as in Jepsen's interpreter loop:
 Two things differ from Jepsen's single loop, both for CPython's GIL (bench/bench_generator.py
 measures them): the thread an event happened on settles it itself and simply runs next the op
 the generator gives it, so an op costs no hand-over between threads (a coordinating thread
-spent most of its time waiting to get the GIL back); and record() runs on a recorder thread, in
-the same order, so that encoding and writing the history stays out of the lock. The caller's
-thread coordinates: it starts the run, wakes up for ops timed in the future, notices stop and
-the deadline, and winds down. Nothing polls: every wait is a blocking wait with a timeout.
+spent most of its time waiting to get the GIL back); and the ops to record queue up in order
+under the lock, to be recorded outside it by the worker thread that needs them on record first
+(before it performs its next op or waits), so that encoding and writing the history stays out
+of the lock without a recorder thread (which cost a GIL hand-over per op). The caller's thread
+coordinates: it starts the run, wakes up for ops timed in the future, notices stop and the
+deadline, and winds down. Nothing polls: every wait is a blocking wait with a timeout.
 
 Everything a generator sees comes from the Scheduler, which has no threads and no clock, so that
 the same events in the same order give the same operations (`simulate` drives it in virtual
@@ -23,6 +25,7 @@ history's controller monotonic ns); generators see ns since the start of the run
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -33,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos.generator.core import (LOG, PENDING, SLEEP, Context, Generator, GeneratorError,
-                                  is_client_thread, lift)
+from chaos.generator.core import (_BASE_UPDATE, LOG, PENDING, SLEEP, Context, Generator,
+                                  GeneratorError, StepRandom, _ignores_updates, is_client_thread,
+                                  lift)
 from chaos.history import FAIL, INFO, INVOKE, NEMESIS, OK, Op
 
 log = logging.getLogger("chaos.generator")
@@ -113,16 +117,32 @@ class Scheduler:
         self.free: list = list(self.threads)
         self.busy: dict = {}                   # thread -> the op it runs (or _HOLD)
         self.step = 0                          # events so far: keys the context's random stream
+        # Whether the generator was told of the last op dispatched (update), and so may keep it;
+        # if not, the op is the driver's to change (a deaf generator: the interpreter records it
+        # as it is instead of copying it).
+        self.told = False
+        self._rng_box = [None, StepRandom(0)]  # every question's random stream, reseeded (Context.rng)
 
     def context(self, now: int) -> Context:
+        box = self._rng_box
+        box[0] = None  # a new question: its stream is drawn afresh (Context.rng)
         return Context(now, self.threads, tuple(self.free), self.workers, self.concurrency,
-                       self.seed, self.step)
+                       self.seed, self.step, box)
 
     def next(self, now: int) -> tuple[str, Any]:
         """Ask the generator: (INVOKED | SLEEPING, (thread, op)), (LOGGED, op), (WAIT_UNTIL, t),
         (WAIT, None) until some event, or (DONE, None)."""
         if not self.free:
             return WAIT, None  # every op needs a free thread: only a completion can help
+        keep = self.gen.threads_kept
+        if keep is not None and self.busy:
+            for thread in self.free:
+                if keep(thread):
+                    break
+            else:
+                # Every thread the generator could use is busy: asked, it could only say
+                # pending (or exhausted, which with ops in flight means waiting all the same).
+                return WAIT, None
         o, rest = self.gen.op(self.context(now))
         if o is None:
             return (WAIT, None) if self.busy else (DONE, None)
@@ -143,10 +163,19 @@ class Scheduler:
         self.busy[thread] = o
         if o.type == SLEEP:
             return SLEEPING, (thread, o)
-        self.gen = self.gen.update(self.context(now), o)
+        gen = self.gen
+        self.told = not (type(gen).update is _BASE_UPDATE or gen.deaf)  # (_ignores_updates)
+        if self.told:
+            self.gen = self.gen.update(self.context(now), o)
         return INVOKED, (thread, o)
 
     def _check(self, o: Any) -> Any:
+        """The thread to run op o on, or a GeneratorError saying why there is none."""
+        # The common case first, cheaply: a client invocation for a free thread's process.
+        if type(o) is Op and o.type == INVOKE and type(o.time) is int and type(o.process) is int:
+            thread = o.process % self.concurrency
+            if self.workers[thread] == o.process and thread not in self.busy:
+                return thread
         if not isinstance(o, Op):
             raise GeneratorError(f"the generator emitted {type(o).__name__} {o!r}, not an Op")
         if o.type == LOG:
@@ -174,7 +203,9 @@ class Scheduler:
         else:
             self._free(thread)
         # The context still maps the thread to the process that ran the op, as Jepsen's does.
-        self.gen = self.gen.update(self.context(now), completion)
+        gen = self.gen
+        if not (type(gen).update is _BASE_UPDATE or gen.deaf):  # (_ignores_updates)
+            self.gen = self.gen.update(self.context(now), completion)
         if completion.type == INFO and is_client_thread(thread):
             self.retire(thread, invoke.process)
 
@@ -217,43 +248,67 @@ def _close(worker: Any, thread: Any) -> None:
     return None
 
 
-class _Recorder:
-    """Calls record(op) on its own thread, one op at a time in the order they were handed over,
-    so that encoding and writing the history stays out of the interpreter's lock (which every
-    event waits for). run() returns only once everything handed over is recorded."""
+class _Records:
+    """The ops to record, in the order they happened, and who records them: the threads that
+    need them on record (flat combining). Ops are added under the interpreter's lock, so the
+    queue's order is the history's; record() runs one call at a time under this class's lock,
+    outside the interpreter's, on a thread that has an op to perform or is about to wait. No
+    thread of its own: handing each op to a recorder thread cost a GIL hand-over per op."""
 
-    def __init__(self, record: Callable[[Op], Any], on_error: Callable[[BaseException], None]):
-        self.record, self.on_error = record, on_error
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+    def __init__(self, record: Callable[[Op], Any] | None, record_batch: Callable[[list], Any] | None,
+                 on_error: Callable[[BaseException], None]):
+        if record_batch is None:
+            if record is None:
+                raise TypeError("run() needs record (one op at a time) or record_batch (a list)")
+
+            def record_batch(ops: list) -> None:
+                for op in ops:
+                    record(op)
+        elif record is not None:
+            raise TypeError("run() takes record or record_batch, not both")
+        self.record_batch, self.on_error = record_batch, on_error
+        self.queue: collections.deque = collections.deque()
+        self.queued = 0    # ops ever added (under the interpreter's lock)
+        self.written = 0   # ops ever recorded and flushed (under self.lock)
+        self.lock = threading.Lock()
         self.failed = False
-        self.thread = threading.Thread(target=self._loop, name="generator-record", daemon=True)
-        self.thread.start()
 
-    def _loop(self) -> None:
-        while True:
-            op = self.queue.get()
-            if op is _EXIT:
-                return
-            if self.failed:
-                continue
-            try:
-                self.record(op)
-            except Exception as e:  # noqa: BLE001 - a history that cannot be written ends the run
-                self.failed = True
-                self.on_error(e)
+    def add(self, op: Op) -> None:
+        self.queue.append(op)
+        self.queued += 1
 
-    def close(self, timeout: float) -> None:
-        self.queue.put(_EXIT)
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            log.warning("recording the history is still under way %.0f s after the run", timeout)
+    def write(self, timeout: float = -1) -> bool:
+        """Return once every op added before the call is recorded: at once if another thread
+        already recorded them, else after recording them (and everything queued with them, as one
+        batch flushed once) or waiting for the thread that is. False: the lock was not had within
+        `timeout` s (another thread is stuck in record())."""
+        upto = self.queued
+        if self.written >= upto:
+            return True
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self.written < upto:
+                queue = self.queue
+                # all queued so far (at least up to `upto`), as one batch
+                batch = [queue.popleft() for _ in range(len(queue))]
+                if not self.failed:
+                    try:
+                        self.record_batch(batch)
+                    except Exception as e:  # noqa: BLE001 - a history that cannot be written ends the run
+                        self.failed = True
+                        self.on_error(e)
+                self.written += len(batch)
+        finally:
+            self.lock.release()
+        return True
 
 
 class _Run:
     """One call of run(): the Scheduler behind one lock, the worker threads, the coordinator."""
 
-    def __init__(self, generator, concurrency, factory, record, seed, stop, deadline_ns, clock,
-                 grace_s, fatal, processes):
+    def __init__(self, generator, concurrency, factory, record, record_batch, seed, stop,
+                 deadline_ns, clock, grace_s, fatal, processes):
         self.sched = Scheduler(generator, concurrency=concurrency, seed=seed, processes=processes)
         self.factory, self.record, self.clock = factory, record, clock
         self.fatal, self.stop, self.deadline_ns, self.grace_s = tuple(fatal), stop, deadline_ns, grace_s
@@ -270,7 +325,7 @@ class _Run:
         self.done = False                  # the generator is exhausted and no thread is busy
         self.next_wake: int | None = None  # the generator's next op is not due before this
         self.waiting_until: int | None = None  # the coordinator's wake-up (None: when poked)
-        self.recorder = _Recorder(record, self._record_failed)
+        self.records = _Records(record, record_batch, self._record_failed)
         self.start = clock()
         self.summary = RunSummary(start_ns=self.start, ended="exhausted")
 
@@ -307,9 +362,15 @@ class _Run:
             if kind == INVOKED or kind == SLEEPING:
                 thread, op = x
                 if kind == INVOKED:
-                    op = Op(process=op.process, type=INVOKE, f=op.f, key=op.key, value=op.value,
-                            time=self.start + now, node=op.node, extra=dict(op.extra) if op.extra else {})
-                    self.recorder.queue.put(op)
+                    if self.sched.told:  # the generator may keep it, in its own time
+                        op = Op(process=op.process, type=INVOKE, f=op.f, key=op.key, value=op.value,
+                                time=self.start + now, node=op.node,
+                                extra=dict(op.extra) if op.extra else {})
+                    else:  # nobody else has it: it is the history's
+                        op.time = self.start + now
+                    records = self.records
+                    records.queue.append(op)  # (records.add, inlined: once per op)
+                    records.queued += 1
                     self.summary.invocations += 1
                     self.in_flight[thread] = op
                 if thread == me:
@@ -353,14 +414,21 @@ class _Run:
                     self.in_flight.pop(thread, None)
                     done.process = invoke.process
                     done.time = self.start + now
-                    self.recorder.queue.put(done)
+                    records = self.records
+                    records.queue.append(done)  # (records.add, inlined: once per op)
+                    records.queued += 1
                     self.summary.completions += 1
                     held = backoff > 0 and not self.stopping
-                    event = Op(process=done.process, type=done.type, f=done.f, key=done.key,
-                               value=done.value, time=now, node=done.node, error=done.error,
-                               extra=done.extra)
+                    if _ignores_updates(self.sched.gen):
+                        event = done  # not passed on: the Scheduler reads only its type
+                    else:  # the generator hears it in its own time
+                        event = Op(process=done.process, type=done.type, f=done.f, key=done.key,
+                                   value=done.value, time=now, node=done.node, error=done.error,
+                                   extra=done.extra)
                     self.sched.complete(thread, event, now, now + int(backoff * 1e9) if held else None)
-                if self._halted(now):
+                if self.stopping or (self.deadline_ns is not None and now >= self.deadline_ns) \
+                        or self.stop.is_set():
+                    self._halted(now)
                     if not self.in_flight:
                         self._poke()  # the wind-down waits for exactly this
                     return None, False
@@ -404,15 +472,20 @@ class _Run:
                       node=op.node, error=f"{type(e).__name__}: {e}")
         backoff = 0.0
         try:
-            backoff = max(0.0, float(getattr(worker, "backoff_after", _no_backoff)(done) or 0.0))
+            backoff = getattr(worker, "backoff_after", _no_backoff)(done)
+            backoff = float(backoff) if backoff else 0.0
+            if backoff < 0:
+                backoff = 0.0
         except Exception as e:
             log.warning("thread %s: backoff_after failed: %s", thread, e)
+            backoff = 0.0
         if done.type == INFO and is_client_thread(thread):
             worker, process = _close(worker, thread), None  # its process is retired
         return done, backoff, None, worker, process
 
     def _work(self, thread: Any, inbox: queue.SimpleQueue) -> None:
         worker, process = None, None
+        records = self.records
         try:
             op = inbox.get()
             while op is not _EXIT:
@@ -420,15 +493,18 @@ class _Run:
                     self.halt.wait(max(0.0, (op.value - (self.clock() - self.start)) / 1e9))
                     op, _ = self._settle(thread)
                 else:
+                    records.write()  # an invocation is on record before it is performed
                     done, backoff, fatal, worker, process = self._perform(thread, op, worker, process)
                     if fatal is not None:
                         self._settle_fatal(thread, fatal)
                         return
                     op, held = self._settle(thread, op, done, backoff)
                     if held:
+                        records.write()  # and a completion before its thread waits
                         self.halt.wait(backoff)
                         op, _ = self._settle(thread)
                 if op is None:
+                    records.write()
                     op = inbox.get()
         finally:
             _close(worker, thread)
@@ -484,7 +560,8 @@ class _Run:
                 self.lock.release()
         for inbox in self.inboxes.values():
             inbox.put(_EXIT)
-        self.recorder.close(CLOSE_WAIT_S * 5)
+        if not self.records.write(timeout=CLOSE_WAIT_S * 5):
+            log.warning("recording the history is still under way %.0f s after the run", CLOSE_WAIT_S * 5)
         if clean:
             close_end = _time.monotonic() + CLOSE_WAIT_S
             for thread, t in self.threads.items():
@@ -519,21 +596,26 @@ def _watch(stop: threading.Event, wakeups: queue.SimpleQueue, finished: threadin
             return
 
 
-def run(generator: Any, *, concurrency: int, workers: WorkerFactory, record: Callable[[Op], Any],
-        seed: int, stop: threading.Event | None = None, deadline_ns: int | None = None,
-        clock: Callable[[], int] = _time.monotonic_ns, grace_s: float = 5.0, fatal: tuple = (),
-        processes: dict | None = None) -> RunSummary:
+def run(generator: Any, *, concurrency: int, workers: WorkerFactory,
+        record: Callable[[Op], Any] | None = None, seed: int, stop: threading.Event | None = None,
+        deadline_ns: int | None = None, clock: Callable[[], int] = _time.monotonic_ns,
+        grace_s: float = 5.0, fatal: tuple = (), processes: dict | None = None,
+        record_batch: Callable[[list], Any] | None = None) -> RunSummary:
     """Run `generator` until it is exhausted, `stop` is set or `deadline_ns` (ns after the start)
     passes. record(op) gets every invocation and completion, in the order they happen, one call
-    at a time on a recorder thread; all of them have returned when run() returns. Workers must
-    not change the invocation they are given (it is the recorded op).
+    at a time, never under the interpreter's lock; an invocation is on record before its worker
+    performs it, and a completion before its thread performs anything else or waits. Or, instead,
+    record_batch(ops) gets them a list at a time (the ops settled while the previous list was
+    recorded), with the same guarantees: one write and flush per list, so a crash of the process
+    loses at most the list being written. All calls have returned when run() returns. Workers
+    must not change the invocation they are given (it is the recorded op).
 
     After stop or the deadline nothing new is dispatched; ops in flight get grace_s seconds to
     complete, and those that do not stay open in the history (which counts them as info). An
     exception of a class in `fatal` raised by a worker ends the run the same way and is then
     re-raised here, as is an exception of the generator or of record. `processes` (thread ->
     process, from a previous RunSummary) continues the process numbering of an earlier run."""
-    state = _Run(generator, concurrency, workers, record, seed,
+    state = _Run(generator, concurrency, workers, record, record_batch, seed,
                  stop if stop is not None else threading.Event(), deadline_ns, clock, grace_s,
                  fatal, processes)
     watcher_done = threading.Event()
