@@ -228,3 +228,14 @@ def test_a_node_id_reused_with_a_wiped_disk_is_refused():
     assert lab.nodes["n4"].core.last_log_index == 0   # nobody talks to it
     lab.one("y", 3)
     lab.checker.final()
+
+
+def test_a_transfer_right_after_a_promotion_goes_to_the_new_voter():
+    lab = Lab(3, seed=9, config_overrides={"pre_vote": True, "check_quorum": True})
+    lab.one("x", 3)
+    lab.add_learner("n4")
+    lab.promote("n4")
+    assert lab.transfer("n4") == "n4"    # n4 may not know yet that its promotion committed
+    assert lab.wait_until(lambda: lab.nodes["n4"].core.role == LEADER, 1.0)
+    lab.one("y", 4)
+    lab.checker.final()

@@ -9,8 +9,9 @@ import sys
 
 from .codec import MAX_ID_BYTES
 from .http import IDLE_TIMEOUT_S, MAX_OPEN_CONNECTIONS
-from .server import KNOWN_BUGS, NodeOptions, parse_cluster, run_node
-from .storage import StorageCorruption
+from .membership import id_problem
+from .server import KNOWN_BUGS, Member, NodeOptions, parse_cluster, run_node
+from .storage import IdentityMismatch, StorageCorruption
 
 SECRET_ENV = "RAFTNODE_PEER_SECRET"
 MIN_SECRET_BYTES = 16
@@ -67,10 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
                "Exit codes: 0 stopped by SIGTERM/SIGINT; 1 cannot start (e.g. address in use); 2 bad flags "
                "or a corrupt data directory (the message names the file and byte offset); 3 the node "
                "stopped itself on an internal failure (disk error, broken invariant).")
-    p.add_argument("--id", required=True, help="this node's id; must appear in --cluster")
-    p.add_argument("--cluster", required=True,
-                   help="every voter as id=peer_host:peer_port/client_host:client_port, comma-separated; "
-                        "the client address is what redirects (307 Location, leader_url) point to")
+    p.add_argument("--id", required=True, help="this node's id; must appear in --cluster (or be new, with --join)")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--cluster",
+                       help="bootstrap: every voter as id=peer_host:peer_port/client_host:client_port, "
+                            "comma-separated (the same on every bootstrap member); the client address is "
+                            "what redirects (307 Location, leader_url) point to")
+    start.add_argument("--join", metavar="PEER_HOST:PORT/CLIENT_HOST:PORT",
+                       help="join a running cluster: start with no configuration, advertising these "
+                            "addresses; the node never campaigns until the leader adds it "
+                            "(POST /cluster/learners with the incarnation in this node's GET /status) "
+                            "and a committed configuration names it a voter")
     p.add_argument("--client-listen", type=_hostport, default=None,
                    help="HTTP client API listen address host:port (default: this node's client address, all interfaces)")
     p.add_argument("--peer-listen", type=_hostport, default=None,
@@ -153,13 +161,27 @@ def client_connection_limit(wanted: int, peers: int) -> int:
 
 
 def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> NodeOptions:
-    try:
-        cluster = parse_cluster(args.cluster)
-    except ValueError as exc:
-        parser.error(f"--cluster: {exc}")
-    if args.id not in cluster:
-        parser.error(f"--id {args.id!r} is not in --cluster ({', '.join(cluster)})")
-    me = cluster[args.id]
+    join = None
+    if args.join is not None:
+        peer, sep, client = args.join.partition("/")
+        if not sep:
+            parser.error(f"--join {args.join!r} is not PEER_HOST:PORT/CLIENT_HOST:PORT")
+        problem = id_problem(args.id)
+        if problem:
+            parser.error(f"--id: {problem}")
+        try:
+            join = Member.from_addresses(args.id, peer, client)
+        except ValueError as exc:
+            parser.error(f"--join: {exc}")
+        cluster, me = {}, join
+    else:
+        try:
+            cluster = parse_cluster(args.cluster)
+        except ValueError as exc:
+            parser.error(f"--cluster: {exc}")
+        if args.id not in cluster:
+            parser.error(f"--id {args.id!r} is not in --cluster ({', '.join(cluster)})")
+        me = cluster[args.id]
     for node_id in cluster:
         if len(node_id.encode("utf-8")) > MAX_ID_BYTES:
             parser.error(f"--cluster: node id {node_id[:40]!r}... is longer than {MAX_ID_BYTES} bytes")
@@ -168,7 +190,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         if value < args.tick:
             parser.error(f"{tick_name} ({value} ms) must be at least one --tick ({args.tick} ms)")
     return NodeOptions(
-        node_id=args.id, cluster=cluster,
+        node_id=args.id, cluster=cluster, join=join,
         client_listen=args.client_listen or ("0.0.0.0", me.client_port),
         peer_listen=args.peer_listen or ("0.0.0.0", me.peer_port),
         data_dir=args.data_dir, log_file=args.log_file, election_timeout_ms=args.election_timeout,
@@ -187,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     opts = options_from_args(args, parser)
-    opts.max_client_connections = client_connection_limit(opts.max_client_connections, len(opts.cluster))
+    opts.max_client_connections = client_connection_limit(opts.max_client_connections, max(len(opts.cluster), 8))
     try:
         return asyncio.run(run_node(opts))
-    except StorageCorruption as exc:
+    except (StorageCorruption, IdentityMismatch) as exc:
         print(f"raftnode: fatal: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -93,7 +93,17 @@ class Elections:
     def _handle_timeout_now(self, msg: Message) -> None:
         """The leader hands its leadership to us (thesis §3.10): campaign at once, skipping
         pre-vote, with RequestVotes that voters grant inside the leader's lease."""
-        if self.role == LEADER or not self._promotable:
+        if self.role == LEADER:
+            return
+        rlog = self.raft_log
+        if (msg.leader_commit > self.commit_index and msg.prev_log_index >= rlog.snapshot_index
+                and rlog.term_at(msg.prev_log_index) == msg.prev_log_term):
+            # Our log holds the leader's last entry, hence (log matching) everything before it:
+            # its commit index is ours up to there.
+            self.commit_index = min(msg.leader_commit, msg.prev_log_index)
+            if not self._conf_committed and self.commit_index >= self.conf_index:
+                self._on_conf_committed()
+        if not self._promotable:
             return
         self._event("transfer", phase="campaign", leader=msg.src, term=self.term)
         self._start_election(pre=False, transfer=True)

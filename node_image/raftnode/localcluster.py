@@ -13,6 +13,11 @@ removed on exit; every process this object started is killed by its pid on exit 
 Each cluster gets its own generated peer secret (`cluster.peer_secret`, in a 0600 file passed as
 --peer-secret-file), so tests can speak the peer protocol as a member and no two clusters of a
 test run can exchange frames.
+
+Membership (issue 12): `start_joining("n4")` starts a new node with --join (fresh ports, an empty
+data directory, the same secret); `admin(path, body)` sends an admin request to the leader,
+following redirects and retrying what is refused only for now; `add_learner("n4")` does both
+steps of adding a node (its incarnation read from its own /status).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class LocalCluster:
         self.python = python
         self.profile_dir = profile_dir  # run each node under cProfile, writing <dir>/<id>.prof at exit
         self.procs: dict[str, subprocess.Popen] = {}
+        self.joining: set[str] = set()   # nodes started with --join
         self._stderr_files = {}
         self.peer_secret = peer_secret or secrets.token_hex(32).encode()
         self.peer_secret_file = os.path.join(self.base_dir, "peer-secret")
@@ -95,7 +101,11 @@ class LocalCluster:
         if self.profile_dir:
             os.makedirs(self.profile_dir, exist_ok=True)
             runner += ["-m", "cProfile", "-o", os.path.join(self.profile_dir, f"{node}.prof")]
-        return [*runner, "-m", "raftnode", "--id", node, "--cluster", self.cluster_spec,
+        if node in self.joining:
+            start = ["--join", f"127.0.0.1:{self.peer_ports[node]}/127.0.0.1:{self.client_ports[node]}"]
+        else:
+            start = ["--cluster", self.cluster_spec]
+        return [*runner, "-m", "raftnode", "--id", node, *start,
                 "--client-listen", f"127.0.0.1:{self.client_ports[node]}",
                 "--peer-listen", f"127.0.0.1:{self.peer_ports[node]}",
                 "--data-dir", self.data_dir(node), "--log-file", self.log_path(node),
@@ -173,6 +183,67 @@ class LocalCluster:
         self._stderr_files = {}
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    # -- membership ------------------------------------------------------------------------------
+    def start_joining(self, node: str) -> subprocess.Popen:
+        """Start `node` with --join: fresh ports (the first time), an empty data directory, the
+        cluster's secret. It is not a member until it is added (add_learner)."""
+        if node not in self.client_ports:
+            peer, client = free_ports(2)
+            self.peer_ports[node], self.client_ports[node] = peer, client
+            self.ids.append(node)
+        self.joining.add(node)
+        return self.start(node)
+
+    def current_leader(self) -> str | None:
+        """The running node that says it leads, in the newest term (None if none does)."""
+        best = None
+        for node in self.ids:
+            status = self.status(node, timeout=1.0) if self.running(node) else None
+            if status and status["role"] == "leader" and (best is None or status["term"] > best["term"]):
+                best = status
+        return best["id"] if best else None
+
+    ADMIN_RETRY = {(409, "change_in_progress"), (409, "leader_not_ready"), (409, "not_caught_up"),
+                   (503, "no_leader"), (503, "transferring")}
+
+    def admin(self, path: str, body: dict | None = None, timeout: float = 15.0, node: str | None = None):
+        """POST an admin request (GET for /cluster) to the leader: redirects followed, answers
+        that mean "not now" retried until `timeout`. Returns (status, body) of the last answer."""
+        deadline = time.monotonic() + timeout
+        target, last = node, None
+        while time.monotonic() < deadline:
+            target = target or self.current_leader()
+            if target is None:
+                time.sleep(0.05)
+                continue
+            try:
+                code, resp, _ = self.request(target, "GET" if path == "/cluster" else "POST", path, body,
+                                             timeout=max(0.5, deadline - time.monotonic()))
+            except OSError as exc:
+                last, target = (None, str(exc)), None
+                time.sleep(0.05)
+                continue
+            last = (code, resp)
+            if code == 307:
+                target = resp["leader"]
+                continue
+            if (code, (resp or {}).get("error")) in self.ADMIN_RETRY:
+                target = None
+                time.sleep(0.1)
+                continue
+            return code, resp
+        return last
+
+    def add_learner(self, node: str, timeout: float = 15.0):
+        """Start `node` with --join and add it as a learner; returns the admin answer."""
+        if not self.running(node):
+            self.start_joining(node)
+        status = self.wait_until(lambda: self.status(node), timeout, what=f"{node} answering /status")
+        return self.admin("/cluster/learners", {
+            "id": node, "peer": f"127.0.0.1:{self.peer_ports[node]}",
+            "client": f"127.0.0.1:{self.client_ports[node]}", "incarnation": status["incarnation"]},
+            timeout=timeout)
 
     # -- client ----------------------------------------------------------------------------------
     def request(self, node: str, method: str, path: str, body=None, timeout: float = 5.0,

@@ -146,7 +146,7 @@ class Reconfiguration:
         last = self.raft_log.last_index
         ready = [v for v in self._voters_others if self.progress[v].match == last]
         if ready:
-            self._msgs.append(Message(TIMEOUT_NOW, self.id, ready[0], self.term, needs_persist=False))
+            self._send_timeout_now(ready[0])
         self._event("step_down", reason="removed", term=self.term, successor=ready[0] if ready else None)
         self._become_follower(self.term, None)
 
@@ -292,9 +292,18 @@ class Reconfiguration:
         target, _, sent = self._transfer
         pr = self.progress.get(target)
         if not sent and pr is not None and pr.match == self.raft_log.last_index:
-            self._msgs.append(Message(TIMEOUT_NOW, self.id, target, self.term, needs_persist=False))
+            self._send_timeout_now(target)
             self._transfer[2] = True
             self._event("transfer", phase="timeout_now", target=target, term=self.term)
+
+    def _send_timeout_now(self, target: str) -> None:
+        """TimeoutNow carries our last entry and commit index, as an empty append would: the
+        target, which holds our whole log, learns from it whether it may campaign (a voter
+        whose promotion it has not yet seen committed would ignore it)."""
+        rlog = self.raft_log
+        self._msgs.append(Message(TIMEOUT_NOW, self.id, target, self.term, prev_log_index=rlog.last_index,
+                                  prev_log_term=rlog.last_term, leader_commit=self.commit_index,
+                                  needs_persist=False))
 
     def _tick_leader_membership(self) -> None:
         """Once per heartbeat: abort a transfer older than an election timeout; measure the

@@ -26,6 +26,13 @@ already durable on a majority, and the leader commits only entries it has persis
 Answers (issue 2): 307 not_leader / 503 no_leader mean nothing was appended; once an entry is
 appended the client gets 200 (its entry applied) or 504 timeout (deadline, a different entry at
 its index, or this node stepped down): outcome unknown.
+
+Membership (issue 12): the admin API (GET /cluster, POST /cluster/learners, /cluster/promote,
+/cluster/remove, /cluster/transfer-leader; docs/contracts.md §2) proposes configuration changes
+with the same answers (200 once the configuration entry is applied here, 504 unknown, 307/503
+nothing appended, 409 refused as illegal now). The peer transport follows the configuration in
+force (links to its members, admission by id and incarnation); a node started with --join has no
+configuration until the leader's log gives it one.
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ from . import http as httpmod
 from .codec import PreEncoded
 from .jsonenc import compact_encoder
 from .kv import MAX_NESTING, KVStateMachine, nesting_depth
+from .membership import (ADD_LEARNER, PROMOTE, REMOVE, ChangeRefused, ConfChange, pack_snapshot,
+                         unpack_snapshot)
 from .nodelog import NodeLog
 from .storage import Storage, ready_ops
 from .transport import PeerTransport
-from .types import LEADER, Config, NotLeader, ProposalDropped
+from .types import CONFIG, LEADER, Config, NotLeader, ProposalDropped, TransferInProgress
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 64 * 1024
@@ -123,11 +132,29 @@ class Member:
     client_port: int
 
     @property
+    def peer(self) -> str:
+        return _hostport_text(self.peer_host, self.peer_port)
+
+    @property
+    def client(self) -> str:
+        return _hostport_text(self.client_host, self.client_port)
+
+    @classmethod
+    def from_addresses(cls, node_id: str, peer: str, client: str) -> "Member":
+        ph, pp = _split_hostport(peer, f"peer address of {node_id}")
+        ch, cp = _split_hostport(client, f"client address of {node_id}")
+        return cls(node_id, ph, pp, ch, cp)
+
+    @property
     def client_url(self) -> str:
         host = self.client_host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.client_port}"
+
+
+def _hostport_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _split_hostport(text: str, what: str) -> tuple[str, int]:
@@ -163,11 +190,12 @@ def parse_cluster(spec: str) -> dict[str, Member]:
 @dataclass
 class NodeOptions:
     node_id: str
-    cluster: dict[str, Member]
+    cluster: dict[str, Member]        # the bootstrap voters; empty for a node that joins
     client_listen: tuple[str, int]
     peer_listen: tuple[str, int]
     data_dir: str
     log_file: str | None = None
+    join: Member | None = None        # a joining node's own advertised addresses (cluster is {})
     election_timeout_ms: tuple[int, int] = (150, 300)
     heartbeat_ms: int = 50
     tick_ms: int = 10
@@ -253,10 +281,36 @@ def parse_write_body(op: str, key: str, body: bytes):
     return command, None
 
 
+def _admin_body(body: bytes, required: set, optional: set):
+    """(fields, None) or (None, 400 body): a JSON object with string fields only."""
+    body = body.strip()
+    if not body:
+        doc = {}
+    else:
+        try:
+            doc = _json_decode_strict(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return None, {"error": "bad_json", "detail": f"request body is not valid JSON: {str(exc)[:200]}"}
+        if not isinstance(doc, dict):
+            return None, {"error": "bad_json", "detail": "request body must be a JSON object"}
+    allowed = required | optional
+    for name in doc:
+        if name not in allowed:
+            return None, {"error": "unknown_field",
+                          "detail": f"unknown field {name[:100]!r} (allowed: {', '.join(sorted(allowed)) or 'none'})"}
+    for name in sorted(required):
+        if name not in doc:
+            return None, {"error": "missing_field", "detail": f"field {name!r} is required"}
+    for name, value in doc.items():
+        if not isinstance(value, str) or not value or len(value) > 300:
+            return None, {"error": "bad_field", "detail": f"{name} must be a non-empty string of at most 300 characters"}
+    return doc, None
+
+
 class Pending:
     """A client request waiting for the driver; answered exactly once."""
 
-    __slots__ = ("conn", "deadline", "done", "term", "key", "command", "path")
+    __slots__ = ("conn", "deadline", "done", "term", "key", "command", "path", "admin")
 
     def __init__(self, conn, deadline: float, path: str):
         self.conn = conn
@@ -266,6 +320,7 @@ class Pending:
         self.key = None
         self.command = None
         self.path = path
+        self.admin = None   # a configuration change: answered from its entry (see _apply)
 
     def answer(self, status: int, body, headers: dict | None = None) -> None:
         if not self.done:
@@ -277,8 +332,13 @@ class RaftNode:
     def __init__(self, opts: NodeOptions, core_factory=None):
         self.opts = opts
         self.id = opts.node_id
-        if self.id not in opts.cluster:
+        if opts.cluster and opts.join is not None:
+            raise ValueError("a node either bootstraps with a cluster or joins one, not both")
+        if not opts.cluster and opts.join is None:
+            raise ValueError("no cluster: give the bootstrap members, or join with this node's addresses")
+        if opts.cluster and self.id not in opts.cluster:
             raise ValueError(f"node id {self.id!r} is not in the cluster ({', '.join(opts.cluster)})")
+        self.me = opts.cluster.get(self.id) or opts.join
         unknown = set(opts.bugs) - set(KNOWN_BUGS)
         if unknown:
             raise ValueError(f"unknown seeded bug(s): {', '.join(sorted(unknown))}")
@@ -287,12 +347,19 @@ class RaftNode:
                              "(peer_secret), or insecure_peers must be chosen explicitly")
         self.log = NodeLog(self.id, opts.log_file, stderr=opts.log_stderr)
         self.storage = Storage(opts.data_dir, bugs=opts.bugs)
+        # Drawn once, on the empty disk: the configuration admits this incarnation of the id.
+        self.incarnation = self.storage.identity(self.id, os.urandom(16).hex())
         state = self.storage.load()
         self.kv = KVStateMachine()
         if state.snapshot_data is not None:
-            self.kv.restore(state.snapshot_data)
+            self.kv.restore(unpack_snapshot(state.snapshot_data)[1])
         self.last_applied = state.snapshot_index
-        self.config = Config(node_id=self.id, peers=list(opts.cluster), tick_ms=opts.tick_ms,
+        # Every member's addresses ever seen (bootstrap, configurations): redirects and links.
+        self.addresses: dict[str, Member] = dict(opts.cluster)
+        self.addresses[self.id] = self.me
+        self.config = Config(node_id=self.id, peers=list(opts.cluster),
+                             members={m.id: {"peer": m.peer, "client": m.client} for m in opts.cluster.values()},
+                             tick_ms=opts.tick_ms,
                              election_timeout_min_ms=opts.election_timeout_ms[0],
                              election_timeout_max_ms=opts.election_timeout_ms[1],
                              heartbeat_ms=opts.heartbeat_ms, pre_vote=opts.pre_vote,
@@ -312,9 +379,10 @@ class RaftNode:
             "acked": state.hard_state.acked}
         del state
         self.transport = PeerTransport(
-            self.id, {m.id: (m.peer_host, m.peer_port) for m in opts.cluster.values()},
-            self._on_peer_message, self._on_peer_garbage, secret=opts.peer_secret or b"",
-            on_event=self.log.event, current_term=lambda: self.core.term)
+            self.id, {}, self._on_peer_message, self._on_peer_garbage, secret=opts.peer_secret or b"",
+            on_event=self.log.event, current_term=lambda: self.core.term, incarnation=self.incarnation,
+            advertise=self.me.peer, admit=lambda src, incarnation: self.core.admission_problem(src, incarnation))
+        self._follow_configuration()
         self.request_timeout = opts.request_timeout_ms / 1000.0
         self.ack_before_commit = "ack-before-commit" in opts.bugs
         self.stale_read = "stale-read" in opts.bugs
@@ -331,6 +399,7 @@ class RaftNode:
         self._reads_ready: list = []  # heap of (index, ctx)
         self._ack_after_persist: list[Pending] = []
         self._deadlines: deque[Pending] = deque()
+        self._transfer_waiters: list = []  # [pending, target, term when asked]
         self._next_ctx = 1
         self._was_leader = False
         self._stopping = False
@@ -364,15 +433,20 @@ class RaftNode:
     def _status(self) -> dict:
         core = self.core
         leader = core.leader
-        member = self.opts.cluster.get(leader) if leader else None
+        member = self.addresses.get(leader) if leader else None
+        conf = core.configuration
         return {
             "id": self.id, "role": core.role, "term": core.term, "leader": leader,
             "leader_url": member.client_url if member else None,
             "commit_index": core.commit_index, "last_applied": self.last_applied,
             "last_log_index": core.last_log_index, "snapshot_index": self.storage.snapshot_index,
-            "voted_for": core.voted_for, "peers": [m for m in self.opts.cluster if m != self.id],
-            "cluster": {m.id: {"client_url": m.client_url, "peer": f"{m.peer_host}:{m.peer_port}"}
-                        for m in self.opts.cluster.values()},
+            "voted_for": core.voted_for, "peers": [m for m in sorted(conf.members) if m != self.id],
+            "cluster": {i: {"client_url": self._client_url(i), "peer": m.peer, "role": m.role}
+                        for i, m in sorted(conf.members.items())},
+            "incarnation": self.incarnation, "member_role": conf.role(self.id),
+            "configuration": {"index": core.conf_index, "committed": core.conf_committed,
+                              "voters": sorted(conf.voters), "learners": sorted(conf.learners)},
+            "transferring_to": core.transferring_to if core.role == LEADER else None,
             "pid": os.getpid(), "wall_time": time.time(), "monotonic_time": time.monotonic(),
             "uptime_s": round(time.monotonic() - self.started_mono, 3),
             "bugs": sorted(self.opts.bugs), "pre_vote": self.opts.pre_vote, "check_quorum": self.opts.check_quorum,
@@ -402,7 +476,8 @@ class RaftNode:
         for note in self.storage.recovery_notes:
             self.log.event("recovery", detail=note)
         self.log.event("start", **self._recovered_summary, pid=os.getpid(),
-                       bugs=sorted(self.opts.bugs), cluster=list(self.opts.cluster))
+                       bugs=sorted(self.opts.bugs), cluster=list(self.opts.cluster),
+                       join=self.opts.join is not None, incarnation=self.incarnation)
         await self.transport.start(*self.opts.peer_listen)
         self._http_server = await loop.create_server(
             lambda: httpmod.HttpConnection(self._handle_http, self._connections, self._on_http_error),
@@ -509,6 +584,9 @@ class RaftNode:
                 return
             conn.respond(200, self._status())
             return
+        if path == "/cluster" or path.startswith("/cluster/"):
+            self._handle_admin(req, conn, path)
+            return
         if not path.startswith("/kv/"):
             conn.respond(404, {"error": "no_such_endpoint", "detail": f"no endpoint {path[:100]!r}"})
             return
@@ -564,7 +642,7 @@ class RaftNode:
 
     def _answer_not_leader(self, pending: Pending) -> None:
         leader = self.core.leader
-        member = self.opts.cluster.get(leader) if leader and leader != self.id else None
+        member = self.addresses.get(leader) if leader and leader != self.id else None
         if member is None:
             pending.answer(503, {"error": "no_leader"})
         else:
@@ -633,6 +711,9 @@ class RaftNode:
                     # bound. Nothing was appended, so the client may retry.
                     pending.answer(503, {"error": "overloaded", "detail": str(exc)})
                     continue
+                except TransferInProgress as exc:
+                    pending.answer(503, {"error": "transferring", "detail": str(exc)})
+                    continue
                 pending.term = term
                 self._write_waiters[index] = pending
                 if self.ack_before_commit:
@@ -655,8 +736,14 @@ class RaftNode:
     def _handle_ready(self, rd) -> None:
         self.stats["rounds"] += 1
         send = self.transport.send
+        configuration_changed = False
         for event in rd.events:
             self._log_event(event)
+            if event.kind in ("config", "config_committed"):
+                configuration_changed = True
+        if configuration_changed:
+            # Before this Ready's messages: a new member's first append needs its link.
+            self._follow_configuration()
         later = []
         for msg in rd.messages:
             if msg.needs_persist:
@@ -696,6 +783,8 @@ class RaftNode:
         if self._was_leader and not is_leader:
             self._lost_leadership()
         self._was_leader = is_leader
+        if self._transfer_waiters:
+            self._settle_transfers()
         if rd.committed:
             self._maybe_snapshot()
         self._advance_persisted()
@@ -766,7 +855,7 @@ class RaftNode:
         """A snapshot from the leader replaces our state machine (and our log: ready_ops queues
         the storage's atomic install, see SnapshotInstall)."""
         self._installs_pending += 1
-        self.kv.restore(snap.data)
+        self.kv.restore(unpack_snapshot(snap.data)[1])
         self.last_applied = snap.index
         # Appended writes at or below it were decided elsewhere; their outcome is unknown here.
         for index in [i for i in self._write_waiters if i <= snap.index]:
@@ -796,6 +885,7 @@ class RaftNode:
             return
         self._snapshot_pending = index
         self._snapshot_slack = self._driver_rng.randrange(max(1, every // 4))
+        conf = self.core.configuration_at(index)   # the snapshot carries it beside the state
         if self._snapshot_pool is not None and hasattr(os, "fork"):
             # Serialize in a forked child (copy-on-write: the parent's state is frozen for it at
             # this instant), like Redis's BGSAVE: the event loop does not stall for a big state.
@@ -807,8 +897,8 @@ class RaftNode:
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    Storage.write_snapshot_file(path, index, term, self.kv.snapshot(), sync,
-                                                self.storage.files)
+                    Storage.write_snapshot_file(path, index, term, pack_snapshot(conf, self.kv.snapshot()),
+                                                sync, self.storage.files)
                     os._exit(0)
                 except BaseException:
                     os._exit(1)
@@ -817,7 +907,7 @@ class RaftNode:
             future.add_done_callback(lambda f: loop.call_soon_threadsafe(
                 self._snapshot_saved, index, f.exception(), None if f.exception() else f.result()))
             return
-        data = self.kv.snapshot()
+        data = pack_snapshot(conf, self.kv.snapshot())
         self.storage.save_snapshot(index, term, data)
         self._snapshot_saved(index, None, data)
 
@@ -853,6 +943,9 @@ class RaftNode:
                 if pending is not None and not pending.done:
                     if entry.term == pending.term and result is not None:
                         pending.answer(*result)
+                    elif entry.term == pending.term and pending.admin is not None and entry.kind == CONFIG:
+                        pending.answer(200, {"index": entry.index, "term": entry.term,
+                                             "configuration": self._configuration_view(entry.data)})
                     else:
                         pending.answer(504, {"error": "timeout", "detail": "a different entry was committed at this index"})
         last = committed[-1]
@@ -898,6 +991,138 @@ class RaftNode:
                 pending.answer(200, {"value": current + [command["value"]]})
             else:
                 pending.answer(200, {})
+
+    # ------------------------------------------------------------------ membership
+
+    def _client_url(self, node_id: str) -> str | None:
+        member = self.addresses.get(node_id)
+        return member.client_url if member else None
+
+    def _follow_configuration(self) -> None:
+        """Learn the addresses the configuration carries and point the peer links at its
+        members (and, on a leader, at a member being removed until that commits)."""
+        core = self.core
+        for node_id, m in core.configuration.members.items():
+            if m.peer and m.client and node_id != self.id:
+                try:
+                    self.addresses[node_id] = Member.from_addresses(node_id, m.peer, m.client)
+                except ValueError:
+                    pass  # membership.address_problem admitted it; our parser did not: no link
+        self.transport.learn_addresses = not core.configuration.members
+        self.transport.set_peers({i: (self.addresses[i].peer_host, self.addresses[i].peer_port)
+                                  for i in core.peer_ids() if i in self.addresses})
+
+    def _configuration_view(self, doc: dict | None = None) -> dict:
+        """A configuration as GET /cluster shows it (the one in force, or an entry's)."""
+        core = self.core
+        if doc is None:
+            conf_doc = core.configuration.to_json()
+            head = {"index": core.conf_index, "committed": core.conf_committed}
+        else:
+            conf_doc, head = doc, {}
+        members = {}
+        for node_id, m in conf_doc["members"].items():
+            client = m.get("client")
+            url = self._client_url(node_id)
+            if url is None and client:
+                url = f"http://{client}"
+            members[node_id] = {**m, "client_url": url}
+        return {**head, "voters": sorted(i for i, m in members.items() if m["role"] == "voter"),
+                "learners": sorted(i for i, m in members.items() if m["role"] == "learner"),
+                "members": members, "retired": conf_doc.get("retired", []),
+                "change": conf_doc.get("change")}
+
+    def _cluster_view(self) -> dict:
+        core = self.core
+        leader = core.leader
+        return {"id": self.id, "role": core.role, "term": core.term, "leader": leader,
+                "leader_url": self._client_url(leader) if leader else None,
+                "incarnation": self.incarnation, "member_role": core.configuration.role(self.id),
+                "configuration": self._configuration_view(),
+                "transferring_to": core.transferring_to if core.role == LEADER else None,
+                "progress": core.progress_report()}
+
+    _ADMIN_FIELDS = {
+        "learners": ({"id", "peer", "client", "incarnation"}, set()),
+        "promote": ({"id"}, set()),
+        "remove": ({"id"}, set()),
+        "transfer-leader": (set(), {"to"}),
+    }
+
+    def _handle_admin(self, req, conn, path: str) -> None:
+        if path == "/cluster":
+            if req.method != "GET":
+                conn.respond(405, {"error": "method_not_allowed", "detail": "use GET /cluster"}, {"Allow": "GET"})
+                return
+            conn.respond(200, self._cluster_view())
+            return
+        action = path[len("/cluster/"):]
+        if action not in self._ADMIN_FIELDS:
+            conn.respond(404, {"error": "no_such_endpoint", "detail": f"no endpoint {path[:100]!r}"})
+            return
+        if req.method != "POST":
+            conn.respond(405, {"error": "method_not_allowed", "detail": f"use POST {path}"}, {"Allow": "POST"})
+            return
+        required, optional = self._ADMIN_FIELDS[action]
+        doc, problem = _admin_body(req.body, required, optional)
+        pending = Pending(conn, time.monotonic() + self.request_timeout, req.target)
+        if problem is not None:
+            pending.answer(400, problem)
+            return
+        if self._stopping:
+            pending.answer(503, {"error": "no_leader", "detail": "node is shutting down"})
+            return
+        core = self.core
+        try:
+            if action == "transfer-leader":
+                target = core.transfer_leadership(doc.get("to"))
+                self._transfer_waiters.append([pending, target, core.term])
+            else:
+                if action == "learners":
+                    change = ConfChange(ADD_LEARNER, doc["id"], doc["peer"], doc["client"], doc["incarnation"])
+                else:
+                    change = ConfChange(PROMOTE if action == "promote" else REMOVE, doc["id"])
+                known = self.transport.incarnations()
+                known[self.id] = self.incarnation
+                index, term = core.propose_conf_change(change, known)
+                pending.term = term
+                pending.admin = action
+                self._write_waiters[index] = pending
+        except NotLeader:
+            self._answer_not_leader(pending)
+            return
+        except TransferInProgress as exc:
+            pending.answer(503, {"error": "transferring", "detail": str(exc)})
+            return
+        except ChangeRefused as exc:
+            # A malformed change (an id or address that cannot be) is a bad request; anything
+            # else is a legal request that is illegal now.
+            pending.answer(400 if exc.code == "bad_change" else 409, {"error": exc.code, "detail": exc.detail})
+            return
+        self._deadlines.append(pending)
+        self._wake.set()
+
+    def _settle_transfers(self) -> None:
+        """Answer transfer requests whose outcome is known: 200 once the target leads a later
+        term, 504 once the transfer ended otherwise (aborted, or someone else leads)."""
+        core = self.core
+        keep = []
+        for item in self._transfer_waiters:
+            pending, target, term = item
+            if pending.done:
+                continue
+            if core.leader == target and core.term > term:
+                pending.answer(200, {"leader": target, "term": core.term,
+                                     "leader_url": self._client_url(target)})
+            elif core.role == LEADER and core.transferring_to != target:
+                pending.answer(504, {"error": "timeout", "detail": f"the transfer to {target} did not "
+                                     "complete within an election timeout (it may still take over)"})
+            elif core.leader is not None and core.leader not in (target, self.id):
+                pending.answer(504, {"error": "timeout", "detail": f"{core.leader} leads term {core.term}, "
+                                     f"not {target}"})
+            else:
+                keep.append(item)
+        self._transfer_waiters = keep
 
     def _log_event(self, event) -> None:
         kind = event.kind

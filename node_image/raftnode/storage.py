@@ -13,6 +13,10 @@ Layout of the data directory:
                            most every `acked_mark_interval` seconds after a log fsync (0: after
                            every one), lowered before a truncation of the log below it is written.
     snapshot.bin           optional: magic, index, term, CRC32, data; replaced atomically
+                           (data: membership.pack_snapshot: the configuration, then the state)
+    identity.json          {"id", "incarnation", "crc"}: written once, on the empty disk (issue 12);
+                           the incarnation is drawn at random then, so a wiped disk has another
+                           one and its peers refuse it under the old id (membership.py)
     log-00000001.seg ...   append-only log segments, numbered in write order
 
 A segment starts with an 8-byte magic and holds records:
@@ -94,6 +98,7 @@ from .types import Entry, HardState, StorageState
 SEGMENT_MAGIC = b"RNLOG\x00\x00\x01"
 SNAPSHOT_MAGIC = b"RNSNAP\x00\x01"
 HARD_STATE_FILE = "hardstate.json"
+IDENTITY_FILE = "identity.json"
 SNAPSHOT_FILE = "snapshot.bin"
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 # How stale the hard state's "acked" mark may get: each raise is one more atomic hard-state
@@ -112,6 +117,10 @@ _GROUP_HEAD = struct.Struct(">BQI")  # type, 0, count (same size as a batch head
 _REC_RESTART = 3  # the log restarts after (index, term): written by install_snapshot
 _RESTART = struct.Struct(">BQQ")
 _RESTART_SEGMENT_BYTES = len(SEGMENT_MAGIC) + _RECORD_HEAD.size + _RESTART.size
+
+
+class IdentityMismatch(Exception):
+    """The data directory belongs to another node id: starting on it would reuse its disk."""
 
 
 class StorageCorruption(Exception):
@@ -792,6 +801,33 @@ class Storage:
                 self._last_index = index
         if keep_log_after:
             self.compact(index)
+
+    # ---------------------------------------------------------------- identity
+
+    def identity(self, node_id: str, new_incarnation: str) -> str:
+        """This disk's incarnation for node_id: the stored one, or `new_incarnation`, stored
+        durably now (the first start on an empty disk). Raises IdentityMismatch if the disk
+        belongs to another id, StorageCorruption if the file is damaged."""
+        path = self._path(IDENTITY_FILE)
+        try:
+            raw = self.files.read_file(path)
+        except FileNotFoundError:
+            doc = {"id": node_id, "incarnation": new_incarnation}
+            doc["crc"] = zlib.crc32(json.dumps(doc, sort_keys=True).encode())
+            atomic_write(path, json.dumps(doc, sort_keys=True).encode(), self.sync_enabled, self.files)
+            return new_incarnation
+        try:
+            doc = json.loads(raw)
+            crc = doc.pop("crc")
+            ok = (isinstance(doc.get("id"), str) and isinstance(doc.get("incarnation"), str)
+                  and zlib.crc32(json.dumps(doc, sort_keys=True).encode()) == crc)
+        except (ValueError, AttributeError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise StorageCorruption(path, 0, "the identity file is damaged")
+        if doc["id"] != node_id:
+            raise IdentityMismatch(f"{self.data_dir} holds the data of node {doc['id']!r}, not {node_id!r}")
+        return doc["incarnation"]
 
     def disk_bytes(self) -> int:
         total = 0

@@ -423,6 +423,11 @@ class PeerTransport:
                 protocol.transport.write(encode_refused(problem))
                 protocol.transport.close()
 
+    def incarnations(self) -> dict[str, str]:
+        """The incarnation each connected peer presented in its handshake."""
+        return {src: protocol.incarnation for src, protocol in self._incoming_by_src.items()
+                if protocol.incarnation}
+
     def refuse(self, src: str, problem: str) -> None:
         count = self._refusals[src] = self._refusals.get(src, 0) + 1
         if count % REFUSALS_LOGGED_EVERY == 1:
