@@ -85,13 +85,7 @@ def _gone(pid, start=None) -> bool:
     worker was killed with it is reparented to an init that may never reap it)."""
     from chaos.provision.base import owner_alive
 
-    if not owner_alive(pid, start or None):
-        return True
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, ValueError, IndexError):
-        return True
+    return not owner_alive(pid, start or None)
 
 
 def clean_dead_owners() -> dict:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from chaos.provision.base import owner_alive, process_start_ticks
+from chaos.provision.base import is_zombie, owner_alive, process_start_ticks
 
 RECORD_DIR = os.path.join(tempfile.gettempdir(), "splitbrain-net")
 PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nfqueue.py")
@@ -173,14 +173,8 @@ def _end(pid: int, start: str) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if process_start_ticks(pid) != start or _zombie(pid):
+            if process_start_ticks(pid) != start or is_zombie(pid):
                 return
             time.sleep(0.02)
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
-    except OSError:
-        return True

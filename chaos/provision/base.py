@@ -53,8 +53,18 @@ def process_start_ticks(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def is_zombie(pid: int) -> bool:
+    """True if the process has exited and waits to be reaped (or is gone altogether)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def owner_alive(pid: int | str | None, start: str | None = None) -> bool:
-    """True while the controller that owns a run is still running."""
+    """True while the controller that owns a run is still running. A zombie owner is dead: a
+    controller killed with its worker is reparented to an init that may never reap it."""
     try:
         pid = int(pid)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -71,7 +81,7 @@ def owner_alive(pid: int | str | None, start: str | None = None) -> bool:
         current = process_start_ticks(pid)
         if current is not None and current != start:
             return False  # the pid was recycled by another process
-    return True
+    return not is_zombie(pid)
 
 
 def run_labels(run_id: str, detached: bool = False) -> dict:

@@ -36,7 +36,7 @@ from chaos.interfaces import Disk, Exec, LogFiles, Network, Node, Pause, Process
 from chaos.net.iptables import CgroupNet, host_iptables, remove_host_chain
 from chaos.provision import clockshim
 from chaos.provision.base import (LABEL_OWNER, ProvisionedDB, ProvisionError, node_ids, owner_alive,
-                                  process_start_ticks)
+                                  is_zombie, process_start_ticks)
 from chaos.provision.docker import check_clock_spec
 from chaos.provision.lazy import LazyDisks
 from chaos.provision.lazy import unavailable as lazy_unavailable
@@ -445,11 +445,7 @@ def read_states() -> list[dict]:
 
 
 def _alive_not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return not is_zombie(pid)
 
 
 def state_owner_alive(state: dict) -> bool:
