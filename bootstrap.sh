@@ -79,26 +79,21 @@ install_python_package() {
         say "creating $venv"
         python3 -m venv "$venv"
     fi
-    # Re-install only when a pyproject.toml changed since the last install.
-    local stamp="$venv/.splitbrain-installed"
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ examples/redis/pyproject.toml -nt "$stamp" ]; then
-        say "installing splitbrain and its test extras into $venv"
+    # Re-install only when a pyproject.toml changed since the last install. The example
+    # plug-ins (examples/*) are installed as a user's own package would be: editable, each
+    # found through its entry points.
+    local stamp="$venv/.splitbrain-installed" changed=0 project
+    for project in pyproject.toml examples/*/pyproject.toml; do
+        [ -f "$stamp" ] && [ ! "$project" -nt "$stamp" ] || changed=1
+    done
+    if [ "$changed" = 1 ]; then
+        say "installing splitbrain, its test extras and the examples into $venv"
         "$venv/bin/python" -m pip install --quiet --upgrade pip >"$log_dir/pip.log" 2>&1 || true
-        "$venv/bin/python" -m pip install --quiet -e ".[test]" >>"$log_dir/pip.log" 2>&1 \
-            || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
-        # the example plug-ins, installed as a user's own package would be (entry points)
-        "$venv/bin/python" -m pip install --quiet -e examples/redis >>"$log_dir/pip.log" 2>&1 \
+        local args=(-e ".[test]")
+        for project in examples/*/pyproject.toml; do args+=(-e "$(dirname "$project")"); done
+        "$venv/bin/python" -m pip install --quiet "${args[@]}" >>"$log_dir/pip.log" 2>&1 \
             || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
         touch "$stamp"
-    fi
-    # The etcd example is a plugin in a package of its own, found through its entry point.
-    local etcd_stamp="$venv/.splitbrain-etcd-installed"
-    if [ ! -f "$etcd_stamp" ] || [ examples/etcd/pyproject.toml -nt "$etcd_stamp" ] \
-        || [ "$stamp" -nt "$etcd_stamp" ]; then
-        say "installing the etcd example (examples/etcd) into $venv"
-        "$venv/bin/python" -m pip install --quiet -e examples/etcd >>"$log_dir/pip.log" 2>&1 \
-            || { tail -30 "$log_dir/pip.log" >&2; exit 1; }
-        touch "$etcd_stamp"
     fi
 }
 
