@@ -315,7 +315,7 @@ class ProvisionedDB(DB, Clock):
         if loaded is False:
             raise ProvisionError(f"{node.id}: the clock shim is not loaded in its service process, so "
                                  "clock faults cannot reach it (a statically linked or Go binary? "
-                                 "such a DB declares faketime = False)")
+                                 "such a DB declares clock_via_libc = False)")
         if loaded:
             self._clock_verified.add(node.id)
 

@@ -11,7 +11,7 @@ pthread_mutex_timedlock/clocklock, clock_nanosleep) and relative timeouts (nanos
 sleep, epoll_wait/pwait/pwait2, poll, ppoll, select, pselect) — and translates each into real time
 by the rate, in slices of at most 50 ms so that a change of the spec is felt within one slice.
 Not interposed: timerfd, POSIX timers, alarm/setitimer, raw futex calls and anything that does
-not read time through libc (a Go binary: such a system declares `faketime = False`).
+not read time through libc (a Go binary: such a system declares `clock_via_libc = False`).
 
 The spec file (SPLITBRAIN_CLOCK_FILE), one line of key=value, seconds as decimals:
 

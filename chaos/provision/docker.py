@@ -23,7 +23,7 @@ Inside a container:
   file moves its wall and monotonic clocks and its timers while it runs; strobes flip inside the
   process. CLOCK_DIR (the spec and the host's build of the shim) is a host folder bind-mounted
   read-only, so the controller writes specs without a `docker exec`. A service that does not read
-  time through libc (Go) declares `faketime = False` and has no clock capability.
+  time through libc (Go) declares `clock_via_libc = False` and has no clock capability.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     process_match: str | None = None
     #: False for a service that does not read time through libc (a Go binary): the clock shim
     #: cannot reach it, so it has no clock faults
-    faketime = True
+    clock_via_libc = True   # the service reads time through libc, where the clock shim sits
 
     def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
                  subnet: str = "10.77.0.0/24", image: str | None = None, ready_timeout: float = 30.0,
@@ -132,7 +132,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     # -- capabilities ----------------------------------------------------------------------------
     def unavailable(self) -> dict[str, str]:
         missing = {}
-        if not self.faketime:
+        if not self.clock_via_libc:
             missing["clock"] = (f"{self.name} does not read its clock through libc, so the clock shim "
                                 "cannot reach it")
         elif not self.clock_enabled:
@@ -288,7 +288,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         node.meta["prepared_start"] = self._started_at(node)
 
     def _uses_clock_shim(self) -> bool:
-        return self.clock_enabled and self.faketime and clockshim.unavailable_reason() is None
+        return self.clock_enabled and self.clock_via_libc and clockshim.unavailable_reason() is None
 
     def _clock_host_dir(self, node: Node) -> str:
         return clockshim.node_dir(self.run_id, node.id, clockshim.ensure_library())

@@ -1,6 +1,6 @@
 """The provisioners' side of lost unsynced writes: one lazy disk (chaos.lazydisk) per node,
 mounted on the controller's host before the node first starts, only in runs whose faults
-include "lose-unsynced" (as libfaketime is loaded only into clock runs).
+include "lose-unsynced" (as the clock shim is loaded only into clock runs).
 
     disks = LazyDisks(run_id)
     disks.mount(node, mountpoint, control, log_file)   # the local provisioner: the data dir itself

@@ -66,7 +66,7 @@ class EtcdDB(ContainerDB, Primaries, StatusProbe):
     client_port, peer_port = 2379, 2380
     data_dir, log_dir = "/var/lib/etcd", "/var/log/etcd"
     process_match = "etcd"
-    faketime = False  # Go: no clock faults (refused at validation, with this reason)
+    clock_via_libc = False  # Go: no clock faults (refused at validation, with this reason)
     fatal_log_patterns = (r"^panic:", r'"level":"(fatal|panic)"')
     request_timeout = 3.0
 
