@@ -129,7 +129,6 @@ def test_node_options_and_node_count_are_checked_before_anything_starts(redis_pl
 
 @pytest.mark.parametrize("fault, reason", [
     ("partition", "a single redis-server has no peers to cut off"),
-    ("clock", "redis-server hangs at start under libfaketime"),
 ])
 def test_faults_it_cannot_take_are_refused_with_the_reason(redis_plugin, tmp_path, fault, reason):
     proc = splitbrain("run", "--db", "redis", "--provisioner", "local", "--nodes", "1", "--nemesis", fault,
@@ -220,3 +219,41 @@ def test_an_error_reply_we_caused_aborts_the_run_as_a_client_bug(redis_plugin):
             invoke(server.port, "write", 3)
     finally:
         server.close()
+
+
+def redis_time(port_host: tuple[str, int]) -> float:
+    """Redis's own clock: the TIME command (seconds and microseconds, from its gettimeofday)."""
+    with socket.create_connection(port_host, timeout=5) as sock:
+        sock.sendall(b"TIME\r\n")
+        data = b""
+        while data.count(b"\r\n") < 5:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    fields = data.split(b"\r\n")   # *2, $n, seconds, $n, microseconds
+    return int(fields[2]) + int(fields[4]) / 1e6
+
+
+@pytest.mark.timeout(60)
+def test_clock_faults_reach_redis_through_the_clock_shim(redis_plugin):
+    from chaos.provision import clockshim
+    from splitbrain_redis.db import RedisDB
+
+    if clockshim.unavailable_reason():
+        pytest.fail(clockshim.unavailable_reason())
+    db = RedisDB(f"tredisclock-{os.getpid()}", 1, clock=True,
+                 base_address=f"127.{100 + os.getpid() % 100}.201.11")
+    assert "clock" not in db.unavailable()
+    try:
+        db.setup()
+        node = db.nodes[0]
+        address = (node.address, node.client_port)
+        import time
+        assert abs(redis_time(address) - time.time()) < 5
+        db.set_skew(node, 1000.0)
+        assert 990 < redis_time(address) - time.time() < 1010
+        db.reset_clock(node)
+        assert abs(redis_time(address) - time.time()) < 5
+    finally:
+        db.teardown()

@@ -39,11 +39,6 @@ class RedisDB(ProcessDB):
         self.partition_note = "a single redis-server has no peers to cut off"
         self.request_timeout = 3.0
 
-    def unavailable(self) -> dict[str, str]:
-        # measured: under LD_PRELOAD=libfaketime redis-server never starts listening
-        return {**super().unavailable(), "clock": "redis-server hangs at start under libfaketime "
-                "(\"unexpected recursive calls to clock_gettime()\")"}
-
     def _start_process(self, node: Node) -> None:
         # Redis 7.0 mkdir()s its appendonlydir/ without fsyncing the data directory, so a power
         # loss soon after the first start loses the whole append-only file, whatever appendfsync
