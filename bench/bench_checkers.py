@@ -48,7 +48,7 @@ def worker(checker: str, suite: str, data: str, n_ops: int, budget: float, repea
     model, histories = load_suite(suite, data, n_ops)
     all_keys = suite.startswith("kv/")
     best = float("inf")
-    for attempt in range(repeat):
+    for _attempt in range(repeat):
         verdicts = []
         undecided = 0
         if checker == "porcupine":
@@ -69,7 +69,7 @@ def worker(checker: str, suite: str, data: str, n_ops: int, budget: float, repea
             undecided = sum(a["result"] == "unknown" for per_key in answers for a in per_key.values())
         else:
             start = time.perf_counter()
-            for name, ops in histories:
+            for _name, ops in histories:
                 r = check_linearizable(ops, model=model, checker="python", time_budget_s=budget,
                                        all_keys=all_keys)
                 verdicts.append(r["valid"])

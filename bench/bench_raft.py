@@ -105,7 +105,7 @@ def _bench_writes(size, clients_list, duration, profile_dir, base_dir, rows):
             leader = cluster.wait_for_leader()
             before = cluster.status(leader)["commit_index"]
             result = run_wrk(cluster.url(leader), clients, duration, f"s{size}c{clients}")
-            cluster.wait_until(lambda: cluster.status(leader) is not None, what="status")
+            cluster.wait_until(lambda leader=leader: cluster.status(leader) is not None, what="status")
             after = cluster.status(leader)["commit_index"]
             seconds = result["duration_us"] / 1e6
             not_ok = {k: v for k, v in result.items() if k.startswith("status_") and v}
@@ -190,7 +190,8 @@ def bench_elections(trials: int, election_timeout: str) -> dict:
             survivors = [n for n in cluster.ids if n != leader]
             # Let the restarted node from the last trial catch up, then kill at a random phase.
             target = cluster.status(leader)["commit_index"]
-            cluster.wait_until(lambda: all((s := cluster.status(n)) and s["last_applied"] >= target for n in survivors),
+            cluster.wait_until(lambda target=target, survivors=survivors:
+                               all((s := cluster.status(n)) and s["last_applied"] >= target for n in survivors),
                                timeout=20, what="followers caught up")
             time.sleep(0.2 + 0.05 * (trial % 7))
             killed_at = time.monotonic()
@@ -301,7 +302,7 @@ def bench_pysyncobj(clients_list: list[int], duration: float) -> list[dict] | st
     budget = 20 + len(clients_list) * (duration + 3)
     procs = []
     try:
-        for i, me in enumerate(addrs):
+        for me in addrs:
             partners = ",".join(a for a in addrs if a != me)
             procs.append(subprocess.Popen(
                 [sys.executable, script, me, partners, str(duration), ",".join(map(str, clients_list)), str(budget)],
@@ -399,12 +400,14 @@ def main(argv=None) -> int:
     theirs = {r["clients"]: r for r in results["writes"] if r["system"] == "pysyncobj"}
     for c in sorted(set(ours) & set(theirs)):
         if theirs[c]["writes_per_s"]:
-            print(f"raftnode/PySyncObj at {c} clients, 3 nodes: {ours[c]['writes_per_s'] / theirs[c]['writes_per_s']:.2f}x")
+            ratio = ours[c]['writes_per_s'] / theirs[c]['writes_per_s']
+            print(f"raftnode/PySyncObj at {c} clients, 3 nodes: {ratio:.2f}x")
     if "elections" in results:
         e = results["elections"]
         print(f"election after SIGKILL of the leader ({e['trials']} trials, timeout {e['election_timeout_ms']} ms): "
               f"elected median {e['kill_to_elected_ms']['median']} ms, max {e['kill_to_elected_ms']['max']} ms; "
-              f"first write median {e['kill_to_first_write_ms']['median']} ms, max {e['kill_to_first_write_ms']['max']} ms")
+              f"first write median {e['kill_to_first_write_ms']['median']} ms, "
+              f"max {e['kill_to_first_write_ms']['max']} ms")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

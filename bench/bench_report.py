@@ -76,7 +76,8 @@ def main() -> int:
                     load = statistics.median(loads)
             hist = file_size(os.path.join(run, "history.jsonl"))
             results.append((n, hist, built, statistics.median(times), file_size(page), load))
-            print(f"{n:>8,} {hist / 1e6:>7.1f}MB {built:>8.2f} {statistics.median(times):>9.2f} {statistics.median(cpu):>7.2f} "
+            print(f"{n:>8,} {hist / 1e6:>7.1f}MB {built:>8.2f} {statistics.median(times):>9.2f} "
+                  f"{statistics.median(cpu):>7.2f} "
                   f"{file_size(page) / 1024:>8.0f} {'' if load is None else f'{load:.0f}':>8}", flush=True)
 
         # The index over a store of many runs: summaries are cached, so a re-render is cheap.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 
@@ -255,7 +254,7 @@ def _register_external(sub, module: str, names: list[str]) -> None:
     """Let another package add its subcommands; a clear error if it is not there."""
     try:
         mod = __import__(module, fromlist=["register"])
-        register = getattr(mod, "register")
+        register = mod.register
     except Exception as e:  # noqa: BLE001 - a broken part must not take the whole CLI down
         for name in names:
             p = sub.add_parser(name, help=f"(unavailable: {module} is missing)")

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from chaos.config import RunConfig
-from chaos.scenario import (SCENARIO_KEYS, Located, ScenarioError, config_from_mapping,
+from chaos.scenario import (SCENARIO_KEYS, ScenarioError, config_from_mapping,
                             fields_from_keys, load_yaml_located, parse_scenario)
 
 MATRIX_KEYS = ("store", "time_budget", "defaults", "runs")
@@ -139,7 +139,7 @@ def run_matrix(path: str, store: str | None = None, dry_run: bool = False,
         return 0
     if runner_kw is None and not sequential:
         return _run_on_dask(planned, budget, store_dir, concurrency, scheduler, out)
-    from chaos.runner import EXIT_CRASHED, Runner
+    from chaos.runner import Runner
 
     started = time.monotonic()
     results: list[tuple[str, int | None]] = []

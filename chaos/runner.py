@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from chaos import phases
 from chaos.config import ConfigError, RunConfig
-from chaos.history import FAIL, INFO, INVOKE, OK, Op
+from chaos.history import FAIL, OK, Op
 from chaos.interfaces import ClientBug, Unsupported
 from chaos.phases import RunAborted, RunContext
 from chaos.provision.base import ProvisionError

@@ -1,7 +1,6 @@
 """`splitbrain` command-line parsing: flags, --nemesis lists, scenario overrides, reproduce and
 nightly configs, and exit code 255 (never argparse's 2, which means "unknown") on bad input."""
 
-import json
 import os
 import subprocess
 import sys

@@ -3,7 +3,7 @@
 import pytest
 
 from raftnode.core import SafetyViolation
-from raftnode.types import APPEND, APPEND_RESP, NOOP, FOLLOWER, LEADER, NotLeader
+from raftnode.types import APPEND, APPEND_RESP, NOOP, NotLeader
 from raftnode.sim.manual import ack, append, drain, entry, make_core, make_leader, messages
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from raftnode.sim.lab import Lab, LabError
-from raftnode.types import APPEND, APPEND_RESP, LEADER
+from raftnode.types import APPEND, APPEND_RESP
 
 
 def test_basic_agreement_commits_each_command_on_every_node_in_order():

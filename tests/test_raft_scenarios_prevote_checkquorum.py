@@ -1,6 +1,5 @@
 """Pre-vote and check-quorum (Raft thesis 9.6): rejoining nodes do not disrupt, isolated leaders resign."""
 
-import pytest
 
 from raftnode.sim.lab import Lab
 from raftnode.types import FOLLOWER, LEADER, PRE_CANDIDATE, PRE_VOTE, PRE_VOTE_RESP

@@ -14,7 +14,7 @@ import pytest
 
 from chaos.history import Op
 from chaos.interfaces import Node
-from systems.raftnode.http_client import ClientBug, HttpClient
+from systems.raftnode.http_client import ClientBug
 from systems.raftnode.client import RegisterClient
 from systems.raftnode.client import SetClient
 

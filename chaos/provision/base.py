@@ -200,7 +200,7 @@ class ProvisionedDB(DB, Clock):
     def wait_ready(self, nodes: list[Node], timeout: float) -> None:
         """Default readiness: every node's client port accepts connections."""
         for node in nodes:
-            if not wait_until(lambda: port_open(node.address, self.client_port), timeout):
+            if not wait_until(lambda node=node: port_open(node.address, self.client_port), timeout):
                 raise ProvisionError(f"{node.id}: nothing listens on {node.address}:{self.client_port} "
                                      f"after {timeout:.0f} s")
 

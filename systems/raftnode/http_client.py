@@ -157,7 +157,7 @@ class HttpClient:
             try:
                 response = conn.getresponse()
                 raw = response.read()
-            except (socket.timeout, TimeoutError) as e:
+            except (socket.timeout, TimeoutError):
                 self._drop(netloc)
                 raise TransportError("timeout", f"no answer within {self.timeout} s", sent=True, url=url) from None
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
@@ -207,7 +207,7 @@ def perform(http: HttpClient, method: str, url: str, body: Any, *, is_read: bool
         if extract is not None:
             try:
                 return Outcome(OK, extract(payload), url=reply.url)
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError):
                 # A 2xx we cannot read: a read learnt nothing (fail); a write did happen.
                 if is_read:
                     return Outcome(FAIL, error=f"malformed {status} body: {reply.raw[:200]!r}", url=reply.url)

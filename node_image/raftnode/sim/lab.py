@@ -222,8 +222,8 @@ class Lab(Cluster):
             outcome = self.change_once(change)
             if isinstance(outcome, tuple):
                 index, term = outcome
-                if self.wait_until(lambda: self._committed_by(leader, index, term),
-                                   (deadline - self.now) / US):
+                committed = lambda leader=leader, index=index, term=term: self._committed_by(leader, index, term)  # noqa: E731
+                if self.wait_until(committed, (deadline - self.now) / US):
                     return index
                 outcome = "not committed"
                 continue

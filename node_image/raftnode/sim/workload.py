@@ -9,7 +9,7 @@ and reports every answer to the checker.
 from __future__ import annotations
 
 from .checks import ABSENT
-from .cluster import ARRIVE, TIMEOUT, US
+from .cluster import ARRIVE, TIMEOUT
 
 
 class Request:
