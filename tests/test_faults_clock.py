@@ -1,12 +1,14 @@
 """Clock faults as a node sees them: a probe started beside the node's service, in its container
 or cgroup and under the same clock environment (tests/clock_probe.py), reads its monotonic and
 wall clocks and times its waits, for each mode: bump, rate, strobe, and the reset. Then no
-fault survives a Ctrl-C or a crashed controller's `splitbrain clean`, and a service that does
-not load the shim is refused instead of silently unfaulted.
+fault survives the run's heal (real time and real speed again, timers included), a Ctrl-C
+(local and docker) or a crashed controller's `splitbrain clean` (local and docker), and a service
+that does not load the shim is refused instead of silently unfaulted.
 
 One 3-node cluster per provisioner serves the mode tests (each leaves its clocks real)."""
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -18,11 +20,12 @@ import time
 
 import pytest
 
+from chaos.faults import fault_kind
 from chaos.history import INVOKE, NEMESIS, Op
 from chaos.nemesis import build_nemesis
 from chaos.provision import clockshim
 from chaos.provision.base import ProvisionError
-from chaos.provision.local import read_states
+from chaos.provision.local import destroy_state, read_states
 from systems.raftnode.db import (
     RaftnodeDocker,
     RaftnodeLocal,
@@ -164,6 +167,33 @@ def test_the_nemesis_ops_reach_the_probe_and_clock_reset_puts_every_node_back(db
             assert abs(sample["wall_skew"]) < 0.01 and abs(sample["mono_skew"] - spec.mono_offset) < 0.01
 
 
+def test_the_runs_heal_puts_slowed_and_bumped_nodes_back_to_real_time_and_speed(db):
+    # what the heal phase does at the end of a run that ends inside clock faults: the clock kind's
+    # heal op, then every nemesis's heal_all
+    db, python = db
+    nemesis = build_nemesis(["clock"], db, db.nodes, None, random.Random(7))
+    kind = fault_kind("clock")
+
+    def op(f, value=None):
+        return nemesis.invoke(Op(process=NEMESIS, type=INVOKE, f=f, value=value, time=time.monotonic_ns())).value
+
+    slow, bumped = db.node("n1"), db.node("n2")
+    op("clock-skew", {"target": ["n1"], "mode": "rate", "rate": 0.05})
+    op("clock-skew", {"target": ["n2"], "mode": "bump", "delta": -20})
+    time.sleep(1.0)
+    assert skews(db, slow, python)[0] < -0.9 and skews(db, bumped, python)[1] < -19.9
+    assert op(kind.heal, kind.heal_value) == {"nodes": ["n1", "n2"]}
+    nemesis.heal_all()
+    for node in db.nodes:
+        spec = db.clock_state(node)
+        assert spec.is_real_time, (node.id, spec.text())
+        first, last = run_probe(db, node, "series", 2, 0.3, python=python)
+        assert abs((last["mono"] - first["mono"]) / (last["real_mono"] - first["real_mono"]) - 1) < 0.02
+        assert abs(last["wall_skew"]) < 0.01
+    for name, took in run_probe(db, slow, "waits", 0.2, python=python).items():
+        assert took["real"] < 0.35, (name, took)   # its timers run at real speed again
+
+
 def test_a_service_that_does_not_load_the_shim_is_refused_a_clock_fault():
     # as a statically linked (Go) binary would: the fault would silently not happen
     if clockshim.unavailable_reason():
@@ -287,3 +317,95 @@ def test_clean_removes_a_crashed_controllers_clock_faults_with_its_containers(no
         for network in client.networks.list(filters=label):
             network.remove()
         clockshim.remove_run_dir(run)
+
+
+@pytest.mark.docker
+def test_ctrl_c_of_a_docker_run_under_a_slowed_clock_leaves_no_clock_folder_or_container(node_image, tmp_path):
+    if clockshim.unavailable_reason():
+        pytest.skip(clockshim.unavailable_reason())
+    import docker
+
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(textwrap.dedent("""
+        nodes: 3
+        workload: register
+        time_limit: 60
+        concurrency: 3
+        schedule:
+          - {at: 1, f: clock-skew, target: all, mode: rate, rate: 0.05}
+    """))
+    store = tmp_path / "store"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "node_image")]))
+    proc = subprocess.Popen([sys.executable, "-m", "chaos.cli", "run", "--scenario", str(scenario), "--provisioner",
+                             "docker", "--store", str(store), "--subnet", "10.77.234.0/24",
+                             "--provisioner-option", f"image={node_image}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    client = docker.from_env()
+    run = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            log = store / "latest" / "controller.log"
+            if log.exists() and "nemesis clock-skew" in log.read_text():
+                run = json.load(open(store / "latest" / "config.json"))["run_id"]
+                break
+            time.sleep(0.1)
+        assert run, f"the run never slowed its clocks: {proc.stderr.read()[-3000:] if proc.poll() else ''}"
+        specs = sorted(os.listdir(clockshim.run_dir(run)))
+        assert specs, "no clock folder for the run's nodes"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if run:
+            for container in client.containers.list(all=True, filters={"label": f"splitbrain.run={run}"}):
+                container.remove(force=True)
+    assert proc.returncode == 255 and "SIGINT" in err, err[-3000:]
+    assert client.containers.list(all=True, filters={"label": f"splitbrain.run={run}"}) == []
+    assert not os.path.exists(clockshim.run_dir(run))
+
+
+CRASHING_LOCAL_CONTROLLER = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{root!r}, {root!r} + "/node_image"]
+    from systems.raftnode.db import RaftnodeLocal
+    db = RaftnodeLocal({run!r}, 3, base_address={address!r})
+    db.setup()
+    db.set_skew(db.nodes[0], 0.0, 0.05)
+    db.strobe_clock(db.nodes[1], 2.0, 0.05, 200)
+    print("faulted", flush=True)
+    sys.stdin.read()   # until killed
+""")
+
+
+def test_clean_ends_a_crashed_local_controllers_nodes_and_their_clock_files():
+    if clockshim.unavailable_reason():
+        pytest.skip(clockshim.unavailable_reason())
+    from chaos.provision.cleanup import clean
+
+    run, address = f"tclock-lcrash-{os.getpid()}", local_address(4)
+    script = CRASHING_LOCAL_CONTROLLER.format(root=ROOT, run=run, address=address)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    data_root = None
+    try:
+        assert proc.stdout.readline().strip() == "faulted"
+        data_root = next(state["data_root"] for state in read_states() if state.get("run") == run)
+        proc.kill()
+        proc.wait(timeout=10)
+        # the crash left the nodes running under their faulted clocks
+        assert len(clock_processes(data_root)) == 3
+        removed = clean(docker=False)
+        assert run in removed["local_runs"]
+        deadline = time.monotonic() + 10
+        while clock_processes(data_root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert clock_processes(data_root) == []
+        assert not os.path.exists(data_root)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for state in read_states():
+            if state.get("run") == run:
+                destroy_state(state)
