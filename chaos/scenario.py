@@ -273,7 +273,7 @@ def _nemesis(value: Any, loc: Located, path: tuple = ("nemesis",)) -> tuple[list
     else:
         raise loc.error(path, f"nemesis faults must be a list or a comma list, got {faults_value!r}")
     faults: list[str] = []
-    for item, item_path in zip(items, paths):
+    for item, item_path in zip(items, paths, strict=True):
         name = str(item).strip()
         if name == "all":
             return list(FAULTS), interval  # "all": the built-in kinds

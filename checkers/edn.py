@@ -169,7 +169,7 @@ def read_forms(text: str, child_offsets: bool = False) -> Iterator[tuple[int, An
             if frame.opener == "{":
                 if len(items) % 2:
                     raise EdnError(start, "map literal has an odd number of forms")
-                value: Any = {_hashable(k): v for k, v in zip(items[::2], items[1::2])}
+                value: Any = {_hashable(k): v for k, v in zip(items[::2], items[1::2], strict=True)}
             elif frame.opener == "#{":
                 value = {_hashable(x) for x in items}
             else:

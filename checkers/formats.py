@@ -133,7 +133,7 @@ def _parse_edn(text: str, source: str) -> list[Op]:
     # One vector (or list) holding every op, or one map per line.
     if len(forms) == 1 and isinstance(forms[0][1], list):
         _, items, starts = forms[0]
-        maps = [(lines.of(start), m) for start, m in zip(starts, items)]
+        maps = [(lines.of(start), m) for start, m in zip(starts, items, strict=True)]
     else:
         maps = [(lines.of(start), m) for start, m, _ in forms]
     ops: list[Op] = []

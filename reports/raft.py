@@ -10,6 +10,7 @@ node's events still land where they happened.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,7 +270,7 @@ def build_timeline(config: dict, polls: list[StatusPoll], logs: dict[str, NodeLo
             gaps.append((p.time - prev[p.node]) / 1e9)
         prev[p.node] = p.time
     leader_seq = [s.leader for s in stable]
-    changes = sum(1 for a, b in zip(leader_seq, leader_seq[1:]) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(leader_seq) if a != b)
     terms = {st.status.get("term") for st in polls if st.status is not None}
     return RaftTimeline(nodes=nodes, segments=segments, events=events, stable=stable,
                         convergence=conv, poll_count=len(polls), poll_interval=_median(gaps),

@@ -372,7 +372,7 @@ def sparkline(values: Sequence[float | None], colors: Sequence[str], titles: Seq
     span = hi - lo
     top, bottom = 20.0, height - 4.0
     pts = []
-    for i, (v, c, t, href) in enumerate(zip(values, colors, titles, links)):
+    for i, (v, c, t, href) in enumerate(zip(values, colors, titles, links, strict=True)):
         x = 2 + i * cell
         sq = f'<rect x="{x:.1f}" y="2" width="{max(cell - 2, 1):.1f}" height="12" rx="2" fill="{c}"><title>{esc(t)}</title></rect>'
         parts.append(f'<a href="{esc(href)}">{sq}</a>' if href else sq)

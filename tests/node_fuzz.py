@@ -343,7 +343,7 @@ def raw_batch(cluster, rng: random.Random, count: int, stats: FuzzStats) -> None
             payload, label = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000))), "garbage bytes"
         elif roll < 0.2:
             parts = [_request(rng) for _ in range(rng.randrange(2, 5))]
-            payload, label = b"".join(p for p, _ in parts), "pipelined: " + " | ".join(l for _, l in parts)
+            payload, label = b"".join(p for p, _ in parts), "pipelined: " + " | ".join(part_label for _, part_label in parts)
         else:
             payload, label = _request(rng)
         try:
@@ -412,7 +412,7 @@ def _authenticated_frame(rng: random.Random, me: str, dst: str, current: int, lo
         return hand_packed_frame(kind, src, dst, fields, flags=rng.randrange(8)), label + " (hand packed)"
     names = ("term", "last_log_index", "last_log_term", "prev_log_index", "prev_log_term", "leader_commit",
              "match_index", "conflict_index", "conflict_term", "context", "snapshot_index", "snapshot_term", "offset")
-    values = dict(zip(names, fields))
+    values = dict(zip(names, fields, strict=True))
     msg = Message(kind, src, dst, **values, granted=rng.random() < 0.5, success=rng.random() < 0.5,
                   done=rng.random() < 0.5)
     if kind == APPEND:

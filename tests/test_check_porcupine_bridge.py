@@ -70,7 +70,7 @@ def test_many_histories_in_one_call_keep_their_own_keys(helper):
         batch.append((f"h{seed}", keys, {}))
     answers = porcupine.check_batch(batch, model="register")
     assert len(answers) == 5
-    for (_, keys, _), per_key in zip(batch, answers):
+    for (_, keys, _), per_key in zip(batch, answers, strict=True):
         assert set(per_key) == {kh.key for kh in keys}
         assert all(a["result"] == "ok" for a in per_key.values())
 

@@ -56,7 +56,7 @@ def test_porcupine_in_one_batch_gives_every_etcd_history_its_known_verdict(helpe
         keys, _ = partition(ops, "register")
         batch.append((name, keys, {}))
     answers = porcupine.check_batch(batch, model="register", timeout_s=120)
-    for (name, expected), per_key in zip(rows, answers):
+    for (name, expected), per_key in zip(rows, answers, strict=True):
         verdict = all(a["result"] == "ok" for a in per_key.values())
         assert all(a["result"] in ("ok", "illegal", "skipped") for a in per_key.values()), name
         assert verdict is expected, name

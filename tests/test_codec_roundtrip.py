@@ -56,5 +56,5 @@ def test_a_stream_of_frames_decodes_the_same_however_it_is_split(values, cuts):
         last = cut
     decoder.check_eof()
     assert len(out) == len(messages)
-    for a, b in zip(messages, out):
+    for a, b in zip(messages, out, strict=True):
         same(a, b)

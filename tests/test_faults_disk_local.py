@@ -142,7 +142,7 @@ def test_a_bit_flip_in_the_hard_state_is_refused_and_counted_as_expected(db):
     done = invoke(nem, "corrupt", {"target": ["n2"], "mode": "bitflip", "file": "hardstate.json"})
     assert done["files"]["n2"].startswith("hardstate.json")
     after = read_bytes(db, n2, "hardstate.json")
-    assert len(after) == len(before) and sum(bin(a ^ b).count("1") for a, b in zip(before, after)) == 1
+    assert len(after) == len(before) and sum(bin(a ^ b).count("1") for a, b in zip(before, after, strict=True)) == 1
     back = invoke(nem, "restart-corrupted")
     assert back["expected_down"] == ["n2"]
     assert "hardstate.json: corrupt file at byte offset" in back["down"]["n2"]

@@ -1,6 +1,8 @@
 """Generator combinators mean what their one-line docstrings say, run in virtual time by
 chaos.generator.simulate (no threads, 1 ms per op unless a test scripts otherwise)."""
 
+import itertools
+
 import pytest
 
 from chaos.generator import (EMPTY, PENDING, Context, Generator, GeneratorError, any_of, before,
@@ -113,7 +115,7 @@ def test_delay_spaces_ops_evenly_over_all_threads():
 
 def test_stagger_spaces_ops_by_random_gaps_averaging_dt():
     times = [op.time for op in invokes(sim(time_limit(10, stagger(0.01, repeat({"f": "r"}))), concurrency=8))]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert 800 < len(times) < 1200  # about one per 10 ms for 10 s
     assert all(0 <= g < 20 * MS + MS for g in gaps)
 

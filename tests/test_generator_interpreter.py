@@ -3,6 +3,7 @@ every invocation and completion in order, retires a process after an info, turns
 exception into an info (or re-raises a fatal one), holds a thread through its backoff, stops on
 stop or a deadline, waits instead of polling, and never hangs on a worker that never answers."""
 
+import itertools
 import threading
 import time
 
@@ -129,7 +130,7 @@ def test_a_backoff_keeps_the_thread_busy_before_its_next_op():
     factory = Factory(answer=lambda op: "fail", backoff=0.2)
     history, _, _ = go(clients(limit(3, repeat({"f": "r"}))), factory, concurrency=1)
     invokes = [op.time for op in history if op.type == "invoke"]
-    assert all(b - a >= 200 * MS for a, b in zip(invokes, invokes[1:]))
+    assert all(b - a >= 200 * MS for a, b in itertools.pairwise(invokes))
 
 
 @pytest.mark.timeout(30)

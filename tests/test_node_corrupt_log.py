@@ -38,7 +38,7 @@ def test_a_flipped_byte_in_a_middle_record_stops_the_node_with_file_and_offset()
         try:
             code = proc.wait(15)
         except subprocess.TimeoutExpired:
-            raise AssertionError("the node started on a corrupt log")
+            raise AssertionError("the node started on a corrupt log") from None
         assert code == 2
         stderr = open(cluster.stderr_path(victim)).read()
         assert segment in stderr and f"offset {bad}" in stderr

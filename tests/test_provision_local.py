@@ -192,7 +192,7 @@ def test_local_partition_rules_cut_two_nodes_apart_both_ways_and_heal():
             s.bind((addr, 0))
             s.listen(8)
             listeners.append(s)
-        port = {addr: s.getsockname()[1] for addr, s in zip((a, b, c), listeners)}
+        port = {addr: s.getsockname()[1] for addr, s in zip((a, b, c), listeners, strict=True)}
         net = CgroupNet(db.nodes, db.chain, db._cgroup_rel)
         net.install()
         if db.cgroup_root:

@@ -123,7 +123,7 @@ def test_the_window_also_bounds_the_messages_in_flight():
 
 def test_a_heartbeat_to_a_follower_with_a_full_window_carries_no_entries():
     core = replicating_leader(max_bytes_per_append=1000, max_inflight_bytes=1000)
-    for i in range(30):
+    for _ in range(30):
         core.propose(command(b"v" * 100))
     drain(core)
     for _ in range(core.heartbeat_ticks):

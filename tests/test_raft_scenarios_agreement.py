@@ -83,7 +83,10 @@ def test_backup_over_fifty_conflicting_entries_converges_quickly():
     ids = lab.ids
     leader1 = lab.check_one_leader()
     l1 = ids.index(leader1)
-    at = lambda k: ids[(l1 + k) % 5]
+
+    def at(k):
+        return ids[(l1 + k) % 5]
+
     # The leader and one follower are cut off; they accept 50 entries that never commit.
     for k in (2, 3, 4):
         lab.disconnect(at(k))

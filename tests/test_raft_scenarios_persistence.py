@@ -31,7 +31,7 @@ def test_agreement_continues_after_crash_and_restart_of_the_leader():
 def test_agreement_continues_after_crash_and_restart_of_a_minority():
     lab = Lab(5)
     lab.one(lab.token(), 5)
-    for round_ in range(5):
+    for _ in range(5):
         leader = lab.check_one_leader()
         victims = [i for i in lab.ids if i != leader][:2]
         for v in victims:
@@ -55,7 +55,7 @@ def test_repeated_crashes_of_a_majority_lose_no_committed_entry():
         for v in down:
             lab.start(v)
     final = lab.one("final", 5)
-    for index, value in zip(committed, [f"v{i}" for i in range(8)]):
+    for index, value in zip(committed, [f"v{i}" for i in range(8)], strict=True):
         assert lab.applied_value(lab.ids[0], index) == value
     assert final > committed[-1]
 

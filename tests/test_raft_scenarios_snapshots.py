@@ -42,7 +42,7 @@ def test_a_follower_that_missed_compacted_entries_gets_a_snapshot_in_chunks(faul
 
 def test_snapshot_install_on_an_unreliable_network():
     lab = _snapshot_lab(seed=6, reliable=False)
-    for round_ in range(4):
+    for _round in range(4):
         leader = lab.check_one_leader(timeout=10)
         victim = next(i for i in lab.ids if i != leader)
         lab.disconnect(victim)
@@ -57,7 +57,7 @@ def test_snapshot_install_on_an_unreliable_network():
 
 def test_snapshots_survive_all_servers_crashing():
     lab = _snapshot_lab(seed=7)
-    for round_ in range(5):
+    for _round in range(5):
         for _ in range(15):
             lab.one(lab.token(), 3)
         for i in lab.ids:

@@ -2,6 +2,7 @@
 for the nemesis, a bounded wait for a stable leader; a paused node does not slow the others."""
 
 import io
+import itertools
 import json
 import time
 
@@ -29,12 +30,12 @@ def test_polls_every_node_at_least_ten_times_a_second_and_writes_status_lines(tm
     finally:
         view.stop()
         cluster.stop()
-    lines = [json.loads(l) for l in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
     for node in ("n1", "n2", "n3"):
-        polls = [l for l in lines if l["node"] == node]
+        polls = [line for line in lines if line["node"] == node]
         assert len(polls) >= 10, (node, len(polls))
-        assert all(isinstance(l["time"], int) and l["status"]["id"] == node for l in polls)
-        gaps = [b["time"] - a["time"] for a, b in zip(polls, polls[1:])]
+        assert all(isinstance(p["time"], int) and p["status"]["id"] == node for p in polls)
+        gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(polls)]
         assert max(gaps) < 100_000_000 * 1.5  # ns; "at least every 100 ms" with scheduling slack
 
 
@@ -94,9 +95,9 @@ def test_a_paused_node_does_not_slow_down_the_polls_of_the_others(tmp_path):
         cluster.nodes[1].running.set()
         view.stop()
         cluster.stop()
-    lines = [json.loads(l) for l in path.read_text().splitlines()]
-    assert len([l for l in lines if l["node"] == "n1"]) >= 10
-    n2 = [l for l in lines if l["node"] == "n2"]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len([line for line in lines if line["node"] == "n1"]) >= 10
+    n2 = [line for line in lines if line["node"] == "n2"]
     assert n2 and n2[0]["status"] is None and n2[0]["error"]
 
 

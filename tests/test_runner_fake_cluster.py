@@ -68,7 +68,7 @@ def test_a_run_records_a_paired_history_with_final_reads_and_exits_by_the_verdic
     assert "report: " in out
     assert os.path.realpath(os.path.join(str(tmp_path / "store"), "latest")) == run_dir
     status_lines = open(os.path.join(run_dir, "status.jsonl")).read().splitlines()
-    assert status_lines and {json.loads(l)["node"] for l in status_lines} == {"n1", "n2", "n3"}
+    assert status_lines and {json.loads(line)["node"] for line in status_lines} == {"n1", "n2", "n3"}
     kw = checker.calls[0][1]
     assert kw["workload"] == "register"
     # the checker draws porcupine's visualizations into the report folder, where the report links them
@@ -230,6 +230,8 @@ def test_reproduce_replays_the_executed_schedule_on_the_same_nodes(tmp_path):
                     progress_stream=io.StringIO(), progress_tty=False, install_signal_handlers=False)
     assert runner.execute() == 0
     replayed = json.load(open(os.path.join(runner.run.path, "config.json")))["schedule"]
-    hit = lambda entries: [(e["f"], (e["result"] or {}).get("nodes")) for e in entries[:3]]
+
+    def hit(entries):
+        return [(e["f"], (e["result"] or {}).get("nodes")) for e in entries[:3]]
     assert hit(replayed) == hit(executed)
     assert replayed[0]["value"] == {"target": [executed[0]["result"]["nodes"][0]]}

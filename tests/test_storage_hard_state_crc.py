@@ -9,7 +9,10 @@ from raftnode.storage import Storage, StorageCorruption
 from raftnode.types import HardState
 
 
-def written(tmp_path, hs=HardState(3, "n2", 5)):
+WRITTEN = HardState(3, "n2", 5)
+
+
+def written(tmp_path, hs=WRITTEN):
     storage = Storage(str(tmp_path))
     storage.load()
     storage.save_hard_state(hs)

@@ -134,12 +134,12 @@ class _Programs:
             if used & set(numbers):
                 continue
             try:
-                program = start(dict(zip(numbers, specs)))
+                program = start(dict(zip(numbers, specs, strict=True)))
             except QueueBusy as e:  # another program (another run on this host) has them
                 last_error = e
                 continue
             self.running[key] = program
-            return dict(zip(specs, numbers)), old
+            return dict(zip(specs, numbers, strict=True)), old
         raise NetError(f"no free netfilter queue numbers for the delay program: {last_error}")
 
     def stop(self, key) -> None:

@@ -664,7 +664,7 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
         self.nodes = [Node(id=nid, client_url="", address=host.service_address, peer_port=self.peer_port,
                            client_port=self.client_port, meta={"provisioner": "ssh", "host": host,
                                                                 "ssh": host.name})
-                      for nid, host in zip(ids, self.hosts)]
+                      for nid, host in zip(ids, self.hosts, strict=False)]
         for node in self.nodes:
             node.client_url = self.client_url(node)
         try:

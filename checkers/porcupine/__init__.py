@@ -175,7 +175,7 @@ def check_batch(histories: list[tuple[str, list[KeyHistory], dict[Any, str]]], *
                                    f"{proc.stderr.decode(errors='replace').strip()[-2000:] or proc.stdout[:2000]!r}")
     response = json.loads(proc.stdout)
     results = []
-    for (name, keys, _), hist in zip(histories, response["histories"]):
+    for (_name, keys, _), hist in zip(histories, response["histories"], strict=True):
         by_name = {r["key"]: r for r in hist["keys"]}
         results.append({kh.key: by_name[str(kh.key)] for kh in keys})
     return results

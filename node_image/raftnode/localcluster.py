@@ -63,8 +63,8 @@ class LocalCluster:
         self.spare_ids = [f"n{i + 1}" for i in range(size, size + spare_members)]
         members = self.ids + self.spare_ids
         ports = free_ports(2 * len(members))
-        self.peer_ports = dict(zip(members, ports[:len(members)]))
-        self.client_ports = dict(zip(members, ports[len(members):]))
+        self.peer_ports = dict(zip(members, ports[:len(members)], strict=True))
+        self.client_ports = dict(zip(members, ports[len(members):], strict=True))
         self.cluster_spec = ",".join(f"{n}=127.0.0.1:{self.peer_ports[n]}/127.0.0.1:{self.client_ports[n]}"
                                      for n in members)
         self._own_dir = base_dir is None
@@ -167,7 +167,7 @@ class LocalCluster:
         self.procs[node].send_signal(signal.SIGCONT)
 
     def close(self) -> None:
-        for node, proc in list(self.procs.items()):
+        for proc in list(self.procs.values()):
             if proc.poll() is None:
                 try:
                     proc.send_signal(signal.SIGCONT)
