@@ -451,6 +451,8 @@ class RaftNode:
             "uptime_s": round(time.monotonic() - self.started_mono, 3),
             "bugs": sorted(self.opts.bugs), "pre_vote": self.opts.pre_vote, "check_quorum": self.opts.check_quorum,
             "fsyncs": self.storage.fsyncs, "disk_bytes": self._disk_bytes(),
+            # The state machine's size: tells a soak's legitimate state growth from a leak.
+            "kv_keys": len(self.kv.data), "kv_sessions": len(self.kv.sessions),
             "pending_writes": len(self._write_waiters), "pending_reads": len(self._read_waiters),
             "peer_messages_dropped": {pid: link.dropped for pid, link in self.transport.links.items()},
             "peer_messages_received": {src: dict(kinds) for src, kinds in self.peer_received.items()},
