@@ -66,6 +66,24 @@ class ClusterView(StatusView):
             self.threads.append(t)
         return self
 
+    def add_node(self, node: Node) -> None:
+        """Poll a node added mid-run (membership) from now on."""
+        with self.lock:
+            if node.id in self.states:
+                return
+            self.nodes.append(node)
+            self.states[node.id] = NodeState()
+        if self.probe is not None and not self.stop_event.is_set():
+            t = threading.Thread(target=self._poll_loop, args=(node,), name=f"status-{node.id}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def remove_node(self, node_id: str) -> None:
+        """Stop polling a retired node: it no longer counts for the leader or the summary."""
+        with self.lock:
+            self.nodes = [n for n in self.nodes if n.id != node_id]
+            self.states.pop(node_id, None)
+
     def stop(self) -> None:
         self.stop_event.set()
         for t in self.threads:
@@ -77,7 +95,7 @@ class ClusterView(StatusView):
                 self.out.close()
 
     def _poll_loop(self, node: Node) -> None:
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and node.id in self.states:
             started = self.clock()
             status, error = None, None
             try:
@@ -99,7 +117,9 @@ class ClusterView(StatusView):
         if error:
             line["error"] = error
         with self.lock:
-            state = self.states[node_id]
+            state = self.states.get(node_id)
+            if state is None:
+                return  # retired while its probe was under way
             state.time, state.error = now, error
             if status is not None:
                 state.status, state.ok_time = status, now

@@ -100,6 +100,19 @@ def _random_corrupt(rng: random.Random, nodes: int, leader: bool) -> dict:
     return {"target": target, "mode": "truncate"}
 
 
+def _membership_nemesis(db, nodes, view, rng):
+    from chaos.nemesis.membership import MembershipNemesis
+    return MembershipNemesis(db, nodes, view, rng)
+
+
+MEMBERSHIP_CHANGES = ("grow", "shrink", "replace", "transfer")
+
+
+def _random_membership(rng: random.Random, nodes: int, leader: bool) -> dict:
+    # the nemesis skips what is illegal from its own view (a shrink at three voters)
+    return {"change": rng.choice(MEMBERSHIP_CHANGES)}
+
+
 def _packet_nemesis(kind: str):
     def make(db, nodes, view, rng):
         from chaos.nemesis.packet import packet_nemesis
@@ -203,6 +216,12 @@ BUILTIN_KINDS = (
                                   "offset": False, "bytes": False}, "restart-corrupted": {}},
               heal_rank=30, in_all=False,
               description="SIGKILL the service, flip bits in or truncate one of its data files, start it later"),
+    # Membership (chaos.nemesis.membership): one change per op, through the DB's Membership
+    # capability; settle finishes a half-done change and compares the view with the cluster's.
+    FaultKind("membership", "membership", "settle", frozenset({"membership"}), _membership_nemesis,
+              _random_membership, params={"membership": {"change": True, "node": False}, "settle": {}},
+              heal_rank=60, min_nodes=3, in_all=False,
+              description="grow, shrink, replace a node or transfer leadership (the DB's membership changes)"),
 )
 
 

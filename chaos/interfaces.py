@@ -25,6 +25,7 @@ whose capability the DB lacks, and says which one:
     exec         Exec           running a command in a node's environment (tests, probes)
     lose-unsynced Disk          lose-unsynced faults (a lazy disk under the data directory)
     corrupt      Disk           corrupt faults (bit flips, truncation of the node's data files)
+    membership   Membership     membership faults: nodes added, promoted, removed, leadership moved
 
 A DB may know at run time that it cannot offer a capability its class has (no C compiler for the
 clock shim on the host, no root for iptables): `unavailable()` names each such capability with the
@@ -50,6 +51,16 @@ class Node:
     peer_port: int = 9000
     client_port: int = 8000
     meta: dict = field(default_factory=dict)  # provisioner specifics (container id, pid, ...)
+
+
+class Roster(list):
+    """The run's nodes, one list shared by the runner, the nemeses and the clients (a node added
+    mid-run is appended, a removed one taken out), with the nodes removed so far in `retired`
+    (their logs are still collected)."""
+
+    def __init__(self, nodes=()):
+        super().__init__(nodes)
+        self.retired: list[Node] = []
 
 
 class Unsupported(RuntimeError):
@@ -223,11 +234,57 @@ class Disk(abc.ABC):
         service must be stopped. Returns what was lost (unsynced_bytes, files, dirs)."""
 
 
+#: the outcomes of a membership change, as a client's: it happened, it certainly did not, unknown
+CHANGE_OK, CHANGE_FAIL, CHANGE_UNKNOWN = "ok", "fail", "unknown"
+
+
+class Membership(abc.ABC):
+    """membership: the cluster's configuration changes while it runs (Jepsen's membership
+    nemesis; etcd's learners, our node's admin API). A new node starts outside the cluster and
+    joins as a non-voting learner; a learner is promoted to voter; a member is removed and its
+    node retired; leadership is handed to another voter.
+
+    Each change returns {"outcome": "ok" | "fail" | "unknown", "detail": str, ...}: ok = the
+    change committed, fail = it certainly did not happen, unknown = it may have (a timeout);
+    after an unknown outcome the caller reads configuration() to learn which."""
+
+    @abc.abstractmethod
+    def provision_node(self) -> Node:
+        """Provision and start a fresh node (a new id, address, empty data) that is not yet a
+        member; it is part of the DB from now on (its network layer, teardown and clean-up)."""
+
+    @abc.abstractmethod
+    def add_learner(self, node: Node) -> dict:
+        """Ask the cluster to add a node from provision_node() as a non-voting member."""
+
+    @abc.abstractmethod
+    def promote(self, node_id: str) -> dict:
+        """Make a learner a voter (a DB may refuse it until the learner has caught up: fail)."""
+
+    @abc.abstractmethod
+    def remove(self, node_id: str) -> dict:
+        """Remove a member (voter or learner) from the configuration."""
+
+    @abc.abstractmethod
+    def retire_node(self, node: Node) -> None:
+        """Stop a removed node's service and take it out of the network layer; its logs stay
+        collectable and teardown still removes what is left of it."""
+
+    @abc.abstractmethod
+    def transfer_leadership(self, to: str | None = None) -> dict:
+        """Hand the leadership to voter `to` (None: the DB's choice); ok once it leads."""
+
+    @abc.abstractmethod
+    def configuration(self) -> dict | None:
+        """The configuration in force as the cluster's leader says it: {"voters": [ids],
+        "learners": [ids], "committed": bool}; None when no leader answers."""
+
+
 CAPABILITIES: dict[str, type] = {
     "kill": Process, "pause": Pause, "partition": Network, "clock": Clock,
     "leader": Primaries, "status": StatusProbe, "logs": LogFiles, "exec": Exec,
     "loss": Network, "delay": Network, "bandwidth": Network,
-    "lose-unsynced": Disk, "corrupt": Disk,
+    "lose-unsynced": Disk, "corrupt": Disk, "membership": Membership,
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from chaos.config import RunConfig
 from chaos.faults import aims_at_leader, fault_kind, kind_of_op
 from chaos.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
-from chaos.interfaces import DB, ClientBug, Nemesis, Node, Process, merge_valid, require
+from chaos.interfaces import DB, ClientBug, Nemesis, Node, Process, Roster, merge_valid, require
 from chaos.store import RunDir
 
 log = logging.getLogger("splitbrain")
@@ -36,7 +36,7 @@ class RunContext:
     run: RunDir
     workload: Any
     db: DB | None = None
-    nodes: list[Node] = field(default_factory=list)
+    nodes: Roster = field(default_factory=Roster)  # shared with the nemeses; membership changes it
     view: Any = None
     nemesis: Nemesis | None = None
     history: HistoryWriter | None = None
@@ -151,11 +151,11 @@ def setup(ctx: RunContext, nemesis_factory: Callable) -> None:
     if ctx.attach is not None:
         if not hasattr(ctx.db, "attach"):
             raise RunAborted(f"the {cfg.provisioner} provisioner cannot attach a run to a running cluster")
-        ctx.nodes = list(ctx.db.attach([Node(id=n["id"], client_url=n["url"], address=n["address"],
+        ctx.nodes = Roster(ctx.db.attach([Node(id=n["id"], client_url=n["url"], address=n["address"],
                                              peer_port=n.get("peer_port", 9000), client_port=n.get("client_port", 8000))
                                         for n in ctx.attach["nodes"]]))
     else:
-        ctx.nodes = list(ctx.db.setup(cfg.nodes))
+        ctx.nodes = Roster(ctx.db.setup(cfg.nodes))
     ctx.timings["setup_s"] = round(time.monotonic() - t0, 3)
     log.info("cluster ready in %.1f s: %s", ctx.timings["setup_s"],
              ", ".join(f"{n.id}={n.client_url}" for n in ctx.nodes))
@@ -228,14 +228,32 @@ class LoadWorkers:
             return _NemesisWorker(ctx)
         node = ctx.nodes[thread % len(ctx.nodes)]
         client = ctx.workload.client(ctx.db, f"{ctx.run_token}-{process}").open(ctx.nodes, node)
-        return _ClientWorker(client, node)
+        return _ClientWorker(client, node, ctx, thread, process)
 
 
 class _ClientWorker:
-    def __init__(self, client, node: Node):
+    def __init__(self, client, node: Node, ctx: RunContext | None = None, thread=None, process=None):
+        self.client, self.node = client, node
+        self.ctx, self.thread, self.process = ctx, thread, process
+        self.rebinds = 0
+
+    def _rebind(self) -> None:
+        """A worker whose node was retired (a membership change) moves to a node of the roster
+        now, as a client of a real cluster would be pointed at a live member."""
+        ctx = self.ctx
+        if ctx is None or not ctx.nodes or any(n is self.node for n in ctx.nodes):
+            return
+        node = ctx.nodes[self.thread % len(ctx.nodes)]
+        self.rebinds += 1
+        # a client id of its own: sessions number writes per client id, and a new client
+        # starts its numbering again
+        client_id = f"{ctx.run_token}-{self.process}-r{self.rebinds}"
+        client = ctx.workload.client(ctx.db, client_id).open(ctx.nodes, node)
+        self.client.close()
         self.client, self.node = client, node
 
     def invoke(self, op: Op) -> Op:
+        self._rebind()
         if op.node != self.node.id:
             # the client sees the node it is bound to (the recorded invocation is not changed);
             # usually the history already names it (RunContext.record), and no copy is needed
@@ -445,7 +463,7 @@ def collect_and_teardown(ctx: RunContext) -> None:
             log.warning("nemesis teardown failed: %s", e)
     if ctx.db is not None:
         if "logs" in ctx.db.capabilities():
-            for node in ctx.nodes:
+            for node in [*ctx.nodes, *getattr(ctx.nodes, "retired", ())]:
                 try:
                     ctx.db.collect_logs(node, ctx.run.node_dir(node.id))
                 except Exception as e:  # noqa: BLE001

@@ -390,6 +390,13 @@ def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
         value["target"] = "killed" if target == "killed" else _target(target, names, loc, path + ("target",))
     elif "target" in value:  # a plugin's fault kind that takes a target: the same targets
         value["target"] = _target(value["target"], names, loc, path + ("target",))
+    if f == "membership":
+        from chaos.nemesis.membership import check_value as check_membership
+        try:
+            check_membership(value)
+        except ValueError as e:
+            key = "change" if "unknown change" in str(e) else "node"
+            raise loc.error(path + (key,) if key in value else path, str(e)) from None
     if f in ("lossy", "slow", "throttle"):  # link faults: their numbers and links, checked now
         from chaos.nemesis.packet import KINDS, check_value
         kind = next(k for k, (start, _, _) in KINDS.items() if start == f)

@@ -44,9 +44,13 @@ class ClockNemesis(Nemesis):
 
     def __init__(self, db, nodes, view, rng):
         require(db, "clock", "the clock fault")
-        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
-        self.by_id = {n.id: n for n in self.nodes}
+        self.db, self.nodes, self.view, self.rng = db, nodes, view, rng
         self.skewed: set[str] = set()
+
+    @property
+    def by_id(self) -> dict:
+        # the run's roster, shared: nodes added or retired mid-run (membership) are seen here
+        return {n.id: n for n in self.nodes}
 
     def invoke(self, op: Op) -> Op:
         if op.f == "clock-reset":
@@ -90,7 +94,9 @@ class ClockNemesis(Nemesis):
 
     def _reset(self) -> list[str]:
         ids, self.skewed = sorted(self.skewed, key=lambda s: (len(s), s)), set()
-        on_nodes(self.db.reset_clock, [self.by_id[i] for i in ids])
+        by_id = self.by_id
+        ids = [i for i in ids if i in by_id]  # a retired node's clock went with it
+        on_nodes(self.db.reset_clock, [by_id[i] for i in ids])
         return ids
 
     def heal_all(self) -> None:

@@ -48,10 +48,14 @@ class _DiskNemesis(Nemesis):
     def __init__(self, db, nodes, view, rng):
         require(db, "kill", f"the {self.capability} fault (it kills the node first)")
         require(db, self.capability, f"the {self.capability} fault")
-        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
-        self.by_id = {n.id: n for n in self.nodes}
+        self.db, self.nodes, self.view, self.rng = db, nodes, view, rng
         self.state = process_state(db)
         self.down: set[str] = set()  # the nodes this nemesis holds down
+
+    @property
+    def by_id(self) -> dict:
+        # the run's roster, shared: nodes added or retired mid-run (membership) are seen here
+        return {n.id: n for n in self.nodes}
 
     def _targets(self, target) -> list[Node]:
         with self.state.lock:
@@ -72,7 +76,7 @@ class _DiskNemesis(Nemesis):
         self.down.update(n.id for n in nodes)
 
     def _restart(self) -> tuple[list[Node], dict[str, str]]:
-        nodes = [self.by_id[i] for i in _sorted(self.down)]
+        nodes = [self.by_id[i] for i in _sorted(self.down) if i in self.by_id]
         with self.state.lock:
             for n in nodes:
                 self.state.killed.discard(n.id)

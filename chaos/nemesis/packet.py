@@ -118,9 +118,20 @@ class PacketNemesis(Nemesis):
         self.kind = kind
         self.start_f, self.heal_f, self.own = KINDS[kind]
         self.fs = frozenset({self.start_f, self.heal_f})
-        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
-        self.ids = [n.id for n in self.nodes]
+        self.db, self.nodes, self.view, self.rng = db, nodes, view, rng
         self.state = link_state(db)
+
+    @property
+    def ids(self) -> list[str]:
+        # the run's roster, shared: nodes added or retired mid-run (membership) are seen here
+        return [n.id for n in self.nodes]
+
+    def _shape(self) -> None:
+        """The link faults of every kind in force, without those of retired nodes."""
+        ids = set(self.ids)
+        for kind, pairs in self.state.by_kind.items():
+            self.state.by_kind[kind] = {p: v for p, v in pairs.items() if set(p) <= ids}
+        self.db.net().shape(self.state.faults())
 
     def invoke(self, op: Op) -> Op:
         if op.f == self.heal_f:
@@ -144,7 +155,7 @@ class PacketNemesis(Nemesis):
             previous = self.state.by_kind.get(self.kind, {})
             self.state.by_kind[self.kind] = {pair: dict(params) for pair in pairs}
             try:
-                self.db.net().shape(self.state.faults())
+                self._shape()
             except BaseException:
                 self.state.by_kind[self.kind] = previous
                 raise
@@ -154,7 +165,7 @@ class PacketNemesis(Nemesis):
         with self.state.lock:
             healed = sorted(self.state.by_kind.pop(self.kind, {}))
             if healed:
-                self.db.net().shape(self.state.faults())
+                self._shape()
         return healed
 
     def heal_all(self) -> None:

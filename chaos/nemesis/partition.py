@@ -21,7 +21,8 @@ class PartitionNemesis(Nemesis):
 
     def __init__(self, db, nodes, view, rng):
         require(db, "partition", "the partition fault")
-        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
+        # the run's roster, shared: a partition drawn after a node joined includes it
+        self.db, self.nodes, self.view, self.rng = db, nodes, view, rng
         self.active = None
 
     def invoke(self, op: Op) -> Op:

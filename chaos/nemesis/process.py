@@ -25,9 +25,13 @@ class _TargetedNemesis(Nemesis):
 
     def __init__(self, db, nodes, view, rng):
         require(db, self.capability, f"the {self.capability} fault")
-        self.db, self.nodes, self.view, self.rng = db, list(nodes), view, rng
+        self.db, self.nodes, self.view, self.rng = db, nodes, view, rng
         self.state = process_state(db)
-        self.by_id = {n.id: n for n in self.nodes}
+
+    @property
+    def by_id(self) -> dict:
+        # the run's roster, shared: nodes added or retired mid-run (membership) are seen here
+        return {n.id: n for n in self.nodes}
 
     def _targets(self, target) -> list[Node]:
         ids = [n.id for n in self.nodes]
@@ -37,7 +41,8 @@ class _TargetedNemesis(Nemesis):
     def _named(self, target, default: set[str], default_name: str) -> list[Node]:
         """The nodes a healing op acts on: the faulted ones, all, or named nodes."""
         if target in (None, default_name):
-            return [self.by_id[i] for i in _sorted(default)]
+            by_id = self.by_id
+            return [by_id[i] for i in _sorted(default) if i in by_id]
         if target == "all":
             return list(self.nodes)
         return self._targets(target)

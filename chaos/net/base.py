@@ -69,6 +69,35 @@ class Net(abc.ABC):
                 self._links = ()
             self._clear()
 
+    def add_node(self, node: Node) -> None:
+        """A node that joined mid-run: it hears everyone (the grudge in force is kept for the
+        others), and later grudges and link faults may name it. A layer with rules per node
+        puts them on it when its namespace is ready (reapply)."""
+        with self._changing:
+            with self._lock:
+                if node.id in self.by_id:
+                    return
+                self.nodes.append(node)
+                self.by_id[node.id] = node
+                self._grudge = {**self._grudge, node.id: frozenset()}
+
+    def remove_node(self, node_id: str) -> None:
+        """A node retired mid-run: the grudges and link faults that name it are dropped, and
+        the rules in force re-rendered without it."""
+        with self._changing:
+            with self._lock:
+                if node_id not in self.by_id:
+                    return
+                grudge = {n: frozenset(s - {node_id}) for n, s in self._grudge.items() if n != node_id}
+                links = tuple(f for f in self._links if node_id not in (f.sender, f.receiver))
+                changed_links = links != self._links
+                self.nodes = [n for n in self.nodes if n.id != node_id]
+                del self.by_id[node_id]
+                self._grudge, self._links = grudge, links
+            self._apply(grudge)
+            if changed_links:
+                self._apply_links(links)
+
     def current(self) -> Grudge:
         with self._lock:
             return dict(self._grudge)

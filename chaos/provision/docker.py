@@ -117,6 +117,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         self._docker = docker
         self.network_name = f"splitbrain-{run_id}"
         self._net: NamespaceNet | None = None
+        self.retired_nodes: list[Node] = []   # removed mid-run: stopped, kept until teardown
 
     # -- what a system may override ------------------------------------------------------------
     def image_tag(self) -> str:
@@ -217,6 +218,46 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             self.teardown()
             raise
         return self.nodes
+
+    # -- nodes added and retired mid-run (a system's Membership capability uses these) ----------
+    def add_node(self) -> Node:
+        """Provision and start one more node after setup: the next id and address of the subnet
+        (never one used before in this run), a container with the run's labels (teardown and
+        `splitbrain clean` remove it), in the network layer before its rules are put on it.
+        node.meta["joined"] tells the system's command() that it joins a running cluster."""
+        if self._net is None:
+            raise ProvisionError("the cluster is not set up: no network to add a node to")
+        index = len(self.nodes) + len(self.retired_nodes)
+        address = node_addresses(self.subnet, index + 1)[index]
+        node_id = f"n{index + 1}"
+        node = Node(id=node_id, client_url="", address=address, peer_port=self.peer_port,
+                    client_port=self.client_port,
+                    meta={"container": self.container_name(node_id), "provisioner": "docker", "joined": True})
+        node.client_url = self.client_url(node)
+        if self.lazy_disk_enabled:
+            root = host_root(self.run_id)
+            self._lazy.mount(node, os.path.join(root, node.id), os.path.join(root, f"{node.id}.sock"),
+                             os.path.join(root, f"{node.id}.log"))
+        self._net.add_node(node)
+        self.nodes.append(node)
+        self._create_container(node, self.image_tag())
+        self._start_process(node)
+        return node
+
+    def retire_node(self, node: Node) -> None:
+        """Stop a node for good (removed from the cluster): its service killed, out of the
+        network layer and the node list, its container stopped (kept until teardown, so that
+        its logs are collected)."""
+        import docker.errors
+
+        self.kill(node)
+        self._net.remove_node(node.id)
+        self.nodes = [n for n in self.nodes if n.id != node.id]
+        self.retired_nodes.append(node)
+        try:
+            self._container(node).stop(timeout=0)
+        except docker.errors.NotFound:
+            pass
 
     def _stderr_tails(self, lines: int = 5) -> str:
         """The last lines each node wrote to stderr: why a cluster did not come up."""

@@ -123,6 +123,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         self.clock_enabled = clock
         self.chain = chain_name(run_id, 0 if self.detached else None)
         self.procs: dict[str, subprocess.Popen] = {}
+        self.retired_nodes: list[Node] = []   # removed mid-run: stopped, files kept until teardown
         self.partition_note: str | None = None
         self.cgroup_mount: str | None = None
         self.cgroup_root: str | None = None   # our run's cgroup dir (one child per node)
@@ -238,13 +239,53 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             raise
         return self.nodes
 
+    # -- nodes added and retired mid-run (a system's Membership capability uses these) ----------
+    def add_node(self) -> Node:
+        """Provision and start one more node after setup: the next id and address (never one
+        used before in this run), fresh directories, its own cgroup, in the network layer and in
+        the state file, so that partitions, teardown and `splitbrain clean` include it.
+        node.meta["joined"] tells the system's command() that it joins a running cluster."""
+        index = len(self.nodes) + len(self.retired_nodes)
+        if index >= MAX_LOCAL_NODES:
+            raise ProvisionError(f"a local run has at most {MAX_LOCAL_NODES} nodes over its lifetime")
+        node = Node(id=f"n{index + 1}", client_url="", address=str(self.base_address + index),
+                    peer_port=self.peer_port, client_port=self.client_port,
+                    meta={"provisioner": "local", "joined": True})
+        node.client_url = self.client_url(node)
+        self._check_ports_free([node])
+        os.makedirs(self.data_dir(node), exist_ok=True)
+        os.makedirs(self.log_dir(node), exist_ok=True)
+        with open(self._clock_file(node), "w") as f:
+            f.write(self.clock_state(node).text() + "\n")
+        if self.lazy_disk_enabled:
+            self._lazy.mount(node, self.data_dir(node), os.path.join(self.node_dir(node), "lazydisk.sock"),
+                             os.path.join(self.log_dir(node), "lazydisk.log"))
+        if self._net is not None and self.cgroup_root:
+            os.makedirs(os.path.join(self.cgroup_root, node.id), exist_ok=True)
+        self.nodes.append(node)
+        if self._net is not None:
+            self._net.add_node(node)
+        self._start_process(node)
+        self._save_state()
+        return node
+
+    def retire_node(self, node: Node) -> None:
+        """Stop a node for good (removed from the cluster): SIGKILL, out of the network layer
+        and the node list; its files stay until teardown (its logs are collected)."""
+        self.kill(node)
+        if self._net is not None:
+            self._net.remove_node(node.id)
+        self.nodes = [n for n in self.nodes if n.id != node.id]
+        self.retired_nodes.append(node)
+        self._save_state()
+
     def _cgroup_rel(self, node: Node) -> str | None:
         if not self.cgroup_root:
             return None
         return os.path.relpath(os.path.join(self.cgroup_root, node.id), self.cgroup_mount)
 
-    def _check_ports_free(self) -> None:
-        for node in self.nodes:
+    def _check_ports_free(self, nodes: list[Node] | None = None) -> None:
+        for node in self.nodes if nodes is None else nodes:
             for port in (node.client_port, node.peer_port):
                 with socket.socket() as s:
                     # as the node binds: connections in TIME_WAIT from a previous run do not count

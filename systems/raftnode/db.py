@@ -19,8 +19,10 @@ import os
 import secrets
 import sys
 import threading
+import time
 
-from chaos.interfaces import Client, Node, Primaries, StatusProbe, StatusView, Unsupported
+from chaos.interfaces import (CHANGE_FAIL, CHANGE_OK, CHANGE_UNKNOWN, Client, Membership, Node, Primaries,
+                              StatusProbe, StatusView, Unsupported)
 from raftnode.core import KNOWN_BUGS
 from chaos.provision.base import ProvisionError, db_factory, wait_until
 from chaos.provision.docker import ContainerDB
@@ -228,7 +230,16 @@ class Raftnode(StatusProbe, Primaries):
         return {"RAFTNODE_PEER_SECRET": self.peer_secret}
 
     def node_argv(self, node: Node, nodes: list[Node], python: str, data_dir: str, log_file: str) -> list[str]:
-        return [python, "-m", "raftnode", "--id", node.id, "--cluster", cluster_arg(nodes),
+        if node.meta.get("joined"):
+            # added mid-run: no configuration of its own until the cluster adds it (--join)
+            start = ["--join", f"{node.address}:{node.peer_port}/{node.address}:{node.client_port}"]
+        else:
+            # The bootstrap members, as at setup: a member restarted after changes keeps the
+            # same flags (its configuration comes from its disk).
+            if getattr(self, "_bootstrap_cluster", None) is None:
+                self._bootstrap_cluster = cluster_arg(nodes)
+            start = ["--cluster", self._bootstrap_cluster]
+        return [python, "-m", "raftnode", "--id", node.id, *start,
                 "--client-listen", f"{node.address}:{node.client_port}",
                 "--peer-listen", f"{node.address}:{node.peer_port}",
                 "--data-dir", data_dir, "--log-file", log_file] + node_flags(self.node_options)
@@ -267,7 +278,110 @@ class Raftnode(StatusProbe, Primaries):
                 "node options": {k: str(v) for k, v in sorted(options.items())}}
 
 
-class RaftnodeDocker(Raftnode, ContainerDB):
+#: refusals that mean "not now" (a change in flight, a learner still catching up, no leader yet)
+RETRYABLE_ERRORS = ("change_in_progress", "leader_not_ready", "not_caught_up", "no_leader", "transferring",
+                    "transfer_in_progress")
+MAX_ADMIN_REDIRECTS = 3
+
+
+class RaftnodeMembership(Membership):
+    """The membership capability through the node's admin API (GET /cluster, POST
+    /cluster/learners|promote|remove|transfer-leader): 200 = ok (committed); 504, a timeout or a
+    connection lost after sending = unknown; 307 past the redirect limit, 503, 409, 400 and a
+    refused connection = fail (nothing appended). "retry": True marks refusals that mean
+    "not now". The provisioner (add_node, retire_node) starts and retires the processes."""
+
+    admin_timeout = 5.0
+
+    def provision_node(self) -> Node:
+        node = self.add_node()
+        if not wait_until(lambda: self.probe(node, 1.0) is not None, self.ready_timeout, interval=0.1):
+            raise ProvisionError(f"{node.id} (joining) did not answer /status within {self.ready_timeout:.0f} s")
+        return node
+
+    def add_learner(self, node: Node) -> dict:
+        status = self.probe(node, 2.0)
+        if status is None or not status.get("incarnation"):
+            return {"outcome": CHANGE_FAIL, "detail": f"{node.id} does not answer /status with its incarnation"}
+        return self._admin("/cluster/learners", {"id": node.id, "peer": f"{node.address}:{node.peer_port}",
+                                                 "client": f"{node.address}:{node.client_port}",
+                                                 "incarnation": status["incarnation"]})
+
+    def promote(self, node_id: str) -> dict:
+        return self._admin("/cluster/promote", {"id": node_id})
+
+    def remove(self, node_id: str) -> dict:
+        return self._admin("/cluster/remove", {"id": node_id})
+
+    def transfer_leadership(self, to: str | None = None) -> dict:
+        result = self._admin("/cluster/transfer-leader", {"to": to} if to else {})
+        if result["outcome"] == CHANGE_OK:
+            result["leader"] = (result.get("answer") or {}).get("leader")
+        return result
+
+    def configuration(self) -> dict | None:
+        for node in self._leaders_first():
+            try:
+                code, body = self._request(node, "GET", "/cluster", None)
+            except (OSError, http.client.HTTPException, ValueError):
+                continue
+            if code == 200 and isinstance(body, dict) and body.get("role") == "leader":
+                conf = body.get("configuration") or {}
+                return {"voters": sorted(conf.get("voters", [])), "learners": sorted(conf.get("learners", [])),
+                        "committed": bool(conf.get("committed")), "index": conf.get("index"),
+                        "leader": body.get("id"), "term": body.get("term")}
+        return None
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _leaders_first(self) -> list[Node]:
+        statuses = {n.id: s for n in self.nodes if (s := self.probe(n, 0.5)) is not None}
+        leader = leader_of(statuses)
+        return sorted((n for n in self.nodes if n.id in statuses), key=lambda n: n.id != leader)
+
+    def _request(self, node: Node, method: str, path: str, body) -> tuple[int, dict | None]:
+        conn = http.client.HTTPConnection(node.address, node.client_port, timeout=self.admin_timeout)
+        try:
+            payload = None if body is None else json.dumps(body).encode()
+            conn.request(method, path, body=payload,
+                         headers={"Content-Type": "application/json"} if payload is not None else {})
+            response = conn.getresponse()
+            data = response.read()
+            parsed = json.loads(data) if data else None
+            return response.status, parsed if isinstance(parsed, dict) else None
+        finally:
+            conn.close()
+
+    def _admin(self, path: str, body: dict) -> dict:
+        """One admin request to the leader (redirects followed), mapped onto an outcome."""
+        candidates = self._leaders_first()
+        if not candidates:
+            return {"outcome": CHANGE_FAIL, "detail": "no node answers /status", "retry": True}
+        by_id = {n.id: n for n in self.nodes}
+        node, hops = candidates[0], 0
+        t0 = time.monotonic()
+        while True:
+            try:
+                code, answer = self._request(node, "POST", path, body)
+            except ConnectionRefusedError as e:
+                return {"outcome": CHANGE_FAIL, "detail": f"{node.id}: {e}", "retry": True}
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                # sent (or maybe sent) and no answer: the change may have been appended
+                return {"outcome": CHANGE_UNKNOWN, "detail": f"{node.id}: {type(e).__name__}: {e}", "via": node.id}
+            error = (answer or {}).get("error")
+            result = {"via": node.id, "status": code, "ms": round((time.monotonic() - t0) * 1000, 1)}
+            if code == 307 and hops < MAX_ADMIN_REDIRECTS and (answer or {}).get("leader") in by_id:
+                node, hops = by_id[answer["leader"]], hops + 1
+                continue
+            if code == 200:
+                return {**result, "outcome": CHANGE_OK, "detail": "committed", "answer": answer}
+            if code == 504:
+                return {**result, "outcome": CHANGE_UNKNOWN, "detail": (answer or {}).get("detail", "timeout")}
+            return {**result, "outcome": CHANGE_FAIL, "error": error,
+                    "detail": (answer or {}).get("detail") or f"HTTP {code}",
+                    "retry": code in (307, 503) or error in RETRYABLE_ERRORS}
+
+
+class RaftnodeDocker(Raftnode, ContainerDB, RaftnodeMembership):
     data_dir = "/var/lib/raftnode"
     log_dir = "/var/log/raftnode"
     process_match = "raftnode"
@@ -289,7 +403,7 @@ class RaftnodeDocker(Raftnode, ContainerDB):
         return self.peer_environment()
 
 
-class RaftnodeLocal(Raftnode, ProcessDB):
+class RaftnodeLocal(Raftnode, ProcessDB, RaftnodeMembership):
     def __init__(self, run_id: str, nodes: int = 3, node_options: dict | None = None,
                  python: str = sys.executable, **kw):
         super().__init__(run_id, nodes, node_options, **kw)
