@@ -239,6 +239,7 @@ class PreEncoded(dict):
     the same values from `wire`, reach the same verdict by running it."""
 
     __slots__ = ("wire",)
+    wire: bytes
 
 
 def _entry_data_bytes(entry: Entry) -> bytes:

@@ -15,6 +15,7 @@ Where each rule lives:
     reads.py        ReadIndex
     reconfig.py     the configuration in force, membership changes, leadership transfer
     membership.py   configurations and which changes are legal (pure, no core state)
+    corestate.py    the state the mixins share, declared with its types (annotations only)
     tracker.py      a follower's progress: flow control, snapshot transfer, catch-up rounds
 
 Driver protocol (the simulator and the asyncio node run exactly this loop):
@@ -51,11 +52,14 @@ Seeded bugs (Config.bugs; every path is marked `# SEEDED BUG` and is unreachable
 from __future__ import annotations
 
 import math
+import random
+from typing import Any
 
 from .codec import MAX_FRAME_BYTES, PreEncoded
 from .election import Elections
 from .follower import Following
 from .log import _ENTRY_HEAD_BYTES, RaftLog, entry_size
+from .membership import Configuration
 from .reads import Reads
 from .reconfig import Reconfiguration
 from .replication import Replication
@@ -136,7 +140,7 @@ def validate_config(config: Config) -> None:
 
 
 class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
-    def __init__(self, config: Config, state: StorageState, rng):
+    def __init__(self, config: Config, state: StorageState, rng: random.Random) -> None:
         validate_config(config)
         self.config = config
         self.id = config.node_id
@@ -171,7 +175,7 @@ class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
         self._applied = self.raft_log.snapshot_index   # handed out in a Ready for applying
         self._hs_dirty = False
         self._pending_snapshot = None
-        self._incoming_snapshot: tuple | None = None  # (leader, term, index, snap_term, bytearray)
+        self._incoming_snapshot = None   # see CoreState
 
         self._ticks = 0
         self.election_elapsed = 0
@@ -179,23 +183,23 @@ class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
         self._reset_election_timer()
         self.heartbeat_elapsed = 0
         self.votes: dict[str, bool] = {}
-        self.progress: dict = {}            # leader: member -> tracker.Progress
+        self.progress = {}                  # leader: member -> tracker.Progress
         self.others: list[str] = []         # leader: the members with a Progress, in a fixed order
-        self._voter_prs: list = []          # leader: the Progress of every voter but us
+        self._voter_prs = []                # leader: the Progress of every voter but us
         self._send_to: set[str] = set()
         self._noop_index = 0
         self._proposed_bytes = self._committed_bytes = 0   # this leadership's proposals
-        self._transfer: list | None = None  # leader: [target, started at tick, TimeoutNow sent]
+        self._transfer = None               # leader: [target, started at tick, TimeoutNow sent]
         self._read_round = 0
         self._read_round_requested = False
-        self._waiting_reads: list = []      # reads that arrived before the no-op committed
-        self._pending_reads: list = []      # [round, ctx, index] awaiting a quorum of acks
+        self._waiting_reads = []            # reads that arrived before the no-op committed
+        self._pending_reads = []            # (round, ctx, index) awaiting a quorum of acks
         self._reported_commit = self.commit_index
 
         self._msgs: list[Message] = []
         self._events: list[Event] = []
-        self._read_states: list = []
-        self._dropped_reads: list = []
+        self._read_states = []
+        self._dropped_reads = []
         self._init_configuration(self.raft_log.snapshot_data)
 
     # -- properties for the driver --------------------------------------------------------------
@@ -213,7 +217,7 @@ class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
         return self.raft_log.snapshot_term
 
     @property
-    def snapshot_data(self):
+    def snapshot_data(self) -> bytes | None:
         return self.raft_log.snapshot_data
 
     @property
@@ -238,7 +242,7 @@ class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
         return self.raft_log.persisted
 
     @property
-    def configuration(self):
+    def configuration(self) -> Configuration:
         """The configuration in force (raftnode.membership.Configuration)."""
         return self.conf
 
@@ -278,7 +282,7 @@ class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
             acted = True
         return acted
 
-    def propose(self, command) -> tuple[int, int]:
+    def propose(self, command: dict[str, Any]) -> tuple[int, int]:
         """Append a client command to the leader's log; returns its (index, term). Raises
         NotLeader on a non-leader, TransferInProgress while leadership is being handed over,
         ProposalDropped (nothing appended) while the uncommitted entries of this leader's term
@@ -441,5 +445,5 @@ class RaftCore(Elections, Replication, Following, Reads, Reconfiguration):
     def _send(self, msg: Message) -> None:
         self._msgs.append(msg)
 
-    def _event(self, kind: str, **detail) -> None:
+    def _event(self, kind: str, **detail: Any) -> None:
         self._events.append(Event(kind, detail))

@@ -9,6 +9,7 @@ campaigns, and a node that the latest change made a voter only once that change 
 
 from __future__ import annotations
 
+from .corestate import CoreState
 from .log import entry_size
 from .quorum import VOTE_LOST, VOTE_WON
 from .tracker import Progress
@@ -27,7 +28,7 @@ from .types import (
 )
 
 
-class Elections:
+class Elections(CoreState):
     # -- timers ----------------------------------------------------------------------------------
     def _reset_election_timer(self) -> None:
         self.election_elapsed = 0

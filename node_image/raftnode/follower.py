@@ -7,6 +7,7 @@ A mixin of RaftCore (raftnode.core); `raft_log` is the log (raftnode.log.RaftLog
 
 from __future__ import annotations
 
+from .corestate import CoreState
 from .types import (
     APPEND_RESP,
     FOLLOWER,
@@ -17,7 +18,7 @@ from .types import (
 )
 
 
-class Following:
+class Following(CoreState):
     def _handle_append(self, msg: Message) -> None:
         if self.role != FOLLOWER or self.leader_id != msg.src:
             # A candidate (or pre-candidate) that hears the leader of its term steps down.
@@ -39,6 +40,7 @@ class Following:
             self._reject(msg, last + 1, 0)
             return
         my_prev_term = rlog.term_at(prev)
+        assert my_prev_term is not None  # snapshot_index <= prev <= last
         if my_prev_term != prev_term:
             # Hint: the first index of our conflicting term, so the leader skips it in one step.
             self._reject(msg, max(rlog.first_index_of_term(my_prev_term), self.commit_index + 1),

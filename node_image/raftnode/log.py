@@ -52,7 +52,8 @@ class RaftLog:
         "unstable_from",
     )
 
-    def __init__(self, snapshot_index: int, snapshot_term: int, snapshot_data, entries: list[Entry]):
+    def __init__(self, snapshot_index: int, snapshot_term: int, snapshot_data: bytes | None,
+                 entries: list[Entry]) -> None:
         self.snapshot_index = snapshot_index
         self.snapshot_term = snapshot_term
         self.snapshot_data = snapshot_data
@@ -153,13 +154,14 @@ class RaftLog:
         if self.persisted >= index:
             self.persisted = index - 1
 
-    def compact(self, index: int, data) -> None:
+    def compact(self, index: int, data: bytes) -> None:
         """Drop the entries through index: a durable snapshot (data) covers them."""
         term = self.term_at(index)
+        assert term is not None, f"compact to {index}: not in the log"
         del self.entries[:index - self.snapshot_index]
         self.snapshot_index, self.snapshot_term, self.snapshot_data = index, term, data
 
-    def install(self, index: int, term: int, data) -> bool:
+    def install(self, index: int, term: int, data: bytes) -> bool:
         """A snapshot from the leader replaces the log up to index. Returns keep_log_after (see
         types.SnapshotInstall): whether the storage keeps its entries after the snapshot."""
         holds = self.term_at(index) == term

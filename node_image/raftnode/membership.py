@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 VOTER, LEARNER = "voter", "learner"
 ADD_LEARNER, PROMOTE, REMOVE = "add_learner", "promote", "remove"
@@ -76,12 +78,12 @@ class Member:
     client: str | None = None
     incarnation: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "peer": self.peer, "client": self.client,
                 "incarnation": self.incarnation}
 
 
-def id_problem(node_id) -> str | None:
+def id_problem(node_id: object) -> str | None:
     if not isinstance(node_id, str) or not node_id:
         return "a node id must be a non-empty string"
     if len(node_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
@@ -91,7 +93,7 @@ def id_problem(node_id) -> str | None:
     return None
 
 
-def address_problem(text) -> str | None:
+def address_problem(text: object) -> str | None:
     """Why text is not host:port (a bracketed IPv6 host is allowed), or None."""
     if not isinstance(text, str) or not text or len(text) > MAX_ADDRESS_CHARS:
         return f"an address must be host:port of at most {MAX_ADDRESS_CHARS} characters"
@@ -104,7 +106,7 @@ def address_problem(text) -> str | None:
     return None
 
 
-def incarnation_problem(value) -> str | None:
+def incarnation_problem(value: object) -> str | None:
     if (not isinstance(value, str) or not 0 < len(value) <= MAX_INCARNATION_CHARS
             or not value.isascii() or not value.isprintable() or " " in value):
         return f"an incarnation must be 1 to {MAX_INCARNATION_CHARS} printable ASCII characters without spaces"
@@ -118,7 +120,8 @@ class Configuration:
 
     __slots__ = ("change", "learners", "members", "retired", "voters")
 
-    def __init__(self, members: dict[str, Member], retired=frozenset(), change: dict | None = None):
+    def __init__(self, members: dict[str, Member], retired: Iterable[str] = frozenset(),
+                 change: dict[str, Any] | None = None) -> None:
         self.members = dict(members)
         self.retired = frozenset(retired)
         self.change = change
@@ -126,18 +129,18 @@ class Configuration:
         self.learners = frozenset(i for i, m in self.members.items() if m.role == LEARNER)
 
     @classmethod
-    def bootstrap(cls, voters, meta: dict | None = None) -> Configuration:
+    def bootstrap(cls, voters: Iterable[str], meta: dict[str, Any] | None = None) -> Configuration:
         """The configuration a cluster starts with (index 0): `voters`, with their addresses
         from `meta` (id -> {"peer", "client", "incarnation"}). Empty for a joining node."""
         meta = meta or {}
         return cls({v: Member(VOTER, meta.get(v, {}).get("peer"), meta.get(v, {}).get("client"),
                               meta.get(v, {}).get("incarnation")) for v in voters})
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, Configuration) and self.members == other.members
                 and self.retired == other.retired)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((tuple(sorted(self.voters)), tuple(sorted(self.learners))))
 
     def __repr__(self) -> str:
@@ -199,7 +202,7 @@ class Configuration:
         del members[node_id]
         return Configuration(members, self.retired | {node_id}, record)
 
-    def with_incarnations(self, known: dict) -> Configuration:
+    def with_incarnations(self, known: dict[str, str]) -> Configuration:
         """This configuration with the incarnations in `known` (id -> incarnation) filled in for
         members that have none yet (bootstrap members, pinned by the first change)."""
         members = dict(self.members)
@@ -229,12 +232,12 @@ class Configuration:
         return None
 
     # -- encoding --------------------------------------------------------------------------------
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"members": {i: self.members[i].to_json() for i in sorted(self.members)},
                 "retired": sorted(self.retired), "change": self.change}
 
     @classmethod
-    def from_json(cls, doc) -> Configuration:
+    def from_json(cls, doc: Any) -> Configuration:
         """Raises ValueError naming the first problem (the doc comes from a peer or the disk)."""
         if not isinstance(doc, dict) or not isinstance(doc.get("members"), dict):
             raise ValueError("a configuration must be an object with a members object")
@@ -269,7 +272,7 @@ class Configuration:
 EMPTY = Configuration({})
 
 
-def config_entry_problem(data) -> str | None:
+def config_entry_problem(data: Any) -> str | None:
     """What is wrong with a CONFIG entry's data, or None (the codec drops frames with one)."""
     try:
         conf = Configuration.from_json(data)
@@ -295,7 +298,7 @@ def pack_snapshot(conf: Configuration | None, state: bytes) -> bytes:
     return _ENVELOPE_HEAD.pack(_ENVELOPE_MAGIC, len(doc)) + doc + state
 
 
-def _split(data) -> tuple[Configuration | None, int]:
+def _split(data: bytes) -> tuple[Configuration | None, int]:
     head = _ENVELOPE_HEAD.size
     if len(data) < head or bytes(data[:8]) != _ENVELOPE_MAGIC:
         return None, 0  # a snapshot written before configurations were kept: the bootstrap one
@@ -309,12 +312,12 @@ def _split(data) -> tuple[Configuration | None, int]:
     return (None if doc is None else Configuration.from_json(doc)), head + length
 
 
-def snapshot_configuration(data) -> Configuration | None:
+def snapshot_configuration(data: bytes) -> Configuration | None:
     """The configuration a snapshot carries (None: the bootstrap one). Reads only its head."""
     return _split(data)[0]
 
 
-def unpack_snapshot(data) -> tuple[Configuration | None, bytes]:
+def unpack_snapshot(data: bytes) -> tuple[Configuration | None, bytes]:
     """(configuration or None, the state machine's bytes). Raises ValueError if malformed."""
     conf, start = _split(data)
     return conf, (data if start == 0 else bytes(data[start:]))

@@ -11,6 +11,8 @@ configuration is in force at any moment; a joint configuration is never needed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 VOTE_PENDING, VOTE_WON, VOTE_LOST = "pending", "won", "lost"
 
 
@@ -19,7 +21,7 @@ class MajorityConfig:
 
     __slots__ = ("quorum", "size", "voters")
 
-    def __init__(self, voters):
+    def __init__(self, voters: Iterable[str]) -> None:
         self.voters = frozenset(voters)
         self.size = len(self.voters)
         # An empty set has no majority: nothing commits and no election is won.
@@ -38,7 +40,7 @@ class MajorityConfig:
         acked = sorted(acked, reverse=True)
         return acked[self.quorum - 1]
 
-    def vote_result(self, votes: dict) -> str:
+    def vote_result(self, votes: dict[str, bool]) -> str:
         """An election's state from the answers so far (voter -> granted); answers from
         non-voters are ignored. Lost once the voters that have not refused are too few."""
         granted = refused = 0
@@ -56,6 +58,6 @@ class MajorityConfig:
             return VOTE_LOST
         return VOTE_PENDING
 
-    def has_quorum(self, ids) -> bool:
+    def has_quorum(self, ids: Iterable[str]) -> bool:
         """Whether the given ids include a majority of the voters (check-quorum)."""
         return bool(self.size) and sum(1 for i in set(ids) if i in self.voters) >= self.quorum

@@ -12,11 +12,14 @@ A mixin of RaftCore (raftnode.core).
 
 from __future__ import annotations
 
+from typing import Any
+
+from .corestate import CoreState
 from .types import LEADER, NotLeader, ReadState
 
 
-class Reads:
-    def read_index(self, ctx) -> None:
+class Reads(CoreState):
+    def read_index(self, ctx: Any) -> None:
         """Ask for a linearizable read; a later Ready carries ReadState(ctx, index), or drops ctx
         (Ready.dropped_reads) if the leader steps down first. Raises NotLeader on a non-leader."""
         if self._bug_stale_read:  # SEEDED BUG stale-read: serve from local state on any node
@@ -30,7 +33,7 @@ class Reads:
             return
         self._queue_read(ctx, self.commit_index)
 
-    def _queue_read(self, ctx, index: int) -> None:
+    def _queue_read(self, ctx: Any, index: int) -> None:
         if self._sole_voter:
             self._read_states.append(ReadState(ctx, index))
             return

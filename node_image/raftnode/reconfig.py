@@ -14,6 +14,9 @@ A mixin of RaftCore (raftnode.core).
 
 from __future__ import annotations
 
+from typing import Any
+
+from .corestate import CoreState
 from .log import entry_size
 from .membership import (
     PROMOTE,
@@ -35,9 +38,9 @@ from .types import (
 )
 
 
-class Reconfiguration:
+class Reconfiguration(CoreState):
     # -- which configuration is in force ---------------------------------------------------------
-    def _init_configuration(self, snapshot_data) -> None:
+    def _init_configuration(self, snapshot_data: bytes | None) -> None:
         self.bootstrap_conf = Configuration.bootstrap(self.config.peers, self.config.members)
         conf = snapshot_configuration(snapshot_data) if snapshot_data is not None else None
         self._snapshot_conf = conf if conf is not None else self.bootstrap_conf
@@ -45,8 +48,7 @@ class Reconfiguration:
         for entry in self.raft_log.entries:
             if entry.kind == CONFIG:
                 self._confs.append((entry.index, Configuration.from_json(entry.data)))
-        self.conf = None
-        self.conf_index = -1
+        self.conf_index = -1   # none yet: _apply_latest_conf sets conf
         self._apply_latest_conf()
 
     def configuration_at(self, index: int) -> Configuration:
@@ -63,7 +65,7 @@ class Reconfiguration:
     def conf_committed(self) -> bool:
         return self._conf_committed
 
-    def _track_configurations(self, entries: list, truncated: int | None, old_last: int) -> None:
+    def _track_configurations(self, entries: list[Entry], truncated: int | None, old_last: int) -> None:
         """After a follower appended `entries`: a truncation at `truncated` took the
         configurations from there with it; configuration entries among the new ones take
         effect now."""
@@ -100,7 +102,7 @@ class Reconfiguration:
             index, conf = self._confs[-1]
         else:
             index, conf = self.raft_log.snapshot_index, self._snapshot_conf
-        if conf is self.conf and index == self.conf_index:
+        if index == self.conf_index and conf is self.conf:
             return
         self.conf = conf
         self.conf_index = index
@@ -206,12 +208,12 @@ class Reconfiguration:
                            f"timeout, {timeout_ms} ms)")
         return True, f"its last round took {pr.last_round * tick} ms"
 
-    def progress_report(self) -> dict:
+    def progress_report(self) -> dict[str, Any]:
         """The leader's view of each member's replication (for GET /cluster); {} elsewhere."""
         if self.role != LEADER:
             return {}
         tick = self.config.tick_ms
-        out = {}
+        out: dict[str, Any] = {}
         for peer in self.others:
             pr = self.progress[peer]
             item = {"match": pr.match, "next": pr.next, "state": pr.state,
@@ -224,7 +226,8 @@ class Reconfiguration:
         return out
 
     # -- changes (leader) ------------------------------------------------------------------------
-    def propose_conf_change(self, change: ConfChange, incarnations: dict | None = None) -> tuple[int, int]:
+    def propose_conf_change(self, change: ConfChange,
+                            incarnations: dict[str, str] | None = None) -> tuple[int, int]:
         """Append the configuration `change` leads to; returns its (index, term). Raises
         NotLeader, TransferInProgress (nothing appended), or ChangeRefused (code, detail) when
         the change is not legal now. `incarnations` (id -> incarnation) fills in the members
@@ -289,11 +292,13 @@ class Reconfiguration:
         return self._transfer[0] if self._transfer is not None else None
 
     def _maybe_send_timeout_now(self) -> None:
-        target, _, sent = self._transfer
+        transfer = self._transfer
+        assert transfer is not None, "called only while a transfer is under way"
+        target, _, sent = transfer
         pr = self.progress.get(target)
         if not sent and pr is not None and pr.match == self.raft_log.last_index:
             self._send_timeout_now(target)
-            self._transfer[2] = True
+            transfer[2] = True
             self._event("transfer", phase="timeout_now", target=target, term=self.term)
 
     def _send_timeout_now(self, target: str) -> None:

@@ -10,11 +10,12 @@ included; only voters count (`quorum`, `_voter_prs`: the Progress of every voter
 
 from __future__ import annotations
 
+from .corestate import CoreState
 from .tracker import STATE_PROBE, STATE_REPLICATE, STATE_SNAPSHOT, Progress
-from .types import APPEND, LEADER, SNAPSHOT, Message, SafetyViolation
+from .types import APPEND, LEADER, SNAPSHOT, Entry, Message, SafetyViolation
 
 
-class Replication:
+class Replication(CoreState):
     # -- sending ---------------------------------------------------------------------------------
     def _send_append(self, peer: str, heartbeat: bool = False) -> None:
         """Send what the follower's state allows (tracker.Progress); a heartbeat always sends
@@ -57,9 +58,11 @@ class Replication:
             # link it arrives after them, so a rejection means an append was lost.
             self._append_msg(peer, pr.next - 1, [])
 
-    def _append_msg(self, peer: str, prev: int, entries: list) -> None:
+    def _append_msg(self, peer: str, prev: int, entries: list[Entry]) -> None:
+        prev_term = self.raft_log.term_at(prev)
+        assert prev_term is not None, f"append after {prev}: compacted or beyond the log"
         self._msgs.append(Message(APPEND, self.id, peer, self.term, prev_log_index=prev,
-                                  prev_log_term=self.raft_log.term_at(prev), entries=entries,
+                                  prev_log_term=prev_term, entries=entries,
                                   leader_commit=self.commit_index, context=self._read_round,
                                   needs_persist=False))
 
@@ -69,7 +72,7 @@ class Replication:
         self._send_to.clear()
 
     # -- answers ---------------------------------------------------------------------------------
-    def _heard_from(self, msg: Message):
+    def _heard_from(self, msg: Message) -> Progress | None:
         """Record that a follower answered (liveness for check-quorum, its ReadIndex ack);
         None when the sender is not one of our followers."""
         pr = self.progress.get(msg.src)
@@ -186,7 +189,9 @@ class Replication:
                 and pr.snapshot_index != rlog.snapshot_index):
             # Nothing of the older snapshot arrived yet: send the newest one instead (once a
             # transfer is under way it finishes with the snapshot it started with).
-            pr.become_snapshot(rlog.snapshot_index, rlog.snapshot_term, rlog.snapshot_data)
+            newest = rlog.snapshot_data
+            assert newest is not None  # the snapshot index moved: compact() set its data
+            pr.become_snapshot(rlog.snapshot_index, rlog.snapshot_term, newest)
         chunk = pr.next_chunk(self.snapshot_chunk)
         if chunk is None:
             if heartbeat:

@@ -49,7 +49,7 @@ class Inflights:
         self.max_bytes = max_bytes
         self.limit = max_msgs        # the message limit now (slow start: see Progress)
         self.bytes = 0
-        self._sent: deque = deque()
+        self._sent: deque[tuple[int, int]] = deque()
 
     @property
     def count(self) -> int:
@@ -236,6 +236,7 @@ class Progress:
         if self.state != STATE_SNAPSHOT or self.chunk_in_flight:
             return None
         data = self.snapshot_data
+        assert data is not None, "a transfer in SNAPSHOT state has its snapshot"
         offset = self.chunk_offset
         chunk = data[offset:offset + chunk_bytes]
         return offset, chunk, offset + len(chunk) >= len(data)
@@ -271,6 +272,7 @@ class Progress:
                 # Most likely it refused a duplicate of an earlier chunk before ours arrived;
                 # believe that it is behind only once the chunk in flight timed out.
                 return False
+            assert self.snapshot_data is not None, "a transfer in SNAPSHOT state has its snapshot"
             if not 0 <= offset < len(self.snapshot_data):
                 offset = 0
         self.chunk_offset = offset
