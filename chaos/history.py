@@ -53,10 +53,10 @@ class Op:
     index: int = -1
     node: str | None = None
     error: str | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        d = {"index": self.index, "process": self.process, "type": self.type, "f": self.f,
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"index": self.index, "process": self.process, "type": self.type, "f": self.f,
              "key": self.key, "value": self.value, "time": self.time}
         if self.node is not None:
             d["node"] = self.node
@@ -67,7 +67,7 @@ class Op:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, line: int | None = None, source: str = "history") -> "Op":
+    def from_dict(cls, d: dict[str, Any], line: int | None = None, source: str = "history") -> "Op":
         if not isinstance(d, dict):
             raise HistoryError(line, f"expected a JSON object, got {type(d).__name__}", source)
         for name in ("process", "type", "f"):
@@ -85,7 +85,7 @@ class Op:
 
     @property
     def is_nemesis(self) -> bool:
-        return self.process == NEMESIS
+        return bool(self.process == NEMESIS)
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -136,7 +136,7 @@ class HistoryWriter:
     on disk up to the last call that returned.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
         # Unbuffered bytes: a line is ASCII (JSON's escapes), and each call is exactly one write,
         # without a text and a buffer layer to go through (the controller writes once per op).
@@ -186,7 +186,7 @@ class HistoryWriter:
     def __enter__(self) -> "HistoryWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -205,7 +205,7 @@ def iter_jsonl(lines: Iterable[str], source: str = "history") -> Iterator[Op]:
         yield op
 
 
-def read_jsonl(path: str | os.PathLike) -> list[Op]:
+def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
     with open(path, encoding="utf-8") as f:
         ops = list(iter_jsonl(f, source=os.fspath(path)))
     for i, op in enumerate(ops):
@@ -213,7 +213,7 @@ def read_jsonl(path: str | os.PathLike) -> list[Op]:
     return ops
 
 
-def write_jsonl(ops: Iterable[Op], path: str | os.PathLike) -> None:
+def write_jsonl(ops: Iterable[Op], path: str | os.PathLike[str]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for op in ops:
             d = op.to_dict()
@@ -253,14 +253,14 @@ def pair_ops(ops: Iterable[Op], source: str = "history") -> list[Pair]:
             open_by_process[op.process] = pair
             pairs.append(pair)
         else:
-            pair = open_by_process.pop(op.process, None)
-            if pair is None:
+            completed = open_by_process.pop(op.process, None)
+            if completed is None:
                 raise HistoryError(line, f"{op.type} of {op.f!r} by process {op.process!r} "
                                    "without an open invocation (completes twice, or never invoked)", source)
-            if pair.invoke.f != op.f and not op.is_nemesis:
+            if completed.invoke.f != op.f and not op.is_nemesis:
                 raise HistoryError(line, f"completion f {op.f!r} does not match invocation f "
-                                   f"{pair.invoke.f!r} of process {op.process!r}", source)
-            pair.complete = op
+                                   f"{completed.invoke.f!r} of process {op.process!r}", source)
+            completed.complete = op
     return pairs
 
 
