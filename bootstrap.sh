@@ -2,7 +2,7 @@
 # Everything splitbrain needs on a Debian machine, as root, then one job:
 #
 #   bash bootstrap.sh run [splitbrain run options]   set up, then a default chaos run with a report
-#   bash bootstrap.sh test [pytest options]          set up, then the test suite
+#   bash bootstrap.sh test [pytest options]          set up, then ruff, mypy and the test suite
 #   bash bootstrap.sh                                set up only
 #
 # Idempotent: what is already there is not installed again. Set-up steps:
@@ -117,6 +117,10 @@ case "$job" in
     run)
         exec "$venv/bin/splitbrain" run --nodes 5 --workload register --nemesis all --time-limit 60 "$@" ;;
     test)
+        # The linters first (seconds; configured in pyproject.toml): a finding fails the job.
+        say "ruff check and mypy"
+        "$venv/bin/ruff" check --no-cache . >&2
+        "$venv/bin/mypy" >&2
         exec "$venv/bin/python" -m pytest -p no:cacheprovider --timeout 900 -ra "$@" ;;
     *)
         say "unknown job '$job' (expected: run, test, or nothing)"; exit 2 ;;

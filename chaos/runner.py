@@ -128,6 +128,13 @@ class Runner:
     def run(self):
         return self.ctx.run if self.ctx else None
 
+    @property
+    def _context(self) -> RunContext:
+        """The run's context, for the steps of a run (execute() makes it first)."""
+        if self.ctx is None:
+            raise RuntimeError("no run in progress: execute() makes the run's context first")
+        return self.ctx
+
     # -- entry point ------------------------------------------------------------------------------
     def execute(self) -> int:
         """Run the test; return the exit code. Never raises (except for a third-party bug in
@@ -245,13 +252,13 @@ class Runner:
         run --cluster <run id>` find it."""
         from chaos.provision.cli import record_cluster
 
-        ctx = self.ctx
+        ctx = self._context
         path = record_cluster(run_id, ctx.db, ctx.config, ctx.nodes)
         log.info("the cluster is left running (%s); `splitbrain cluster down --name %s` removes it", path, run_id)
         print(f"cluster left running: splitbrain cluster down --name {run_id}", file=self.progress_stream, flush=True)
 
     def _run_phases(self) -> None:
-        ctx = self.ctx
+        ctx = self._context
         phases.setup(ctx, self.nemesis_factory)
         ctx.planned_schedule = self._plan_schedule()
         self._write_config()
@@ -268,16 +275,16 @@ class Runner:
             return [dict(s) for s in cfg.schedule]
         from chaos.generator import random_schedule
         return random_schedule(cfg.nemesis, cfg.time_limit, cfg.nemesis_interval, cfg.seed, cfg.nodes,
-                               leader="leader" in self.ctx.db.capabilities())
+                               leader=self._context.db is not None and "leader" in self._context.db.capabilities())
 
     def _new_process(self) -> int:
         """A process id no client of the load used (after the interpreter's last ones)."""
-        used = [p for p in self.ctx.processes.values() if isinstance(p, int)]
+        used = [p for p in self._context.processes.values() if isinstance(p, int)]
         return max(used + [self.config.concurrency - 1]) + 1
 
     # -- the load phase ------------------------------------------------------------------------------
     def _load(self) -> None:
-        ctx, cfg = self.ctx, self.config
+        ctx, cfg = self._context, self.config
         progress = Progress(cfg.time_limit, self.counts, lambda: list(ctx.active_faults.values()),
                             ctx.view.leader if ctx.view else (lambda: None),
                             stream=self.progress_stream, tty=self.progress_tty)
@@ -298,7 +305,7 @@ class Runner:
     def _write_config(self) -> None:
         from chaos.generator import replayable_step
 
-        ctx, cfg = self.ctx, self.config
+        ctx, cfg = self._context, self.config
         doc = cfg.to_dict()
         doc["schedule"] = ctx.executed
         doc["planned_schedule"] = ctx.planned_schedule
@@ -330,7 +337,7 @@ class Runner:
     def _setup_logging(self) -> logging.Handler:
         """controller.log gets our log and that of the parts we compose (provisioners, nemeses,
         checkers, reports log under their package names)."""
-        handler = logging.FileHandler(self.ctx.run.log_path, encoding="utf-8")
+        handler = logging.FileHandler(self._context.run.log_path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s "
                                                "%(threadName)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
         for name in LOGGERS:

@@ -195,7 +195,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             self.nodes = [Node(id=nid, client_url="", address=addr, peer_port=self.peer_port,
                                client_port=self.client_port,
                                meta={"container": self.container_name(nid), "provisioner": "docker"})
-                          for nid, addr in zip(ids, addresses)]
+                          for nid, addr in zip(ids, addresses, strict=True)]
             for node in self.nodes:
                 node.client_url = self.client_url(node)
             self._net = NamespaceNet(self.nodes, run=lambda n, s: self._sh(n, s)[1],
@@ -372,7 +372,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         if self._net is not None:
             self._net.close()  # delay programs run on the host, in the containers' namespaces
         try:
-            self.docker
+            _ = self.docker  # connects to the engine: raises ProvisionError without one
         except ProvisionError:
             return  # no engine: nothing of ours can exist
         flt = {"label": [f"{LABEL}=1", f"{LABEL_RUN}={self.run_id}"]}

@@ -79,7 +79,7 @@ def remove_cgroups(path: str) -> None:
     """rmdir a tree of (empty) cgroups, leaves first; cgroup files cannot be deleted, only dirs."""
     if not path or not os.path.isdir(path):
         return
-    for dirpath, dirnames, _ in sorted(os.walk(path), key=lambda t: -t[0].count(os.sep)):
+    for dirpath, _dirnames, _ in sorted(os.walk(path), key=lambda t: -t[0].count(os.sep)):
         try:
             os.rmdir(dirpath)
         except OSError:
@@ -381,7 +381,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
             self.procs[node.id].send_signal(signal.SIGCONT)
 
     def teardown(self) -> None:
-        for node_id, proc in list(self.procs.items()):
+        for proc in list(self.procs.values()):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)  # also ends a stopped (paused) process
                 try:
