@@ -37,7 +37,7 @@ log = logging.getLogger("splitbrain")
 CHANGES = ("grow", "shrink", "replace", "transfer")
 MIN_VOTERS = 3       # a shrink never leaves fewer voters (a minority of one fault would stop it)
 MAX_MEMBERS = 7      # a grow never makes more members than this
-RETRY_FOR_S = 20.0   # how long a "not now" refusal (a learner catching up) is retried
+RETRY_FOR_S = 8.0    # how long a "not now" refusal (a learner catching up, no leader) is retried
 CONFIG_WAIT_S = 10.0  # how long an unknown outcome waits for the cluster to say its configuration
 
 
@@ -222,6 +222,19 @@ class MembershipNemesis(Nemesis):
             self._retire(victim, steps)
         return {"change": change, "outcome": step["outcome"], "nodes": [victim]}
 
+    def _remove_learner(self, learner: str, steps: list[dict]) -> None:
+        self.pending = {"op": "remove", "node": learner}
+        step = self._step(steps, "remove", learner, lambda: self.db.remove(learner))
+        if step["outcome"] == CHANGE_OK:
+            self.learners.discard(learner)
+            self.pending = None
+        elif step["outcome"] == CHANGE_UNKNOWN:
+            self._resolve(steps)
+        else:
+            self.pending = None
+        if learner not in self.learners and learner not in self.voters:
+            self._retire(learner, steps)
+
     def _replace(self, value: dict, steps: list[dict]) -> dict:
         grown = self._grow({}, steps)
         if grown["outcome"] != CHANGE_OK:
@@ -247,6 +260,9 @@ class MembershipNemesis(Nemesis):
     def _settle(self, steps: list[dict]) -> dict:
         for learner in _sorted(self.learners):
             self._promote(learner, steps, "settle")
+            if learner in self.learners:
+                # one that cannot be promoted is removed: the run ends with voters only
+                self._remove_learner(learner, steps)
         conf = self._cluster_configuration(wait=CONFIG_WAIT_S)
         agrees = conf is not None and set(conf["voters"]) == self.voters and set(conf["learners"]) == self.learners
         if conf is not None and not agrees:
