@@ -44,6 +44,9 @@ class FaultKind:
     #: whether `--nemesis all` includes it (faults that damage files on purpose, or need a
     #: mount of their own, are asked for by name)
     in_all: bool = True
+    #: a change rather than a state (membership): each start op is active only while it runs,
+    #: and the heal op finishes what is half done instead of undoing anything
+    instant: bool = False
 
     def needs(self, value: Any = None) -> frozenset[str]:
         """Capabilities one op of this kind needs; aiming at the leader also needs "leader"."""
@@ -220,7 +223,7 @@ BUILTIN_KINDS = (
     # capability; settle finishes a half-done change and compares the view with the cluster's.
     FaultKind("membership", "membership", "settle", frozenset({"membership"}), _membership_nemesis,
               _random_membership, params={"membership": {"change": True, "node": False}, "settle": {}},
-              heal_rank=60, min_nodes=3, in_all=False,
+              heal_rank=60, min_nodes=3, in_all=False, instant=True,
               description="grow, shrink, replace a node or transfer leadership (the DB's membership changes)"),
 )
 

@@ -181,8 +181,14 @@ def fault_intervals(events: list[NemesisEvent]) -> list[Fault]:
     open_: list[Fault] = []
     heals = healed_by()
     starts = set(heals.values())
+    from chaos.faults import fault_kinds
+    instant = {k.start for k in fault_kinds().values() if k.instant}
     for ev in sorted(events, key=lambda e: e.start):
-        if ev.f in starts:
+        if ev.f in instant:
+            # a change (membership): active while its op ran, nothing to heal afterwards
+            faults.append(Fault(ev.f, ev.invoke_index, ev.requested, ev.result, ev.start,
+                                ev.end if ev.end is not None else ev.start))
+        elif ev.f in starts:
             # A start op that never completed may still have happened: active from its invoke.
             f = Fault(ev.f, ev.invoke_index, ev.requested, ev.result,
                       ev.end if ev.end is not None else ev.start, None)

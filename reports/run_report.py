@@ -18,6 +18,7 @@ from typing import Any
 from chaos.history import FAIL, INFO, OK
 
 from reports import svg
+from reports.membership import membership_changes, membership_section
 from reports.analysis import (Analysis, QUANTILES, analyse, availability, describe_fault, latency_quantiles_over_time,
                               latency_table, nice_bucket, throughput)
 from reports.anomaly import Anomaly, find_anomalies
@@ -648,14 +649,16 @@ def render_run(run_dir: str | os.PathLike, update_index: bool = True) -> str:
     body.append(_faults_section(an, tl, run.config))
     body.append(_clients_section(an, axis))
     body.append(_raft_section(tl, an, axis, run))
+    changes = membership_changes(an.nemesis)
+    body.append(membership_section(changes, _first_nodes(run.config), axis, an.duration))
     body.append(_config_section(run.config, command))
     body.append(_files_section(run, report_dir))
     took = _time.monotonic() - started_at
     body.append(f'<p class="note">Rendered by splitbrain in {took:.2f} s.</p>')
     nav = [("↑ all runs", "../../../index.html")] if _in_store(run_dir) else []
     nav += [("verdict", "#verdict")] + ([("anomaly", "#anomaly")] if anomalies else []) + [
-        ("checkers", "#checkers"), ("faults", "#faults"), ("clients", "#clients"), ("raft", "#raft"),
-        ("config", "#config"), ("files", "#files")]
+        ("checkers", "#checkers"), ("faults", "#faults"), ("clients", "#clients"), ("raft", "#raft")] + (
+        [("membership", "#membership")] if changes else []) + [("config", "#config"), ("files", "#files")]
     html_text = page(f"{verdict_word(valid).upper()} · {name} · {started}", "".join(body), nav, frames=True)
     out = os.path.join(report_dir, "index.html")
     _atomic_write(out, html_text)
@@ -670,6 +673,12 @@ def render_run(run_dir: str | os.PathLike, update_index: bool = True) -> str:
             import logging
             logging.getLogger(__name__).warning("store index %s not refreshed: %s", store, e)
     return out
+
+
+def _first_nodes(config: dict) -> list[str]:
+    """The nodes of the bootstrap configuration: n1..nN of the run's node count."""
+    count = config.get("nodes")
+    return [f"n{i}" for i in range(1, count + 1)] if isinstance(count, int) and count > 0 else []
 
 
 def _in_store(run_dir: str) -> bool:
