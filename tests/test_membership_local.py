@@ -1,0 +1,105 @@
+"""Membership faults end to end on local processes (issue 12): a run shrinks, grows, replaces
+a node and moves the leadership while it partitions and kills; it is valid on the correct node,
+every membership op is in the history with its outcome, the nemesis's view agrees with the
+cluster's configuration at the end, nodes added mid-run are partitioned and read like the
+others, their logs and the retired nodes' logs are collected, and nothing is left afterwards."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chaos.history import read_jsonl
+from test_e2e_local import ROOT, base_address, processes_on, splitbrain
+
+SCENARIO = """\
+name: membership-local
+nodes: 4
+workload: register
+time_limit: 14
+concurrency: 6
+schedule:
+  - {at: 1, f: membership, change: grow}
+  - {at: 3, f: membership, change: shrink, node: leader}
+  - {at: 5, f: partition, topology: isolate-one}
+  - {at: 7, f: heal}
+  - {at: 7.5, f: membership, change: transfer}
+  - {at: 8.5, f: membership, change: replace}
+  - {at: 11, f: kill, target: one}
+  - {at: 12, f: start}
+"""
+
+
+@pytest.fixture(scope="module")
+def membership_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("membership-local")
+    scenario = folder / "membership.yaml"
+    scenario.write_text(SCENARIO)
+    store = str(folder / "store")
+    base = base_address()
+    proc = splitbrain("run", "--scenario", str(scenario), "--provisioner", "local", "--store", store,
+                      "--provisioner-option", f"base_address={base}", "--seed", "5", timeout=150)
+    return proc, os.path.realpath(os.path.join(store, "latest")), base
+
+
+@pytest.mark.timeout(180)
+def test_a_run_with_membership_changes_is_valid_and_records_every_change(membership_run):
+    proc, run_dir, _ = membership_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ops = read_jsonl(os.path.join(run_dir, "history.jsonl"))
+    changes = [op for op in ops if op.process == "nemesis" and op.type == "info" and op.f == "membership"]
+    assert [op.value["change"] for op in changes] == ["grow", "shrink", "transfer", "replace"]
+    for op in changes:
+        assert op.value["outcome"] in ("ok", "fail", "unknown", "skipped")
+        assert all(step["outcome"] in ("ok", "fail", "unknown") for step in op.value["steps"])
+    grow = changes[0].value
+    assert grow["outcome"] == "ok" and grow["nodes"] == ["n5"] and "n5" in grow["voters"]
+    assert [s["op"] for s in grow["steps"]] == ["provision", "add-learner", "promote"]
+    shrink = changes[1].value
+    assert shrink["nodes"][0] not in shrink["voters"]
+    settle = next(op for op in ops if op.process == "nemesis" and op.type == "info" and op.f == "settle")
+    assert settle.value["agrees"] is True, settle.value
+
+
+@pytest.mark.timeout(180)
+def test_nodes_added_mid_run_are_partitioned_logged_and_reported(membership_run):
+    proc, run_dir, _ = membership_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ops = read_jsonl(os.path.join(run_dir, "history.jsonl"))
+    partition = next(op for op in ops if op.process == "nemesis" and op.type == "info" and op.f == "partition")
+    in_groups = {n for g in partition.value["groups"] for n in g}
+    retired = next(op for op in ops if op.f == "membership" and op.type == "info"
+                   and op.value["change"] == "shrink").value["nodes"][0]
+    # the node added at 1 s is in the partition, the one retired at 3 s is not
+    assert in_groups == {"n1", "n2", "n3", "n4", "n5"} - {retired}
+    collected = set(os.listdir(os.path.join(run_dir, "nodes")))
+    assert {"n5", retired} <= collected
+    assert os.path.getsize(os.path.join(run_dir, "nodes", "n5", "node.log")) > 0
+    report = open(os.path.join(run_dir, "report", "index.html"), encoding="utf-8").read()
+    assert 'id="membership"' in report and "add-learner n5: ok" in report
+
+
+@pytest.mark.timeout(180)
+def test_nothing_is_left_after_a_run_that_added_nodes(membership_run):
+    proc, run_dir, base = membership_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    prefix = base.rsplit(".", 1)[0] + "."
+    assert processes_on(prefix) == []
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    state = os.path.join(__import__("tempfile").gettempdir(), "splitbrain-local", f"{config['run_id']}.json")
+    assert not os.path.exists(state)
+    chains = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout if os.geteuid() == 0 else ""
+    assert config["run_id"] not in chains
+
+
+def test_membership_faults_are_refused_on_a_system_without_them():
+    # the Redis example (one local process) has no Membership capability: refused before anything starts
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "node_image"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "chaos.cli", "run", "--db", "redis", "--provisioner", "local",
+                           "--nemesis", "membership", "--time-limit", "1"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=ROOT)
+    assert proc.returncode == 255
+    assert "the membership fault needs the 'membership' capability" in proc.stderr, proc.stderr[-2000:]
