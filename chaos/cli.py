@@ -45,7 +45,7 @@ def _key_value(text: str) -> tuple[str, object]:
     if not sep or not key.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
-        parsed = int(value)
+        parsed: int | float | str = int(value)
     except ValueError:
         try:
             parsed = float(value)
@@ -232,7 +232,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     config = reproduce_config(args.run_dir, args.provisioner, args.store,
                               dict(args.provisioner_options or []))
     print(f"splitbrain: reproducing {config.reproduces} (seed {config.seed}, "
-          f"{len(config.schedule)} fault steps)", file=sys.stderr)
+          f"{len(config.schedule or ())} fault steps)", file=sys.stderr)
     return Runner(config, argv=sys.argv).execute()
 
 

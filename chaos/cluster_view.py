@@ -98,8 +98,10 @@ class ClusterView(StatusView):
         while not self.stop_event.is_set() and node.id in self.states:
             started = self.clock()
             status, error = None, None
+            probe = self.probe
+            assert probe is not None, "a poller runs only with a probe (start)"
             try:
-                status = self.probe(node, self.timeout)
+                status = probe(node, self.timeout)
                 if status is None:
                     error = "no answer"
                 elif not isinstance(status, dict):

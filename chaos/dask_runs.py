@@ -34,6 +34,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from typing import Any
 
 CANCEL_POLL_S = 0.5
 #: how long a cancelled run has to tear its cluster down before it is killed
@@ -95,7 +96,7 @@ def clean_dead_owners() -> dict:
     from chaos.provision.cleanup import clean
     from chaos.provision.local import destroy_state, read_states
 
-    removed = {"local_runs": []}
+    removed: dict[str, list[Any]] = {"local_runs": []}
     for state in read_states():
         owner = state.get(LABEL_OWNER)
         if owner not in (0, "0", None) and _gone(owner, state.get("owner_start")):
@@ -271,7 +272,7 @@ def run_planned(planned, store_dir: str, concurrency: int = 1, scheduler: str | 
             client.register_plugin(_ignore_interrupts_plugin())
         cancel = Event(f"{nightly}-cancel", client=client)
         results: dict[int, dict] = {}
-        interrupted = []
+        interrupted: list[int] = []
 
         def on_signal(signum, frame):
             if not interrupted:

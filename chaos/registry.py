@@ -42,7 +42,7 @@ def _entry_points(group: str) -> dict[str, str]:
     try:
         eps = metadata.entry_points(group=group)
     except Exception:  # noqa: BLE001 - a broken distribution must not stop the built-ins
-        eps = ()
+        eps = metadata.EntryPoints(())
     for ep in eps:
         found[ep.name] = ep.value
     return found

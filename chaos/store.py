@@ -124,7 +124,7 @@ def open_run_dir(path: str) -> RunDir:
 
 def list_runs(store_root: str) -> list[RunDir]:
     """Every run in the store, oldest first."""
-    runs = []
+    runs: list[RunDir] = []
     if not os.path.isdir(store_root):
         return runs
     for test in sorted(os.listdir(store_root)):

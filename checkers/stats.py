@@ -68,7 +68,7 @@ def check_availability(ops: list[Op]) -> dict:
     def during(t: int) -> bool:
         return any(s <= t < e for s, e in spans)
 
-    groups = {"during_faults": {}, "outside_faults": {}}
+    groups: dict[str, dict] = {"during_faults": {}, "outside_faults": {}}
     for pair in pair_ops([op for op in ops if not op.is_nemesis]):
         group = groups["during_faults" if during(pair.invoke.time) else "outside_faults"]
         group.setdefault(pair.invoke.f, _outcomes())[pair.type] += 1

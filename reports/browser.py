@@ -36,7 +36,7 @@ def chromium(width: int = 1280, height: int = 1000) -> Iterator["object"]:
     from selenium.webdriver.chrome.service import Service
 
     browser, driver_path, reason = find_chromium()
-    if reason:
+    if reason or browser is None:
         raise RuntimeError(reason)
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser

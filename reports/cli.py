@@ -7,6 +7,7 @@ import functools
 import http.server
 import ipaddress
 import os
+import socket
 import sys
 import threading
 
@@ -68,7 +69,9 @@ def make_server(store: str, bind: str = "127.0.0.1", port: int = 8080) -> http.s
     handler = type("BoundStoreHandler", (StoreHandler,), {"store_dir": store})
     server_cls = http.server.ThreadingHTTPServer
     if ":" in bind:
-        server_cls = type("V6Server", (http.server.ThreadingHTTPServer,), {"address_family": __import__("socket").AF_INET6})
+        class V6Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+        server_cls = V6Server
     return server_cls((bind, port), functools.partial(handler, directory=store))
 
 
@@ -87,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loopback = args.bind == "localhost"
     if not loopback:
         print(f"splitbrain serve: warning: listening on {args.bind}, reachable from other hosts", file=sys.stderr)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     print(f"splitbrain serve: {os.path.abspath(args.store)} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

@@ -382,8 +382,8 @@ def sparkline(values: Sequence[float | None], colors: Sequence[str], titles: Seq
     if len(pts) > 1:
         parts.append(f'<polyline fill="none" stroke="#475569" stroke-width="1.4" points="{" ".join(pts)}"/>')
     elif pts:
-        x, y = pts[0].split()
-        parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="#475569"/>')
+        cx, cy = pts[0].split()
+        parts.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="#475569"/>')
     if nums:
         last = next(v for v in reversed(values) if v is not None)
         parts.append(f'<text x="{width - label_w + 6}" y="{bottom - 2:.1f}">{esc(fmt_num(last))} {esc(unit)}</text>')

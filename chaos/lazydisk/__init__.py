@@ -215,7 +215,7 @@ class LazyMount:
 
 def mounts() -> list[dict]:
     """Every lazy disk mounted on this host: {"source", "mountpoint", ...parse_fs_name(source)}."""
-    found = []
+    found: list[dict] = []
     try:
         with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
             lines = f.readlines()

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Any
 
 from chaos.provision.base import LABEL, LABEL_OWNER, LABEL_OWNER_START, LABEL_RUN, ProvisionError, owner_alive
 from chaos.provision.clockshim import clean_run_dirs
@@ -42,7 +43,7 @@ def clean_docker(all: bool = False, client=None) -> dict:
     from chaos.provision.base import docker_client
 
     client = client or docker_client()
-    removed = {"containers": [], "networks": []}
+    removed: dict[str, list[str]] = {"containers": [], "networks": []}
     flt = {"label": f"{LABEL}=1"}
     for container in client.containers.list(all=True, filters=flt):
         if _removable(container.labels, all):
@@ -70,7 +71,7 @@ def clean_docker(all: bool = False, client=None) -> dict:
 def clean_local(all: bool = False) -> dict:
     from chaos.provision.local import destroy_state, read_states, remove_chain
 
-    removed = {"local_runs": [], "chains": []}
+    removed: dict[str, list[Any]] = {"local_runs": [], "chains": []}
     live_chains = set()
     for state in read_states():
         owner = state.get(LABEL_OWNER)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 from chaos.interfaces import Node, StatusProbe
 from chaos.provision import PROVISIONERS, make_db
@@ -145,7 +146,7 @@ def cmd_status(args) -> int:
         print(f"splitbrain cluster status: no cluster {args.name!r} is up", file=sys.stderr)
         return EXIT_CRASHED
     db = make_db(_config(state), state["run_id"]) if "config" in state else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in state["nodes"]:
         node = Node(entry["id"], entry["url"], entry["address"], entry.get("peer_port", 9000),
                     entry.get("client_port", 8000))

@@ -199,7 +199,7 @@ def clean_run_dirs(all: bool = False) -> list[str]:
     0, only then). Their containers, which alone read them, are `splitbrain clean`'s too."""
     from chaos.provision.base import owner_alive
 
-    removed = []
+    removed: list[str] = []
     if not os.path.isdir(RUNS_DIR):
         return removed
     for name in sorted(os.listdir(RUNS_DIR)):

@@ -18,7 +18,7 @@ def compact_encoder(ensure_ascii: bool = False, allow_nan: bool = False, sort_ke
     cannot be circular (a circular value fails with RecursionError instead)."""
     fallback = json.JSONEncoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan, sort_keys=sort_keys,
                                 check_circular=False, separators=(",", ":"))
-    make = _std.c_make_encoder
+    make = _std.c_make_encoder  # type: ignore[attr-defined]  # private to json.encoder, None without C
     if make is None:  # an interpreter without the C accelerator
         return fallback.encode
     basestring = _std.encode_basestring_ascii if ensure_ascii else _std.encode_basestring

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from .codec import PreEncoded
@@ -65,6 +66,7 @@ def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
     pop, push = stack.pop, stack.append
     while stack:
         item, depth = pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import IO
 
 NODE_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,7 +77,7 @@ class LocalCluster:
         self.profile_dir = profile_dir  # run each node under cProfile, writing <dir>/<id>.prof at exit
         self.procs: dict[str, subprocess.Popen] = {}
         self.joining: set[str] = set()   # nodes started with --join
-        self._stderr_files = {}
+        self._stderr_files: dict[str, IO[bytes]] = {}
         self.peer_secret = peer_secret or secrets.token_hex(32).encode()
         self.peer_secret_file = os.path.join(self.base_dir, "peer-secret")
         fd = os.open(self.peer_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
