@@ -261,7 +261,8 @@ def _nemesis(value: Any, loc: Located, path: tuple = ("nemesis",)) -> tuple[list
         if "interval" in value:
             interval = value["interval"]
             if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-                raise loc.error(path + ("interval",), f"interval must be a positive number of seconds, got {interval!r}")
+                raise loc.error(path + ("interval",),
+                                f"interval must be a positive number of seconds, got {interval!r}")
         faults_value = value.get("faults", "all")
         path = path + ("faults",)
     else:

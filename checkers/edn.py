@@ -10,8 +10,8 @@ Why our own rather than the edn_format package (bench/bench_edn.py, on the porcu
 edn_format, a PLY grammar, took 2.2-4.5 times as long per kv history, 1.8-3.5 times on 8.5 MB,
 and 68-276 times as long for the values of Jepsen log lines read one by one (ranges over runs on a
 shared 2-core machine); its errors carry no position we could turn into a line ("EOF Reached"),
-and it refuses `#jepsen.history.Op{...}` records unless each tag gets a handler. This reader is a regex tokenizer and an explicit stack:
-linear in the input, and deep nesting is an error message, not a RecursionError.
+and it refuses `#jepsen.history.Op{...}` records unless each tag gets a handler. This reader is a
+regex tokenizer and an explicit stack: linear in the input, and deep nesting is an error message, not a RecursionError.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def register_history(seed: int, n_ops: int = 200, processes: int = 5, keys: int 
     now = 0
     started = 0
     key_names = [f"r{i}" for i in range(keys)]
-    nemesis_at = sorted(rng.sample(range(1, max(2, n_ops)), min(partitions * 2, max(0, n_ops - 1)))) if partitions else []
+    nemesis_at = (sorted(rng.sample(range(1, max(2, n_ops)), min(partitions * 2, max(0, n_ops - 1))))
+                  if partitions else [])
 
     def emit(op: Op) -> Op:
         op.index = len(ops)
@@ -48,7 +49,8 @@ def register_history(seed: int, n_ops: int = 200, processes: int = 5, keys: int 
             emit(Op(process="nemesis", type="invoke", f=f, value={"topology": "halves"} if f == "partition" else None))
             now += rng.randint(1, step_ns)
             emit(Op(process="nemesis", type="info", f=f,
-                    value={"groups": [["n1", "n2"], ["n3", "n4", "n5"]]} if f == "partition" else {"healed": "partition"}))
+                    value=({"groups": [["n1", "n2"], ["n3", "n4", "n5"]]} if f == "partition"
+                           else {"healed": "partition"})))
             continue
         w = rng.randrange(processes)
         slot = inflight.get(w)

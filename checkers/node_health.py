@@ -44,7 +44,8 @@ def check_down_nodes(ops: Iterable[Op]) -> dict:
     if findings:
         first = findings[0]
         last_line = _last_line(first["why"])
-        when = "was down at the end of the run" if first["after"] == "health" else f"could not restart after {first['after']}"
+        when = ("was down at the end of the run" if first["after"] == "health"
+                else f"could not restart after {first['after']}")
         result["reason"] = f"{first['node']} {when}: {last_line}"
         if len(findings) > 1:
             result["reason"] += f" (and {len(findings) - 1} more)"

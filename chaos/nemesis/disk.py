@@ -103,7 +103,8 @@ class LoseUnsyncedNemesis(_DiskNemesis):
             self._crash(nodes)
             seeds = {n.id: self.rng.randrange(1 << 31) if tear else None for n in nodes}
             lost = dict(on_nodes(lambda n: (n.id, self.db.lose_unsynced_writes(n, seeds[n.id])), nodes))
-            return complete(op, {"nodes": [n.id for n in nodes], "lost": {nid: _lost_text(r) for nid, r in lost.items()}})
+            return complete(op, {"nodes": [n.id for n in nodes],
+                                 "lost": {nid: _lost_text(r) for nid, r in lost.items()}})
         if op.f == "restart-lost":
             nodes, down = self._restart()
             return complete(op, with_down({"nodes": [n.id for n in nodes]}, down))

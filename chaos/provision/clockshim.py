@@ -27,9 +27,9 @@ mono_offset, where
 and the strobe is up in its even periods counted from strobe_start, for strobe_count periods,
 then stays as its last period left it. mono_offset is what a reset leaves: the wall clock goes
 back to real time, but the monotonic clock never goes back at a reset (that would hold every
-timer of the service for as long), so it keeps what a bump forward added. The anchor is absolute, so a restarted process continues
-the same skew, and strobe flips happen inside the process on time, with nobody writing the file
-and nothing left running to clean up. ClockSpec below mirrors the C arithmetic.
+timer of the service for as long), so it keeps what a bump forward added. The anchor is absolute,
+so a restarted process continues the same skew, and strobe flips happen inside the process on
+time, with nobody writing the file and nothing left running to clean up. ClockSpec below mirrors the C arithmetic.
 
 The library is built once with the host's C compiler into the cache (like the porcupine helper),
 named by a hash of its source, and used as it is by local nodes and copied into containers.

@@ -299,7 +299,8 @@ class SSHConnection:
             except paramiko.AuthenticationException as e:
                 client.close()
                 raise ProvisionError(f"{name}: the host refused the key {self.host.key} "
-                                     f"({pkey.get_name()} {fingerprint(pkey)}) for user {self.host.user}: {e}") from None
+                                     f"({pkey.get_name()} {fingerprint(pkey)}) for user {self.host.user}: "
+                                     f"{e}") from None
             except (paramiko.ssh_exception.NoValidConnectionsError, TimeoutError, OSError) as e:
                 client.close()
                 raise ProvisionError(f"{name}: unreachable: {e}") from None
@@ -407,7 +408,8 @@ if command -v python3 >/dev/null 2>&1; then
   echo "python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>&1)"
 fi
 PATH="$PATH:/usr/sbin:/sbin"
-command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1 && echo "iptables=$(command -v iptables)"
+command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1 &&
+    echo "iptables=$(command -v iptables)"
 command -v setsid >/dev/null 2>&1 && echo "setsid=yes"
 echo "arch=$(uname -m)"
 echo "boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
@@ -590,7 +592,8 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
             try:
                 conn.uid = int(facts.get("uid", ""))
             except ValueError:
-                raise ProvisionError(f"{host.name}: cannot tell the user id (`id -u` said {facts.get('uid')!r})") from None
+                raise ProvisionError(f"{host.name}: cannot tell the user id "
+                                     f"(`id -u` said {facts.get('uid')!r})") from None
             words = facts.get("ssh", "").split()
             if len(words) == 4:
                 conn.peer = (words[0], int(words[3]))
@@ -619,7 +622,8 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                     return f"{host.name} has no python3 (apt-get install python3)"
                 try:
                     if tuple(int(x) for x in version.split(".")) < MIN_PYTHON:
-                        return f"{host.name} has python3 {version}; the node needs {'.'.join(map(str, MIN_PYTHON))} or newer"
+                        needed = ".".join(map(str, MIN_PYTHON))
+                        return f"{host.name} has python3 {version}; the node needs {needed} or newer"
                 except ValueError:
                     return f"{host.name}: python3 does not run ({version})"
             elif what == "partition":
@@ -685,7 +689,8 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
                 try:
                     self.wait_ready(self.nodes, self.ready_timeout)
                 except ProvisionError as e:
-                    tails = "\n".join(f"--- {n.id} stderr ---\n{self.exit_report(n, 5) or '(empty)'}" for n in self.nodes)
+                    tails = "\n".join(f"--- {n.id} stderr ---\n{self.exit_report(n, 5) or '(empty)'}"
+                                      for n in self.nodes)
                     raise ProvisionError(f"{e}\n{tails}") from None
         except BaseException:
             self.salvage_logs()
@@ -855,7 +860,8 @@ class SSHHostDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec):
             node_dir = posixpath.join(self.run_dir(), self._node_id_of(host))
             script = (f"d={shlex.quote(node_dir)}; "
                       f"pid=$(cat \"$d/service.pid\" 2>/dev/null) && [ -n \"$pid\" ] && "
-                      f"tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -q -- {shlex.quote(self._match_for(host))} "
+                      f"tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | "
+                      f"grep -q -- {shlex.quote(self._match_for(host))} "
                       f"&& kill -s KILL $pid; "
                       f"for i in $(seq 1 100); do [ -n \"$pid\" ] && [ -d /proc/$pid ] && "
                       f"[ \"$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1)\" != Z ] || break; "
@@ -1033,7 +1039,8 @@ def clean_hosts(inventory: str, all: bool = False, **options) -> dict:
             if can_root:
                 _, listing, _ = conn.run("iptables -w -S", root=True, check=False)
                 for rule in listing.splitlines():
-                    if rule.startswith("-N ") and CHAIN_RE.match(rule.split()[1]) and rule.split()[1] not in live_chains:
+                    if (rule.startswith("-N ") and CHAIN_RE.match(rule.split()[1])
+                            and rule.split()[1] not in live_chains):
                         conn.run(remove_chain_script(rule.split()[1]), root=True)
                         done["chains"].append(rule.split()[1])
         except (ProvisionError, ValueError) as e:

@@ -47,7 +47,8 @@ def shot(driver, path: str, top: float, bottom: float) -> None:
 
 def bottom_of(driver, css: str) -> float:
     return driver.execute_script(
-        "const r = document.querySelector(arguments[0]).getBoundingClientRect(); return r.bottom + window.scrollY;", css)
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect(); "
+        "return r.bottom + window.scrollY;", css)
 
 
 def top_of(driver, css: str) -> float:
@@ -80,7 +81,8 @@ def main() -> int:
             shot(d, os.path.join(out, "report-invalid.png"), 0, bottom_of(d, end) + 12)
             d.get(f"file://{valid}/report/index.html")
             shot(d, os.path.join(out, "report-valid.png"), 0, bottom_of(d, "#plot-throughput") + 8)
-            shot(d, os.path.join(out, "report-raft.png"), top_of(d, "#raft") - 12, bottom_of(d, "table.convergence") + 40)
+            shot(d, os.path.join(out, "report-raft.png"), top_of(d, "#raft") - 12,
+                 bottom_of(d, "table.convergence") + 40)
             d.get(f"file://{tmp}/index.html")
             shot(d, os.path.join(out, "index.png"), 0, bottom_of(d, "#runs") + 40)
     finally:

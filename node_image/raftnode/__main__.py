@@ -80,21 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "(POST /cluster/learners with the incarnation in this node's GET /status) "
                             "and a committed configuration names it a voter")
     p.add_argument("--client-listen", type=_hostport, default=None,
-                   help="HTTP client API listen address host:port (default: this node's client address, all interfaces)")
+                   help="HTTP client API listen address host:port "
+                        "(default: this node's client address, all interfaces)")
     p.add_argument("--peer-listen", type=_hostport, default=None,
                    help="peer protocol listen address host:port (default: this node's peer address, all interfaces)")
     p.add_argument("--data-dir", required=True, help="directory for the log, hard state and snapshots")
     p.add_argument("--log-file", default=None, help="append structured JSON event lines here (also written to stderr)")
     p.add_argument("--election-timeout", type=_range_ms, default=(150, 300), metavar="MIN-MAX",
                    help="randomized election timeout range in ms (default 150-300)")
-    p.add_argument("--heartbeat", type=_positive, default=50, metavar="MS", help="heartbeat interval in ms (default 50)")
+    p.add_argument("--heartbeat", type=_positive, default=50, metavar="MS",
+                   help="heartbeat interval in ms (default 50)")
     p.add_argument("--tick", type=_positive, default=10, metavar="MS", help="logical clock tick in ms (default 10)")
     p.add_argument("--request-timeout", type=_positive, default=2000, metavar="MS",
                    help="client request deadline in ms; a write past it gets 504 timeout (default 2000)")
     p.add_argument("--no-pre-vote", action="store_true", help="disable the pre-vote phase")
     p.add_argument("--no-check-quorum", action="store_true", help="disable check-quorum (leader step-down)")
     p.add_argument("--snapshot-every", type=int, default=10000, metavar="N",
-                   help="snapshot the state machine (and compact the log) every N applied entries; 0 disables (default 10000)")
+                   help="snapshot the state machine (and compact the log) every N applied entries; "
+                        "0 disables (default 10000)")
     p.add_argument("--bug", action="append", default=[], choices=KNOWN_BUGS, metavar="NAME",
                    help="enable a seeded bug (repeatable), for testing the test framework: " + ", ".join(KNOWN_BUGS))
     p.add_argument("--no-storage-thread", action="store_true",
@@ -112,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"client connections served at once; more are answered 503 and closed (default "
                         f"{MAX_OPEN_CONNECTIONS}, lowered to fit the open-files limit)")
     p.add_argument("--client-idle-timeout", type=_seconds, default=IDLE_TIMEOUT_S, metavar="SECONDS",
-                   help=f"close a client connection after this long without a request in flight (default {IDLE_TIMEOUT_S:g})")
+                   help="close a client connection after this long without a request in flight "
+                        f"(default {IDLE_TIMEOUT_S:g})")
     return p
 
 

@@ -148,7 +148,8 @@ def _check_handshake_head(buf, step: int) -> None:
     if magic != HANDSHAKE_MAGIC:
         raise CodecError(f"not a peer handshake (starts {bytes(buf[:8])!r}; expected {HANDSHAKE_MAGIC!r})")
     if version != PROTOCOL_VERSION:
-        raise CodecError(f"unsupported protocol version {version} in the handshake (this node speaks {PROTOCOL_VERSION})")
+        raise CodecError(f"unsupported protocol version {version} in the handshake "
+                         f"(this node speaks {PROTOCOL_VERSION})")
     if got != step:
         raise CodecError(f"handshake step {got} where step {step} was expected")
 

@@ -22,6 +22,7 @@ import asyncio
 import time
 from urllib.parse import quote
 
+from .heap import release_closed_transport
 from .jsonenc import compact_encoder
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -189,6 +190,7 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         if self.connections is not None:
             self.connections.discard(self)
+        release_closed_transport(self.transport)  # else frozen with the heap, never freed (heap.py)
 
     def close_idle(self) -> None:
         self.closed = True
@@ -277,7 +279,8 @@ class HttpConnection(asyncio.Protocol):
                 if fields.count(b"\r\ncontent-length:") > 1:
                     raise HttpError(400, "bad_request", "more than one Content-Length header")
                 if len(value) > 12:  # int() of thousands of digits is slow, or refused outright
-                    raise HttpError(413, "body_too_large", f"request body of {len(value)}-digit length exceeds {MAX_BODY_BYTES} bytes")
+                    raise HttpError(413, "body_too_large",
+                                    f"request body of {len(value)}-digit length exceeds {MAX_BODY_BYTES} bytes")
                 length = int(value)
             value = _header(fields, b"\r\nconnection:")
             if value is not None:

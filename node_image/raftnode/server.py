@@ -249,7 +249,8 @@ def parse_write_body(op: str, key: str, body: bytes):
         return None, {"error": "bad_session", "detail": "client_id and seq must be given together"}
     if client_id is not None:
         if not isinstance(client_id, str) or not client_id or len(client_id) > 256:
-            return None, {"error": "bad_session", "detail": "client_id must be a non-empty string of at most 256 characters"}
+            return None, {"error": "bad_session",
+                          "detail": "client_id must be a non-empty string of at most 256 characters"}
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2 ** 63:
             return None, {"error": "bad_session", "detail": "seq must be a non-negative integer below 2^63"}
     command = PreEncoded(op=op, key=key)
@@ -303,7 +304,8 @@ def _admin_body(body: bytes, required: set, optional: set):
             return None, {"error": "missing_field", "detail": f"field {name!r} is required"}
     for name, value in doc.items():
         if not isinstance(value, str) or not value or len(value) > 300:
-            return None, {"error": "bad_field", "detail": f"{name} must be a non-empty string of at most 300 characters"}
+            return None, {"error": "bad_field",
+                          "detail": f"{name} must be a non-empty string of at most 300 characters"}
     return doc, None
 
 
@@ -422,7 +424,8 @@ class RaftNode:
         self._installs_pending = 0  # snapshots from the leader queued for the storage, not yet done
         self._snapshot_pending = 0
         self._driver_rng = random.Random(seed ^ 0x5EED)
-        self._snapshot_slack = self._driver_rng.randrange(max(1, opts.snapshot_every // 4)) if opts.snapshot_every > 0 else 0
+        self._snapshot_slack = (self._driver_rng.randrange(max(1, opts.snapshot_every // 4))
+                                if opts.snapshot_every > 0 else 0)
         self._snapshot_pool = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raft-snapshot")
                                if opts.storage_thread else None)
         self.stats = {"rounds": 0, "proposals": 0, "fsync_rounds": 0}
@@ -613,7 +616,8 @@ class RaftNode:
                 return
         else:
             conn.respond(405, {"error": "method_not_allowed", "detail": f"{method[:20]} is not supported on /kv/"},
-                         {"Allow": "GET, PUT, DELETE, POST" if rest.endswith(("/cas", "/append")) else "GET, PUT, DELETE"})
+                         {"Allow": ("GET, PUT, DELETE, POST" if rest.endswith(("/cas", "/append"))
+                                    else "GET, PUT, DELETE")})
             return
         key = unquote(rest) if "%" in rest else rest
         if not key:
@@ -949,7 +953,8 @@ class RaftNode:
                         pending.answer(200, {"index": entry.index, "term": entry.term,
                                              "configuration": self._configuration_view(entry.data)})
                     else:
-                        pending.answer(504, {"error": "timeout", "detail": "a different entry was committed at this index"})
+                        pending.answer(504, {"error": "timeout",
+                                             "detail": "a different entry was committed at this index"})
         last = committed[-1]
         self.last_applied = last.index
         self.log.commit(last.index, last.term)

@@ -508,7 +508,8 @@ class Storage:
                     expected = entries[-1].index + 1 if entries else None
                     if expected is not None and entry.index != expected:
                         if not (opening and entry.index <= self.snapshot_index + 1):
-                            raise StorageCorruption(path, pos, f"entry index {entry.index} where {expected} was expected")
+                            raise StorageCorruption(path, pos,
+                                                    f"entry index {entry.index} where {expected} was expected")
                         # An older segment is gone but the next one was not: compaction's unlinks
                         # became durable out of order. Only entries the snapshot covers are missing.
                         entries.clear()
@@ -521,7 +522,8 @@ class Storage:
 
     def _truncate_tail(self, path: str, size: int, offset: int, problem: str) -> None:
         files = self.files
-        self.recovery_notes.append(f"{path}: truncated a torn tail of {size - offset} bytes at offset {offset} ({problem})")
+        self.recovery_notes.append(f"{path}: truncated a torn tail of {size - offset} bytes at offset {offset} "
+                                   f"({problem})")
         fd = files.open(path, os.O_WRONLY)
         try:
             files.ftruncate(fd, max(offset, 0))

@@ -13,10 +13,10 @@ the proof the listening side asks `admit(src, incarnation)` and answers REFUSED,
 to a node its configuration does not admit (a removed node, one whose id is reused with a new
 disk); the refused side logs `peer_refused` and retries slowly. The links follow the
 configuration (`set_peers`). A node without a configuration (joining) admits every member that
-holds the secret and answers it at the address its handshake announced. A connection that has not completed the handshake within
-HANDSHAKE_TIMEOUT_S is closed, so half-open or silent connections cannot pile up. With no secret
-(`--insecure-peers`) the same handshake runs with an empty key: it still binds a connection to
-one member id, but anyone can complete it.
+holds the secret and answers it at the address its handshake announced. A connection that has
+not completed the handshake within HANDSHAKE_TIMEOUT_S is closed, so half-open or silent
+connections cannot pile up. With no secret (`--insecure-peers`) the same handshake runs with an
+empty key: it still binds a connection to one member id, but anyone can complete it.
 
 A frame whose term is more than MAX_TERM_LEAD ahead of the receiver's own term is garbage too.
 An honest member gets ahead by one term per election it starts (a few per second at most, only
@@ -38,6 +38,7 @@ import socket
 from .codec import (CHALLENGE_SIZE, MAX_HELLO_SIZE, NONCE_BYTES, PROOF_SIZE, CodecError, FrameDecoder,
                     encode_challenge, encode_hello, encode_message, encode_proof, encode_refused,
                     handshake_mac, parse_challenge, parse_hello, parse_proof, parse_refused)
+from .heap import release_closed_transport
 from .types import Message
 
 RECONNECT_MIN_S = 0.02
@@ -116,6 +117,7 @@ class _OutgoingProtocol(asyncio.Protocol):
         self.authenticated.set_result(True)
 
     def connection_lost(self, exc):
+        release_closed_transport(self.transport)  # else frozen with the heap, never freed (heap.py)
         if not self.authenticated.done():
             self.authenticated.set_exception(ConnectionError("connection closed during the handshake"))
         if not self.closed.done():
@@ -335,6 +337,7 @@ class _IncomingProtocol(asyncio.Protocol):
         self.transport.abort()
 
     def connection_lost(self, exc):
+        release_closed_transport(self.transport)  # else frozen with the heap, never freed (heap.py)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -139,8 +139,8 @@ class EtcdDB(ContainerDB, Primaries, StatusProbe):
             leaders = {s["leader"] if s else None for s in last}
             return len(leaders) == 1 and None not in leaders
         if not wait_until(agreed, timeout, interval=0.1):
-            states = ", ".join(f"{n.id}: {s['role']} term {s['term']} leader {s['leader']}" if s else f"{n.id}: no answer"
-                               for n, s in zip(nodes, last, strict=True))
+            states = ", ".join(f"{n.id}: {s['role']} term {s['term']} leader {s['leader']}" if s
+                               else f"{n.id}: no answer" for n, s in zip(nodes, last, strict=True))
             raise ProvisionError(f"etcd elected no leader that every node names within {timeout:.0f} s ({states})")
         if self.initial_leader:
             self._move_leader(nodes, self.initial_leader, timeout)
