@@ -110,7 +110,7 @@ def _convert(node: yaml.Node, path: tuple, loc: Located) -> Any:
     return _scalar(node)
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
+def _scalar(node: yaml.Node) -> Any:
     # Resolve the scalar exactly as safe_load would (ints, floats, bools, null, strings).
     return yaml.safe_load(yaml.serialize(node))
 
@@ -149,8 +149,8 @@ def fields_from_keys(d: dict) -> dict:
             raise ConfigError(f"unknown key {key!r} (valid: {', '.join(SCENARIO_KEYS)})")
         if key == "nemesis":
             out["nemesis"] = value
-        elif SCENARIO_KEYS[key] is not None:
-            out[SCENARIO_KEYS[key]] = value
+        elif (field := SCENARIO_KEYS[key]) is not None:
+            out[field] = value
     return out
 
 

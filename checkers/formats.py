@@ -133,6 +133,7 @@ def _parse_edn(text: str, source: str) -> list[Op]:
     # One vector (or list) holding every op, or one map per line.
     if len(forms) == 1 and isinstance(forms[0][1], list):
         _, items, starts = forms[0]
+        assert starts is not None  # read with child_offsets=True
         maps = [(lines.of(start), m) for start, m in zip(starts, items, strict=True)]
     else:
         maps = [(lines.of(start), m) for start, m, _ in forms]
