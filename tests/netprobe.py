@@ -207,7 +207,9 @@ def _end(probes: Probes, src, dst, port: int) -> None:
     script = ("import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
               "src=sys.argv[1]\nif src: s.bind((src,0))\n"
               "time.sleep(float(sys.argv[4]))\n"
-              "for _ in range(50):\n    try: s.sendto(b'end',(sys.argv[2],int(sys.argv[3])))\n    except OSError: pass\n"
+              "for _ in range(50):\n"
+              "    try: s.sendto(b'end',(sys.argv[2],int(sys.argv[3])))\n"
+              "    except OSError: pass\n"
               "    time.sleep(0.02)\n")
     subprocess.run(probes.prefix(src) + [sys.executable, "-c", script, probes._src(src), dst.address, str(port),
                                          "1.5"], check=True, timeout=30)

@@ -343,7 +343,8 @@ def raw_batch(cluster, rng: random.Random, count: int, stats: FuzzStats) -> None
             payload, label = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000))), "garbage bytes"
         elif roll < 0.2:
             parts = [_request(rng) for _ in range(rng.randrange(2, 5))]
-            payload, label = b"".join(p for p, _ in parts), "pipelined: " + " | ".join(part_label for _, part_label in parts)
+            payload = b"".join(p for p, _ in parts)
+            label = "pipelined: " + " | ".join(part_label for _, part_label in parts)
         else:
             payload, label = _request(rng)
         try:

@@ -21,7 +21,8 @@ def config_for(*argv):
 
 def test_run_defaults():
     cfg = config_for()
-    assert (cfg.nodes, cfg.workload, cfg.concurrency, cfg.time_limit, cfg.provisioner) == (5, "register", 10, 60, "docker")
+    assert ((cfg.nodes, cfg.workload, cfg.concurrency, cfg.time_limit, cfg.provisioner)
+            == (5, "register", 10, 60, "docker"))
     assert cfg.nemesis == list(FAULTS)
     assert cfg.seed > 0  # a random seed, recorded
 

@@ -11,7 +11,8 @@ from raftnode.types import APPEND, COMMAND, Entry, Message
 
 
 def frame():
-    return encode_message(Message(APPEND, "n1", "n2", 1, entries=[Entry(1, 1, COMMAND, {"op": "put", "key": "a", "value": 1})]))
+    entry = Entry(1, 1, COMMAND, {"op": "put", "key": "a", "value": 1})
+    return encode_message(Message(APPEND, "n1", "n2", 1, entries=[entry]))
 
 
 def test_a_bad_magic_is_rejected():

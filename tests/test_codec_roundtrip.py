@@ -14,14 +14,16 @@ FIELDS = ("kind", "src", "dst", "term", "last_log_index", "last_log_term", "prev
 def same(a: Message, b: Message):
     for name in FIELDS:
         assert getattr(a, name) == getattr(b, name), name
-    assert [(e.index, e.term, e.kind, e.data) for e in a.entries] == [(e.index, e.term, e.kind, e.data) for e in b.entries]
+    def fields(m):
+        return [(e.index, e.term, e.kind, e.data) for e in m.entries]
+    assert fields(a) == fields(b)
 
 
 def test_append_entries_with_commands_and_a_noop_round_trips():
     msg = Message(APPEND, "n1", "n2", 7, prev_log_index=10, prev_log_term=6, leader_commit=9, context=3,
                   entries=[Entry(11, 7, NOOP, None),
-                           Entry(12, 7, COMMAND, {"op": "cas", "key": "ключ", "expected": None, "value": [1, {"a": 2.5}],
-                                                  "client_id": "c1", "seq": 4})])
+                           Entry(12, 7, COMMAND, {"op": "cas", "key": "ключ", "expected": None,
+                                                  "value": [1, {"a": 2.5}], "client_id": "c1", "seq": 4})])
     frame = encode_message(msg)
     same(msg, decode_message(frame[HEADER_SIZE:]))
 
@@ -37,7 +39,8 @@ def test_responses_keep_their_flags():
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           lambda inner: (st.lists(inner, max_size=4)
+                                          | st.dictionaries(st.text(max_size=8), inner, max_size=4)),
                            max_leaves=10)
 
 

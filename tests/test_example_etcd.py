@@ -50,7 +50,8 @@ def etcd_image(docker_engine):
 def splitbrain_run(store, subnet, *args, timeout=200):
     """`splitbrain run --db etcd ...` in a subprocess; (exit code, run dir, stderr)."""
     proc = subprocess.run([sys.executable, "-m", "chaos.cli", "run", "--db", "etcd", "--store", str(store),
-                           "--subnet", subnet, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+                           "--subnet", subnet, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          check=False)
     latest = os.path.join(str(store), "latest")
     return proc.returncode, os.path.realpath(latest) if os.path.exists(latest) else None, proc.stderr
 
@@ -72,7 +73,8 @@ def assert_nothing_left(run_dir, subnet):
                              text=True, timeout=60, check=False)
         assert out.returncode == 0 and out.stdout.split() == [], f"{argv[1]} left behind: {out.stdout}"
     inspect = subprocess.run("docker network inspect $(docker network ls -q) --format '{{range .IPAM.Config}}"
-                             "{{.Subnet}} {{end}}'", shell=True, capture_output=True, text=True, timeout=60, check=False)
+                             "{{.Subnet}} {{end}}'", shell=True, capture_output=True, text=True, timeout=60,
+                             check=False)
     assert subnet not in inspect.stdout
 
 

@@ -64,7 +64,8 @@ def inside(db, node, code):
 
 
 def listing(db, node):
-    return json.loads(inside(db, node, f"import os, json; print(json.dumps(sorted(os.listdir({db.data_dir(node)!r}))))"))
+    script = f"import os, json; print(json.dumps(sorted(os.listdir({db.data_dir(node)!r}))))"
+    return json.loads(inside(db, node, script))
 
 
 def put(db, key, value):
@@ -210,8 +211,9 @@ def test_splitbrain_clean_unmounts_the_disks_of_a_crashed_controller():
 
 def test_a_ctrl_c_in_the_middle_of_a_run_leaves_no_disk_mounted(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.path.join(REPO, "node_image"))
-    proc = subprocess.Popen([sys.executable, "-m", "chaos.cli", "run", "--scenario", "scenarios/lost-unsynced-writes.yaml",
-                             "--provisioner", "local", "--provisioner-option", "base_address=127.0.0.85", "--store", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "chaos.cli", "run",
+                             "--scenario", "scenarios/lost-unsynced-writes.yaml", "--provisioner", "local",
+                             "--provisioner-option", "base_address=127.0.0.85", "--store", str(tmp_path),
                              "--time-limit", "20"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -13,7 +13,8 @@ from raftnode.types import APPEND, COMMAND, Entry, Message
 
 @pytest.mark.parametrize("op,key,body", [
     ("put", "k", b'{"value": 1}'),
-    ("put", "k\u00e9/\"quoted\"", b'  {"value": {"nested": [1, 2.5, null, "\\u00e9\xc3\xa9"]}, "client_id": "c", "seq": 3}  '),
+    ("put", "k\u00e9/\"quoted\"",
+     b'  {"value": {"nested": [1, 2.5, null, "\\u00e9\xc3\xa9"]}, "client_id": "c", "seq": 3}  '),
     ("put", "dup", b'{"value": 1, "value": 2}'),
     ("delete", "k", b''),
     ("delete", "k", b'{}'),
@@ -81,7 +82,8 @@ def test_a_number_that_is_not_finite_is_refused_naming_the_field(op, body, field
 
 
 def test_tiny_and_large_finite_numbers_are_accepted():
-    command, problem = parse_write_body("put", "k", b'{"value": [1e-400, 1.7e308, -0.0, 123456789012345678901234567890]}')
+    command, problem = parse_write_body("put", "k",
+                                        b'{"value": [1e-400, 1.7e308, -0.0, 123456789012345678901234567890]}')
     assert problem is None and json.loads(command.wire)["value"] == [0.0, 1.7e308, -0.0, 123456789012345678901234567890]
 
 

@@ -30,5 +30,6 @@ def test_deduplication_survives_a_leader_change():
         new_leader = cluster.wait_for_leader(among=survivors)
         assert new_leader != leader
         # The retry would now fail (value is 1, not null) if it were applied again.
-        assert cluster.write("/kv/r/cas", {"expected": None, "value": 1, "client_id": "c", "seq": 5}) == (200, {"ok": True})
+        again = cluster.write("/kv/r/cas", {"expected": None, "value": 1, "client_id": "c", "seq": 5})
+        assert again == (200, {"ok": True})
         assert cluster.request(new_leader, "GET", "/kv/r")[:2] == (200, {"value": 1})

@@ -40,8 +40,10 @@ def test_delete_removes_the_key(cluster, leader):
 def test_cas_succeeds_on_the_expected_value_and_conflicts_otherwise(cluster, leader):
     cluster.request(leader, "PUT", "/kv/reg", {"value": 1})
     assert cluster.request(leader, "POST", "/kv/reg/cas", {"expected": 1, "value": 2})[:2] == (200, {"ok": True})
-    assert cluster.request(leader, "POST", "/kv/reg/cas", {"expected": 1, "value": 3})[:2] == (409, {"ok": False, "value": 2})
-    assert cluster.request(leader, "POST", "/kv/absent/cas", {"expected": 5, "value": 3})[:2] == (409, {"ok": False, "value": None})
+    mismatch = cluster.request(leader, "POST", "/kv/reg/cas", {"expected": 1, "value": 3})
+    assert mismatch[:2] == (409, {"ok": False, "value": 2})
+    absent = cluster.request(leader, "POST", "/kv/absent/cas", {"expected": 5, "value": 3})
+    assert absent[:2] == (409, {"ok": False, "value": None})
 
 
 def test_append_returns_the_list_after_the_append(cluster, leader):

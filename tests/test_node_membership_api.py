@@ -101,7 +101,8 @@ def test_illegal_changes_are_409_naming_why():
 
 
 BAD_BODIES = [
-    ("/cluster/learners", b'{"id": "n4", "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}', "missing_field", "incarnation"),
+    ("/cluster/learners", b'{"id": "n4", "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}', "missing_field",
+     "incarnation"),
     ("/cluster/learners", b'{"id": 4, "peer": "127.0.0.1:1", "client": "127.0.0.1:2", "incarnation": "a"}',
      "bad_field", "id"),
     ("/cluster/learners", b'{"id": "n4", "peer": "nowhere", "client": "127.0.0.1:2", "incarnation": "a"}',

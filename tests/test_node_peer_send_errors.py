@@ -27,9 +27,11 @@ def test_an_unencodable_message_is_dropped_counted_and_logged_once(monkeypatch):
                     break
                 await asyncio.sleep(0.01)
             monkeypatch.setattr(codec, "MAX_FRAME_BYTES", 4096)
-            big = Message(APPEND, "a", "b", 1, entries=[Entry(i, 1, COMMAND, {"op": "put", "key": "k", "value": "x" * 100})
-                                                        for i in range(1, 101)])
-            not_json = Message(APPEND, "a", "b", 1, entries=[Entry(1, 1, COMMAND, {"op": "put", "key": "k", "value": math.nan})])
+            big = Message(APPEND, "a", "b", 1,
+                          entries=[Entry(i, 1, COMMAND, {"op": "put", "key": "k", "value": "x" * 100})
+                                   for i in range(1, 101)])
+            not_json = Message(APPEND, "a", "b", 1,
+                               entries=[Entry(1, 1, COMMAND, {"op": "put", "key": "k", "value": math.nan})])
             for _ in range(50):
                 assert a.send(big) is False
             assert a.send(not_json) is False

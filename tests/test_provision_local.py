@@ -235,7 +235,8 @@ def test_local_partition_support_is_claimed_only_when_it_really_cuts_the_leader_
         probe = ("import socket,sys\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5)"
                  "\n    print('ok')\nexcept OSError:\n    print('fail')\n")
         peer = others[0]
-        assert cluster.exec(cluster.node(old), [sys.executable, "-c", probe, peer.address, str(peer.peer_port)]) == "fail\n"
+        reached = cluster.exec(cluster.node(old), [sys.executable, "-c", probe, peer.address, str(peer.peer_port)])
+        assert reached == "fail\n"
         assert cluster.exec(others[1], [sys.executable, "-c", probe, peer.address, str(peer.peer_port)]) == "ok\n"
         deadline = time.monotonic() + 20
         while wait_for_leader(others, timeout=20) == old and time.monotonic() < deadline:

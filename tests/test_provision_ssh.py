@@ -41,7 +41,8 @@ def leftovers(hosts, run_id=None):
     for i in range(hosts.count):
         rules = hosts.netns_exec(i, "iptables -w -S")
         found += [f"host {i + 1}: {line}" for line in rules.splitlines() if "SBS" in line]
-        pids = subprocess.run(["ip", "netns", "pids", hosts.namespaces[i]], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["ip", "netns", "pids", hosts.namespaces[i]],
+                              capture_output=True, text=True).stdout.split()
         for pid in pids:
             try:
                 cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
@@ -177,7 +178,8 @@ def test_a_crashed_controller_leaves_nothing_after_clean_ssh(hosts, tmp_path):
         # wait until the load runs with a partition in force on some host
         while not any(re.search(r"-A SBS[0-9a-f]{8} .*DROP", hosts.netns_exec(i, "iptables -w -S"))
                       for i in range(3)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:] if proc.poll() else ""
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                proc.stdout.read()[-3000:] if proc.poll() else ""
             time.sleep(0.5)
         proc.kill()  # a crash: no teardown at all
         proc.wait(timeout=10)

@@ -12,7 +12,8 @@ def test_agreement_continues_after_crash_and_restart_of_all_nodes():
         lab.start(i)
     lab.one("12", 3)
     index = lab.one("13", 3)
-    assert [lab.applied_value(lab.ids[0], i) for i in range(1, index + 1) if lab.applied_value(lab.ids[0], i)] == ["11", "12", "13"]
+    applied = [lab.applied_value(lab.ids[0], i) for i in range(1, index + 1)]
+    assert [v for v in applied if v] == ["11", "12", "13"]
 
 
 def test_agreement_continues_after_crash_and_restart_of_the_leader():

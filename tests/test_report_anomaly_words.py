@@ -40,7 +40,8 @@ def test_a_read_of_a_value_nobody_wrote_is_named(tmp_path):
     ops = history((1, "invoke", "write", "r0", 1, 0.0), (1, "ok", "write", "r0", 1, 0.1),
                   (2, "invoke", "read", "r0", None, 0.2), (2, "ok", "read", "r0", 99, 0.3))
     [a] = anomalies(tmp_path, ops, illegal())
-    assert a.sentences[0] == "read of 99 at 0.200 s by process 2 returned a value that no operation on this key ever wrote."
+    assert a.sentences[0] == ("read of 99 at 0.200 s by process 2 returned a value that no operation on this key "
+                              "ever wrote.")
 
 
 def test_a_read_of_a_value_written_only_later_is_named(tmp_path):
@@ -94,7 +95,8 @@ def test_the_report_shows_the_words_the_excerpt_faults_and_porcupines_view(tmp_p
     with open(render_run(run), encoding="utf-8") as f:
         page = f.read()
     section = re.search(r'<section id="anomaly">.*?</section>', page, flags=re.S).group(0)
-    assert re.search(r'<p class="words">Read of \d+ at [\d.]+ s by process \d+ returned a value overwritten at', section)
+    assert re.search(r'<p class="words">Read of \d+ at [\d.]+ s by process \d+ returned a value overwritten at',
+                     section)
     excerpt = re.search(r'<table class="excerpt".*?</table>', section, flags=re.S).group(0)
     assert excerpt.count('class="hl"') == 3
     assert 'class="fault-row"' in excerpt  # the partition active around the anomaly

@@ -63,7 +63,8 @@ def test_missing_optional_files_are_listed_on_the_page(tmp_path):
 
 
 def test_an_empty_history_still_renders(tmp_path):
-    run = write_run(tmp_path / "run", [], results={"valid": "unknown", "reason": "The run crashed before any operation."})
+    run = write_run(tmp_path / "run", [],
+                    results={"valid": "unknown", "reason": "The run crashed before any operation."})
     with open(render_run(run), encoding="utf-8") as f:
         page = f.read()
     assert "The run crashed before any operation." in page

@@ -11,8 +11,8 @@ from tests.fixtures.run_factory import T0, FaultSpec, build_run, history, poll, 
 
 
 def test_polls_become_merged_segments_per_node_with_down_for_no_answer(tmp_path):
-    polls = [poll(0.0, "n1", "follower", 1, None), poll(0.1, "n1", "leader", 2, "n1"), poll(0.2, "n1", "leader", 2, "n1"),
-             poll(0.3, "n1", None), poll(0.4, "n1", "follower", 3, "n2")]
+    polls = [poll(0.0, "n1", "follower", 1, None), poll(0.1, "n1", "leader", 2, "n1"),
+             poll(0.2, "n1", "leader", 2, "n1"), poll(0.3, "n1", None), poll(0.4, "n1", "follower", 3, "n2")]
     run = load_run(write_run(tmp_path / "run", history((0, "invoke", "read", "r0", None, 0.0)), polls=polls))
     segs = node_segments(run.polls, T0, end=0.5)["n1"]
     assert [(round(s.start, 2), round(s.end, 2), s.role, s.term, s.leader) for s in segs] == [
@@ -24,10 +24,13 @@ def test_node_log_events_are_placed_by_the_nodes_nearest_poll_despite_a_skewed_c
     # n2's clocks run 100 s (monotonic) and 1 hour (wall) ahead of the controller's view
     polls = [poll(t, "n2", "follower", 1, "n1", mono=500.0 + t, wall=1_700_003_600.0 + t) for t in (0.0, 1.0, 2.0)]
     polls += [poll(t, "n3", "follower", 1, "n1", wall=1_700_000_000.0 + t) for t in (0.0, 1.0, 2.0)]
-    logs = {"n2": [{"ts": 1_700_003_601.5, "mono": 501.5, "node": "n2", "event": "election_won", "term": 2, "votes": 2}],
-            "n3": [{"ts": 1_700_000_000.7, "node": "n3", "event": "vote", "candidate": "n2", "term": 2, "granted": True}],
+    logs = {"n2": [{"ts": 1_700_003_601.5, "mono": 501.5, "node": "n2", "event": "election_won", "term": 2,
+                    "votes": 2}],
+            "n3": [{"ts": 1_700_000_000.7, "node": "n3", "event": "vote", "candidate": "n2", "term": 2,
+                    "granted": True}],
             "n4": [{"ts": 5.0, "mono": 5.0, "node": "n4", "event": "start"}]}
-    run = load_run(write_run(tmp_path / "run", history((0, "invoke", "read", "r0", None, 0.0)), polls=polls, node_logs=logs))
+    run = load_run(write_run(tmp_path / "run", history((0, "invoke", "read", "r0", None, 0.0)), polls=polls,
+                             node_logs=logs))
     tl = build_timeline({}, run.polls, run.node_logs, T0, 2.0, [])
     placed = {(e.node, e.event): (e.time, e.placed_by) for e in tl.events}
     assert round(placed[("n2", "election_won")][0], 3) == 1.5 and placed[("n2", "election_won")][1] == "monotonic"
@@ -46,7 +49,8 @@ def test_an_unparsable_log_line_is_counted_not_fatal(tmp_path):
 
 
 def test_commit_advances_are_counted_but_kept_out_of_the_timeline(tmp_path):
-    commits = [{"ts": 1.0 + i, "mono": 1.0 + i, "node": "n1", "event": "commit", "index": i, "term": 1} for i in range(50)]
+    commits = [{"ts": 1.0 + i, "mono": 1.0 + i, "node": "n1", "event": "commit", "index": i, "term": 1}
+               for i in range(50)]
     compact = '{"ts":9.0,"mono":9.0,"node":"n1","event":"commit","index":51,"term":1}'
     logs = {"n1": [{"ts": 1.0, "mono": 1.0, "node": "n1", "event": "role", "role": "leader", "term": 1}] + commits
             + [compact, '{"ts":9.5,"node":"n1","event":"committed_config"}']}

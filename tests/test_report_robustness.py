@@ -9,8 +9,8 @@ from reports import ReportError, render_run
 from tests.fixtures.run_factory import history, write_run
 
 HOSTILE = "<script>alert(1)</script>"
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-                    st.text(max_size=12), st.just(HOSTILE))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12), st.just(HOSTILE))
 json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                             st.dictionaries(st.text(max_size=8), inner, max_size=4)),
                            max_leaves=12)
@@ -30,7 +30,8 @@ for i, d in enumerate(OPS):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(results=st.dictionaries(known_keys, results_like, max_size=5), config=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+@given(results=st.dictionaries(known_keys, results_like, max_size=5),
+       config=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
        status=json_values, log_fields=st.dictionaries(st.text(max_size=8), json_values, max_size=4))
 def test_arbitrary_json_in_the_run_files_renders_or_is_named(tmp_path_factory, results, config, status, log_fields):
     run_dir = tmp_path_factory.mktemp("run")

@@ -27,4 +27,5 @@ def test_a_lost_element_is_told_with_its_acknowledged_add_and_the_final_read(tmp
 def test_adds_are_plotted_with_their_own_marker_and_a_valid_set_run_is_valid(tmp_path):
     page = page_of(tmp_path)
     assert 'data-verdict="valid"' in page and 'id="anomaly"' not in page
-    assert re.search(r'<path class="pts pts-ok" data-f="add" fill="#1f9e6e" stroke="none" d="M[\d.]+ [\d.]+l3.4 3.4', page)
+    assert re.search(r'<path class="pts pts-ok" data-f="add" fill="#1f9e6e" stroke="none" '
+                     r'd="M[\d.]+ [\d.]+l3.4 3.4', page)

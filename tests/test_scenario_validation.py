@@ -78,7 +78,8 @@ def test_bad_values_are_refused_with_their_line():
     e = error_of("workload: queue\n")
     assert e.line == 1 and "register, set" in str(e)
     assert error_of("name: x\ntime_limit: -3\n").line == 2
-    assert "at 40.0 s is not before the time limit" in str(error_of("time_limit: 30\nschedule:\n  - {at: 40, f: heal}\n"))
+    error = error_of("time_limit: 30\nschedule:\n  - {at: 40, f: heal}\n")
+    assert "at 40.0 s is not before the time limit" in str(error)
 
 
 def test_clock_skew_needs_its_parameters():

@@ -5,7 +5,8 @@ from raftnode.types import COMMAND, NOOP, Entry, HardState
 
 
 def cmd(index, term, value=None):
-    return Entry(index, term, COMMAND, {"op": "put", "key": f"k{index}", "value": value if value is not None else index})
+    return Entry(index, term, COMMAND,
+                 {"op": "put", "key": f"k{index}", "value": value if value is not None else index})
 
 
 def reopen(path, **kw):
@@ -27,7 +28,8 @@ def test_entries_and_hard_state_survive_a_restart(tmp_path):
     storage.close()
     _, state = reopen(tmp_path)
     assert state.hard_state.term == 3 and state.hard_state.voted_for == "n2"
-    assert [(e.index, e.term, e.kind) for e in state.entries] == [(1, 3, NOOP), (2, 3, COMMAND), (3, 3, COMMAND), (4, 3, COMMAND)]
+    assert ([(e.index, e.term, e.kind) for e in state.entries]
+            == [(1, 3, NOOP), (2, 3, COMMAND), (3, 3, COMMAND), (4, 3, COMMAND)])
     assert state.entries[2].data == {"op": "put", "key": "k3", "value": {"nested": [1, "x"]}}
 
 

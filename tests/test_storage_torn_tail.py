@@ -87,8 +87,9 @@ def test_a_torn_group_of_records_is_dropped_as_a_whole(tmp_path):
     segment = fill(tmp_path, n=2)
     storage = Storage(str(tmp_path))
     storage.load()
-    storage.persist_batch(None, [(encode_batch(None, [Entry(3, 1, COMMAND, {"op": "put", "key": "k", "value": 3})]), None, 3),
-                                 (encode_batch(None, [Entry(4, 1, COMMAND, {"op": "put", "key": "k", "value": 4})]), None, 4)])
+    def put(index):
+        return encode_batch(None, [Entry(index, 1, COMMAND, {"op": "put", "key": "k", "value": index})])
+    storage.persist_batch(None, [(put(3), None, 3), (put(4), None, 4)])
     storage.close()
     data = bytearray(segment.read_bytes())
     data[-40] ^= 0xFF  # damage inside the second record of the group: the whole group is torn
