@@ -66,7 +66,8 @@ def configuration_svg(axis: svg.TimeAxis, bands: dict[str, list[tuple[float, flo
     out = [svg.svg_open(axis, height, "configuration over time", "membership")]
     for row, (node, segs) in enumerate(bands.items()):
         y = TOP + row * ROW_H
-        out.append(f'<text x="{svg.LEFT - 6}" y="{y + ROW_H - 4}" text-anchor="end" class="lane-label">{esc(node)}</text>')
+        out.append(f'<text x="{svg.LEFT - 6}" y="{y + ROW_H - 4}" text-anchor="end" class="lane-label">'
+                   f'{esc(node)}</text>')
         for t0, t1, role in segs:
             x0, x1 = axis.x(max(t0, axis.t_min)), axis.x(min(t1, axis.t_max))
             if x1 <= x0:
@@ -75,7 +76,8 @@ def configuration_svg(axis: svg.TimeAxis, bands: dict[str, list[tuple[float, flo
                        f'fill="{ROLE_COLORS[role]}"><title>{esc(node)}: {role} {t0:.2f}-{t1:.2f} s</title></rect>')
     y = TOP + ROW_H * len(bands) + 14
     out.append(f'<text x="{svg.LEFT}" y="{y}" class="lane-label">{axis.t_min:.0f} s</text>')
-    out.append(f'<text x="{svg.LEFT + axis.plot_w}" y="{y}" text-anchor="end" class="lane-label">{axis.t_max:.0f} s</text>')
+    out.append(f'<text x="{svg.LEFT + axis.plot_w}" y="{y}" text-anchor="end" class="lane-label">'
+               f'{axis.t_max:.0f} s</text>')
     out.append("</svg>")
     return "".join(out)
 
