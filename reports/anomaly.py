@@ -253,7 +253,8 @@ def find_anomalies(results: dict | None, client: list[ClientOp], nemesis: list[N
             if not any(o.f in ("add", "append") for o in ops):
                 continue
             mine = {json.dumps(o.invoke_value, default=str) for o in ops if o.f in ("add", "append")}
-            reads = {json.dumps(v, default=str) for o in ops if o.f == "read" and isinstance(o.value, list) for v in o.value}
+            reads = {json.dumps(v, default=str)
+                     for o in ops if o.f == "read" and isinstance(o.value, list) for v in o.value}
 
             def of_key(entries: list[tuple[Any, Any]], pool: set[str], key: Any = key) -> list:
                 return [e for k, e in entries if k == key or (k is None and json.dumps(e, default=str) in pool)]

@@ -62,7 +62,8 @@ def load_time_ms(driver) -> float:
     """Navigation start to the end of the load event of the current page, in ms."""
     return float(driver.execute_script(
         "const n = performance.getEntriesByType('navigation')[0];"
-        "return n ? n.loadEventEnd - n.startTime : performance.timing.loadEventEnd - performance.timing.navigationStart;"))
+        "return n ? n.loadEventEnd - n.startTime"
+        " : performance.timing.loadEventEnd - performance.timing.navigationStart;"))
 
 
 def screenshot_full_page(driver, path: str, max_height: int = 16000) -> None:

@@ -23,7 +23,8 @@ def esc(value: Any) -> str:
 
 def jtext(value: Any, limit: int | None = 200) -> str:
     """A JSON rendering of a value for a table cell (escaped, shortened)."""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+    text = (value if isinstance(value, str)
+            else json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return esc(text)
@@ -60,7 +61,8 @@ def verdict_word(valid: Any) -> str:
 
 def table(headers: Sequence[str | tuple[str, str]], rows: Iterable[str], page_size: int | None = None,
           cls: str = "", attrs: str = "") -> str:
-    """A table; headers may be (text, css class) or (text, css class, data-type). Rows are pre-rendered <tr>…</tr> strings.
+    """A table; headers may be (text, css class) or (text, css class, data-type). Rows are
+    pre-rendered <tr>…</tr> strings.
 
     With page_size, rows beyond the first page are hidden and the page script adds a pager.
     """

@@ -118,13 +118,14 @@ def _runs_table(rows: list[dict]) -> str:
                        f'<td data-v="{VERDICT_RANK.get(v, 1)}">{pill(v)}</td>',
                        num(r.get("ops")), f'<td data-v="{nfaults}">{esc(_faults_text(r.get("faults")))}</td>',
                        num(r.get("anomalies")), num(r.get("ok_per_s"), "{:,.0f}"), num(r.get("p99_ms"), "{:,.1f}"),
-                       f'<td class="reason" title="{esc(r.get("reason", ""))}">{esc(_shorten(r.get("reason", ""), 110))}</td>',
+                       f'<td class="reason" title="{esc(r.get("reason", ""))}">'
+                       f'{esc(_shorten(r.get("reason", ""), 110))}</td>',
                        f'<a class="run-link" href="{esc(link)}">report</a>'],
                       cls=f"run {v}"))
     # numeric columns sort by their cells' data-v values
-    headers = [("date", "sortable"), ("scenario", "sortable"), ("verdict", "sortable", "num"), ("ops", "sortable num", "num"),
-               ("faults", "sortable", "num"), ("anomalies", "sortable num", "num"), ("ok/s", "sortable num", "num"),
-               ("p99 ms", "sortable num", "num"), ("reason", ""), ("", "")]
+    headers = [("date", "sortable"), ("scenario", "sortable"), ("verdict", "sortable", "num"),
+               ("ops", "sortable num", "num"), ("faults", "sortable", "num"), ("anomalies", "sortable num", "num"),
+               ("ok/s", "sortable num", "num"), ("p99 ms", "sortable num", "num"), ("reason", ""), ("", "")]
     return table(headers, trs, page_size=100, cls="sortable-table runs", attrs='id="runs"')
 
 
@@ -149,7 +150,8 @@ def _trend_table(rows: list[dict]) -> str:
         counts = {k: sum(1 for r in by_test[test] if r.get("verdict") == k) for k in ("valid", "invalid", "unknown")}
         spark = svg.sparkline([r.get("ok_per_s") for r in runs],
                               [VERDICT_COLORS.get(r.get("verdict"), "#9ca3af") for r in runs],
-                              [f'{r.get("started")}: {r.get("verdict")}, {r.get("ok_per_s") or "?"} ok/s' for r in runs],
+                              [f'{r.get("started")}: {r.get("verdict")}, {r.get("ok_per_s") or "?"} ok/s'
+                               for r in runs],
                               [f'{r["dir"]}/report/index.html' if r["has_report"] else None for r in runs])
         last = runs[-1]
         trs.append(tr([f'<td class="mono nowrap">{esc(test)}</td>', num(len(by_test[test])), num(counts["valid"]),

@@ -260,7 +260,8 @@ def build_timeline(config: dict, polls: list[StatusPoll], logs: dict[str, NodeLo
     nodes = cluster_nodes(config, polls, logs)
     segments = node_segments(polls, t0, end)
     events = place_events(logs, polls, t0)
-    size = config.get("nodes") if isinstance(config.get("nodes"), int) and not isinstance(config.get("nodes"), bool) else None
+    configured = config.get("nodes")
+    size = configured if isinstance(configured, int) and not isinstance(configured, bool) else None
     stable = stable_intervals(polls, nodes, t0, end, size) if nodes else []
     conv = convergence_after_heals(faults, stable)
     gaps: list[float] = []

@@ -107,7 +107,8 @@ def fault_bands(axis: TimeAxis, faults: Iterable[Any], top: float, bottom: float
         if x1 < x0:
             continue
         w = max(x1 - x0, 1.0)
-        title = f"{f.kind} {f.describe()} from {s:.2f} s to " + (f"{e:.2f} s" if f.end is not None else "end (never healed)")
+        title = (f"{f.kind} {f.describe()} from {s:.2f} s to "
+                 + (f"{e:.2f} s" if f.end is not None else "end (never healed)"))
         out.append(f'<rect class="band" x="{x0:.1f}" y="{top:.1f}" width="{w:.1f}" height="{bottom - top:.1f}" '
                    f'fill="{fault_color(f.kind)}" fill-opacity="0.16"><title>{esc(title)}</title></rect>')
     return "".join(out)
@@ -119,7 +120,8 @@ def time_ticks(axis: TimeAxis, top: float, bottom: float, labels: bool = True) -
         x = axis.x(t)
         out.append(f'<line class="grid" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}"/>')
         if labels:
-            out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14:.1f}" text-anchor="middle">{fmt_num(t)} s</text>')
+            out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14:.1f}" text-anchor="middle">'
+                       f'{fmt_num(t)} s</text>')
     return "".join(out)
 
 
@@ -154,8 +156,10 @@ def y_axis(axis: TimeAxis, ys: YScale, fmt, label: str) -> str:
         out.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{axis.width - RIGHT}" y2="{y:.1f}"/>'
                    f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{esc(fmt(v))}</text>')
     mid = (ys.top + ys.bottom) / 2
-    out.append(f'<text class="axis-label" transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle">{esc(label)}</text>')
-    out.append(f'<rect class="frame" x="{LEFT}" y="{ys.top:.1f}" width="{axis.plot_w}" height="{ys.bottom - ys.top:.1f}"/>')
+    out.append(f'<text class="axis-label" transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle">'
+               f'{esc(label)}</text>')
+    out.append(f'<rect class="frame" x="{LEFT}" y="{ys.top:.1f}" width="{axis.plot_w}" '
+               f'height="{ys.bottom - ys.top:.1f}"/>')
     return "".join(out)
 
 
@@ -209,8 +213,8 @@ def latency_scatter(axis: TimeAxis, client: Sequence[Any], faults: Sequence[Any]
     for outcome in ("ok", "info", "fail"):  # failures drawn last, on top
         for (t, f), paths in classes.items():
             if t == outcome:
-                parts.append(f'<path class="pts pts-{esc(t)}" data-f="{esc(f)}" {marker_style(f, OUTCOME_COLORS.get(t, "#555"))} '
-                             f'd="{"".join(paths)}"/>')
+                parts.append(f'<path class="pts pts-{esc(t)}" data-f="{esc(f)}" '
+                             f'{marker_style(f, OUTCOME_COLORS.get(t, "#555"))} d="{"".join(paths)}"/>')
     parts.append("</svg>")
     return "".join(parts), {"points": len(client), "drawn": drawn}
 
@@ -242,8 +246,8 @@ def line_plot(axis: TimeAxis, series: list[tuple[str, str, list[float | None]]],
             d.append(f'{"L" if pen else "M"}{x:.1f} {ys.y(v):.1f}')
             pen = True
         dash = ' stroke-dasharray="5 3"' if name in dashed else ""
-        parts.append(f'<path class="line" data-series="{esc(name)}" fill="none" stroke="{color}" stroke-width="1.6"{dash} '
-                     f'd="{"".join(d)}"><title>{esc(name)}</title></path>')
+        parts.append(f'<path class="line" data-series="{esc(name)}" fill="none" stroke="{color}" '
+                     f'stroke-width="1.6"{dash} d="{"".join(d)}"><title>{esc(name)}</title></path>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -326,7 +330,8 @@ def raft_timeline(axis: TimeAxis, timeline: Any, faults: Sequence[Any], end: flo
             last_x = x
             wins.append(f"M{x:.1f} {y - 1:.1f}l-4 -6h8z")
         if wins:
-            parts.append(f'<path class="election" fill="#111827" d="{"".join(wins)}"><title>{esc(node)}: election won</title></path>')
+            parts.append(f'<path class="election" fill="#111827" d="{"".join(wins)}">'
+                         f'<title>{esc(node)}: election won</title></path>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -374,7 +379,8 @@ def sparkline(values: Sequence[float | None], colors: Sequence[str], titles: Seq
     pts = []
     for i, (v, c, t, href) in enumerate(zip(values, colors, titles, links, strict=True)):
         x = 2 + i * cell
-        sq = f'<rect x="{x:.1f}" y="2" width="{max(cell - 2, 1):.1f}" height="12" rx="2" fill="{c}"><title>{esc(t)}</title></rect>'
+        sq = (f'<rect x="{x:.1f}" y="2" width="{max(cell - 2, 1):.1f}" height="12" rx="2" fill="{c}">'
+              f'<title>{esc(t)}</title></rect>')
         parts.append(f'<a href="{esc(href)}">{sq}</a>' if href else sq)
         if v is not None:
             y = (top + bottom) / 2 if span <= 0 else bottom - (v - lo) / span * (bottom - top)
