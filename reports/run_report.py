@@ -63,7 +63,8 @@ def reproduce_command(run_dir: str, config: dict) -> str:
 
 def _verdict(results: dict | None) -> tuple[Any, str]:
     if results is None:
-        return "unknown", "results.json is missing: the history was never checked (did the run crash before the check?)."
+        return "unknown", ("results.json is missing: the history was never checked "
+                           "(did the run crash before the check?).")
     valid = results.get("valid", "unknown")
     reason = results.get("reason")
     if isinstance(reason, str) and reason.strip():
@@ -152,18 +153,18 @@ def _excerpt_table(a: Anomaly) -> str:
     for r in a.rows:
         o = r["op"]
         if r["kind"] == "nemesis":
-            rows.append(tr([num(o.invoke_index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", "nemesis",
-                            esc(o.f), "", _op_cell_value(o.requested),
+            rows.append(tr([num(o.invoke_index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—",
+                            "nemesis", esc(o.f), "", _op_cell_value(o.requested),
                             f'<td class="wrap">{esc(describe_fault(o.f, o.requested, o.result))}</td>', "", "fault"],
                            cls="fault-row"))
             continue
-        rows.append(tr([num(o.index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—", esc(o.process), esc(o.f),
-                        pill(o.type), _op_cell_value(o.invoke_value),
+        rows.append(tr([num(o.index, "{}"), f"{o.start:.3f}", f"{o.end:.3f}" if o.end is not None else "—",
+                        esc(o.process), esc(o.f), pill(o.type), _op_cell_value(o.invoke_value),
                         _op_cell_value(o.value if o.end is not None else None),
                         esc(o.node or ""), f"<b>{esc(r['role'])}</b>" if r["role"] else ""],
                        cls="hl" if r["role"] else ""))
-    return table([("op", "num"), "invoked (s)", "completed (s)", "process", "f", "type", "invoke value", "returned", "node",
-                  "part in the anomaly"], rows, cls="excerpt")
+    return table([("op", "num"), "invoked (s)", "completed (s)", "process", "f", "type", "invoke value", "returned",
+                  "node", "part in the anomaly"], rows, cls="excerpt")
 
 
 def _anomaly_section(run: RunData, anomalies: list[Anomaly], report_dir: str, n_illegal: int) -> str:
@@ -183,13 +184,15 @@ def _anomaly_section(run: RunData, anomalies: list[Anomaly], report_dir: str, n_
                    "since the start of the history, on the controller's clock.</p>")
         out.append(_excerpt_table(first))
     if first.raw is not None:
-        out.append(f"<details><summary>The checker's anomaly object</summary><pre>{jtext(first.raw, 20000)}</pre></details>")
+        out.append("<details><summary>The checker's anomaly object</summary>"
+                   f"<pre>{jtext(first.raw, 20000)}</pre></details>")
     out.append("</div>")
     out.append(_porcupine_view(run, first, report_dir, embed=True))
     if len(anomalies) > 1 or n_illegal > len(anomalies):
         out.append(f"<h3>Other illegal keys ({n_illegal - 1})</h3><ul>")
         for a in anomalies[1:]:
-            out.append(f"<li><b class=\"mono\">{esc(a.key)}</b>: {esc(a.sentences[0])} {_porcupine_view(run, a, report_dir, embed=False)}</li>")
+            out.append(f"<li><b class=\"mono\">{esc(a.key)}</b>: {esc(a.sentences[0])} "
+                       f"{_porcupine_view(run, a, report_dir, embed=False)}</li>")
         if n_illegal > len(anomalies):
             out.append(f"<li>… and {n_illegal - len(anomalies)} more: see the per-key table below.</li>")
         out.append("</ul>")
@@ -225,7 +228,8 @@ def _porcupine_view(run: RunData, a: Anomaly, report_dir: str, embed: bool) -> s
     return (f'<h3>Porcupine’s visualization of key <span class="mono">{esc(a.key)}</span></h3>'
             f'<p class="note">The longest linearizable prefixes and where they get stuck. '
             f'<a href="{esc(link)}" id="porcupine-link">Open it full size</a>.</p>'
-            f'<iframe class="porcupine" id="porcupine-frame" src="{esc(link)}" title="porcupine visualization of key {esc(a.key)}"></iframe>')
+            f'<iframe class="porcupine" id="porcupine-frame" src="{esc(link)}" '
+            f'title="porcupine visualization of key {esc(a.key)}"></iframe>')
 
 
 def _checkers_section(run: RunData, report_dir: str) -> str:
@@ -243,7 +247,8 @@ def _checkers_section(run: RunData, report_dir: str) -> str:
         detail = []
         for k in ("checker", "model", "first_illegal_key", "error", "reason"):
             if c.get(k) is not None:
-                detail.append(f"{k}: {c[k]}" if not isinstance(c[k], (dict, list)) else f"{k}: {json.dumps(c[k], default=str)[:80]}")
+                detail.append(f"{k}: {c[k]}" if not isinstance(c[k], (dict, list))
+                              else f"{k}: {json.dumps(c[k], default=str)[:80]}")
         if name == "set":
             for k in ("lost", "duplicated", "unexpected", "recovered"):
                 if isinstance(c.get(k), list):
@@ -265,10 +270,12 @@ def _checkers_section(run: RunData, report_dir: str) -> str:
             v = keys[k] if isinstance(keys[k], dict) else {}
             vis = v.get("visualization")
             link = _safe_rel_link(run.run_dir, report_dir, vis) if isinstance(vis, str) else None
-            vis_cell = f'<a href="{esc(link)}">porcupine view</a>' if link and os.path.isfile(os.path.join(report_dir, link)) else ""
+            vis_cell = (f'<a href="{esc(link)}">porcupine view</a>'
+                        if link and os.path.isfile(os.path.join(report_dir, link)) else "")
             krows.append(tr([f'<span class="mono">{esc(k)}</span>', pill(verdict_word(v.get("valid"))),
                              num(v.get("ops")), num(v.get("ms"), "{:,.1f}"), vis_cell,
-                             f'<td class="wrap">{jtext(v.get("anomaly"), 160) if v.get("anomaly") is not None else ""}</td>'],
+                             '<td class="wrap">'
+                             f'{jtext(v.get("anomaly"), 160) if v.get("anomaly") is not None else ""}</td>'],
                             cls="hl" if v.get("valid") is False else ""))
         bad = sum(1 for k in keys if isinstance(keys[k], dict) and keys[k].get("valid") is False)
         key_table = table(["key", "verdict", ("ops", "num"), ("check ms", "num"), "visualization", "anomaly"], krows,
@@ -324,33 +331,39 @@ def _faults_section(an: Analysis, tl: RaftTimeline, config: dict) -> str:
             stable = "never (within the run)"
         else:
             stable = f"{c.seconds:.2f} s"
-        rows.append(tr([num(i), f'<td><span class="sw-inline" style="color:{svg.fault_color(f.kind)}">■</span> {esc(f.kind)}</td>',
+        rows.append(tr([num(i), f'<td><span class="sw-inline" style="color:{svg.fault_color(f.kind)}">■</span> '
+                                f'{esc(f.kind)}</td>',
                         f'<td class="wrap">{esc(f.describe())}</td>', num(f.start, "{:.2f}"),
                         num(f.end, "{:.2f}") if f.end is not None else "<td>never healed</td>",
                         num((f.end if f.end is not None else an.duration) - f.start, "{:.2f}"),
                         esc(f.heal_f or ""), f'<td class="num">{esc(stable)}</td>']))
     out.append('<div class="legend">' + _legend_faults(an) + "</div>")
-    out.append(table(["#", "fault", "targets", ("active from (s)", "num"), ("until (s)", "num"), ("duration (s)", "num"),
-                      "healed by", ("heal → stable leader", "num")], rows, page_size=30, cls="faults"))
+    out.append(table(["#", "fault", "targets", ("active from (s)", "num"), ("until (s)", "num"),
+                      ("duration (s)", "num"), "healed by", ("heal → stable leader", "num")], rows, page_size=30,
+                     cls="faults"))
     sched = config.get("schedule")
     if isinstance(sched, list) and sched:
-        srows = [tr([num(s.get("at"), "{:.2f}") if isinstance(s, dict) and isinstance(s.get("at"), (int, float)) else "<td></td>",
+        srows = [tr([num(s.get("at"), "{:.2f}") if isinstance(s, dict) and isinstance(s.get("at"), (int, float))
+                     else "<td></td>",
                      esc(s.get("f", "")) if isinstance(s, dict) else "",
-                     f'<td class="mono wrap">{jtext(s.get("value") if isinstance(s, dict) else s, 200)}</td>']) for s in sched]
+                     f'<td class="mono wrap">{jtext(s.get("value") if isinstance(s, dict) else s, 200)}</td>'])
+                 for s in sched]
         out.append(f"<details><summary>The executed schedule from config.json ({len(sched)} entries)</summary>"
                    + table([("at (s)", "num"), "f", "value"], srows, page_size=50) + "</details>")
     nrows = [tr([num(e.start, "{:.3f}"), num(e.end, "{:.3f}") if e.end is not None else "<td>—</td>", esc(e.f),
                  f'<td class="mono wrap">{jtext(e.requested)}</td>', f'<td class="mono wrap">{jtext(e.result)}</td>',
                  esc(e.error or "")]) for e in an.nemesis]
     out.append(f"<details><summary>All nemesis operations in the history ({len(an.nemesis)})</summary>"
-               + table([("invoked (s)", "num"), ("completed (s)", "num"), "f", "asked", "done", "error"], nrows, page_size=50)
+               + table([("invoked (s)", "num"), ("completed (s)", "num"), "f", "asked", "done", "error"], nrows,
+                       page_size=50)
                + "</details></section>")
     return "".join(out)
 
 
 def _marker_svg(f: str, color: str = "#374151") -> str:
     path = svg.marker_path(f if f in svg.MARKERS else "other", 7, 7)
-    return f'<svg width="14" height="14" viewBox="0 0 14 14"><path {svg.marker_style(f if f in svg.MARKERS else "other", color)} d="{path}"/></svg>'
+    style = svg.marker_style(f if f in svg.MARKERS else "other", color)
+    return f'<svg width="14" height="14" viewBox="0 0 14 14"><path {style} d="{path}"/></svg>'
 
 
 def _clients_section(an: Analysis, axis: svg.TimeAxis) -> str:
@@ -367,16 +380,20 @@ def _clients_section(an: Analysis, axis: svg.TimeAxis) -> str:
         legend.append(f"<span>{_marker_svg(f)}{esc(f)}</span>")
     legend.append(_legend_faults(an) + "</div>")
     downsampled = "" if stats["drawn"] == stats["points"] else \
-        f" Showing {stats['drawn']:,} of {stats['points']:,} points: points falling on the same 2-pixel cell with the same outcome and kind are drawn once."
-    out.append(f'<div class="plotbox" id="plot-latency"><h3>Latency of every operation (log scale), by invocation time</h3>'
-               f"{''.join(legend)}{scatter}<p class=\"note\">Colour: outcome; marker: operation kind; shaded: faults active.{esc(downsampled)}</p></div>")
+        (f" Showing {stats['drawn']:,} of {stats['points']:,} points: points falling on the same 2-pixel cell "
+         "with the same outcome and kind are drawn once.")
+    out.append('<div class="plotbox" id="plot-latency">'
+               '<h3>Latency of every operation (log scale), by invocation time</h3>'
+               f"{''.join(legend)}{scatter}<p class=\"note\">Colour: outcome; marker: operation kind; "
+               f"shaded: faults active.{esc(downsampled)}</p></div>")
     bucket = nice_bucket(axis.t_max - axis.t_min)
     qs = latency_quantiles_over_time(an.client, axis.t_min, axis.t_max, bucket)
     qseries = [("p50", "#1f9e6e", qs[0.5]), ("p95", "#3a86ff", qs[0.95]), ("p99", "#8e44ad", qs[0.99]),
                ("max", "#d62839", qs[1.0])]
     qlegend = '<div class="legend">' + "".join(
         f'<span><span class="sw" style="background:{c}"></span>{n}</span>' for n, c, _ in qseries) + "</div>"
-    out.append(f'<div class="plotbox" id="plot-quantiles"><h3>Latency quantiles of ok operations per {svg.fmt_num(bucket)} s</h3>{qlegend}'
+    out.append('<div class="plotbox" id="plot-quantiles">'
+               f'<h3>Latency quantiles of ok operations per {svg.fmt_num(bucket)} s</h3>{qlegend}'
                + svg.line_plot(axis, qseries, axis.t_min, bucket, an.faults, end, "latency", svg.fmt_latency, log=True,
                                dashed=("max",))
                + "</div>")
@@ -384,7 +401,8 @@ def _clients_section(an: Analysis, axis: svg.TimeAxis) -> str:
     tseries = [(t, svg.OUTCOME_COLORS[t], tp[t]) for t in (OK, FAIL, INFO)]
     tlegend = '<div class="legend">' + "".join(
         f'<span><span class="sw" style="background:{c}"></span>{n}</span>' for n, c, _ in tseries) + "</div>"
-    out.append(f'<div class="plotbox" id="plot-throughput"><h3>Throughput: completions per second ({svg.fmt_num(bucket)} s buckets)</h3>{tlegend}'
+    out.append('<div class="plotbox" id="plot-throughput">'
+               f'<h3>Throughput: completions per second ({svg.fmt_num(bucket)} s buckets)</h3>{tlegend}'
                + svg.line_plot(axis, tseries, axis.t_min, bucket, an.faults, end, "ops/s", svg.fmt_num)
                + "</div>")
     out.append('<div class="grid2"><div>')
@@ -403,8 +421,10 @@ def _clients_section(an: Analysis, axis: svg.TimeAxis) -> str:
     arows = []
     for name, label in (("during_faults", "during faults"), ("outside_faults", "outside faults")):
         d = av[name]
-        arows.append(tr([esc(label), num(d["seconds"], "{:.1f}"), num(d["total"]), num(d[OK]), num(d[FAIL]), num(d[INFO]),
-                         num(None) if d["availability"] is None else num(f"{100 * d['availability']:.1f} %", "{}", d["availability"]),
+        arows.append(tr([esc(label), num(d["seconds"], "{:.1f}"), num(d["total"]), num(d[OK]), num(d[FAIL]),
+                         num(d[INFO]),
+                         num(None) if d["availability"] is None
+                         else num(f"{100 * d['availability']:.1f} %", "{}", d["availability"]),
                          num(d["ok_per_s"], "{:,.1f}")]))
     out.append(table(["", ("seconds", "num"), ("ops", "num"), ("ok", "num"), ("fail", "num"), ("info", "num"),
                       ("availability", "num"), ("ok/s", "num")], arows, cls="availability"))
@@ -420,8 +440,10 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
     legend = ['<div class="legend">']
     for role in ("leader", "follower", "candidate", "pre-candidate"):
         legend.append(f'<span><span class="sw" style="background:{svg.ROLE_COLORS[role]}"></span>{role}</span>')
-    legend.append('<span><span class="sw" style="background:repeating-linear-gradient(45deg,#ef4444 0 3px,#fee2e2 3px 6px)"></span>no answer</span>')
-    legend.append('<span><svg width="12" height="10" viewBox="0 0 12 10"><path d="M6 9l-5-8h10z" fill="#111827"/></svg>election won</span>')
+    legend.append('<span><span class="sw" style="background:repeating-linear-gradient(45deg,#ef4444 0 3px,'
+                  '#fee2e2 3px 6px)"></span>no answer</span>')
+    legend.append('<span><svg width="12" height="10" viewBox="0 0 12 10"><path d="M6 9l-5-8h10z" fill="#111827"/>'
+                  '</svg>election won</span>')
     legend.append('<span>thin strip: the leader the node follows (its colour)</span>')
     for n in tl.nodes:
         legend.append(f'<span><span class="sw" style="background:{svg.node_color(tl.nodes, n)}"></span>{esc(n)}</span>')
@@ -448,14 +470,17 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
             if c.next_fault is not None and (c.stable_at is None or c.stable_at > c.next_fault):
                 cut = f"the next fault began at {c.next_fault:.2f} s"
             rows.append(tr([num(c.heal_time, "{:.2f}"), esc(c.heal_f), f'<td class="wrap">{esc(healed)}</td>', result,
-                            esc(c.leader if c.leader is not None else ""), esc(c.term if c.term is not None else ""), esc(cut)]))
+                            esc(c.leader if c.leader is not None else ""), esc(c.term if c.term is not None else ""),
+                            esc(cut)]))
         out.append(table([("healed at (s)", "num"), "heal", "what was healed", ("to stable leader", "num"), "leader",
                           "term", "note"], rows, page_size=30, cls="convergence"))
         vals = [c.seconds for c in tl.convergence if c.seconds is not None]
         if vals:
             vals.sort()
-            out.append(f'<p class="note">Over {len(vals)} heals: median {vals[len(vals) // 2]:.2f} s, max {vals[-1]:.2f} s'
-                       + (f"; {len(tl.convergence) - len(vals)} never converged." if len(vals) < len(tl.convergence) else ".")
+            out.append(f'<p class="note">Over {len(vals)} heals: median {vals[len(vals) // 2]:.2f} s, '
+                       f'max {vals[-1]:.2f} s'
+                       + (f"; {len(tl.convergence) - len(vals)} never converged."
+                          if len(vals) < len(tl.convergence) else ".")
                        + _timeout_note(run.config) + "</p>")
     else:
         out.append('<p class="note">No heals in this run.</p>')
@@ -481,7 +506,8 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
                f'{_plural(tl.terms_seen, "term")} seen by polls. '
                "Node log times are placed on the controller's clock through each node's nearest status poll "
                "(its monotonic clock, else its wall clock), so a skewed node clock does not reorder them."
-               + (f" {tl.unplaced_events} events could not be placed (no poll of that node answered)." if tl.unplaced_events else "")
+               + (f" {tl.unplaced_events} events could not be placed (no poll of that node answered)."
+                  if tl.unplaced_events else "")
                + "</p>")
     cap = 5000
     rows = []
@@ -491,7 +517,8 @@ def _raft_section(tl: RaftTimeline, an: Analysis, axis: svg.TimeAxis, run: RunDa
                         esc(e.event), f'<td class="mono wrap">{esc(detail[:300])}</td>',
                         f'<a href="../{esc(e.path or f"nodes/{e.node}/node.log")}">line {esc(e.line)}</a>',
                         esc(e.placed_by)]))
-    out.append(table([("time (s)", "num"), "node", "event", "details", "log", "placed by"], rows, page_size=40, cls="events"))
+    out.append(table([("time (s)", "num"), "node", "event", "details", "log", "placed by"], rows, page_size=40,
+                     cls="events"))
     if len(interesting) > cap:
         out.append(f'<p class="note">First {cap:,} shown; the node logs below have all of them.</p>')
     out.append("</section>")
@@ -631,7 +658,8 @@ def render_run(run_dir: str | os.PathLike, update_index: bool = True) -> str:
     anomalies = find_anomalies(run.results, an.client, an.nemesis)
     n_illegal = sum(1 for a in anomalies if a.checker == "linearizable")
     if isinstance(run.results, dict):
-        lin = (run.results.get("checkers") or {}).get("linearizable") if isinstance(run.results.get("checkers"), dict) else None
+        lin = ((run.results.get("checkers") or {}).get("linearizable")
+               if isinstance(run.results.get("checkers"), dict) else None)
         if isinstance(lin, dict) and isinstance(lin.get("keys"), dict):
             n_illegal = sum(1 for v in lin["keys"].values() if isinstance(v, dict) and v.get("valid") is False)
     name = test_name(run_dir, run.config)
