@@ -319,7 +319,8 @@ def availability(client: list[ClientOp], faults: list[Fault], end: float) -> dic
     Availability is ok / (ok + fail + info): the share of requests that got a definite success.
     """
     spans = fault_active_spans(faults, end)
-    out = {name: {OK: 0, FAIL: 0, INFO: 0, "seconds": 0.0} for name in ("during_faults", "outside_faults")}
+    out: dict[str, dict[str, Any]] = {name: {OK: 0, FAIL: 0, INFO: 0, "seconds": 0.0}
+                                      for name in ("during_faults", "outside_faults")}
     for c in client:
         out["during_faults" if in_spans(c.start, spans) else "outside_faults"][c.type] += 1
     during = sum(e - s for s, e in spans)

@@ -59,7 +59,7 @@ def verdict_word(valid: Any) -> str:
     return "valid" if valid is True else "invalid" if valid is False else "unknown"
 
 
-def table(headers: Sequence[str | tuple[str, str]], rows: Iterable[str], page_size: int | None = None,
+def table(headers: Sequence[str | tuple[str, ...]], rows: Iterable[str], page_size: int | None = None,
           cls: str = "", attrs: str = "") -> str:
     """A table; headers may be (text, css class) or (text, css class, data-type). Rows are
     pre-rendered <tr>…</tr> strings.

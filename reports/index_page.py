@@ -18,8 +18,9 @@ from reports.load import ReportError
 from reports.run_report import SUMMARY_VERSION, _atomic_write, render_run
 
 RUN_MARKERS = ("history.jsonl", "config.json", "results.json")
-VERDICT_RANK = {"invalid": 0, "unknown": 1, "valid": 2}
-VERDICT_COLORS = {"valid": svg.OUTCOME_COLORS["ok"], "invalid": svg.OUTCOME_COLORS["fail"], "unknown": "#b7791f"}
+VERDICT_RANK: dict[Any, int] = {"invalid": 0, "unknown": 1, "valid": 2}  # keyed by a run's verdict, None if none
+VERDICT_COLORS: dict[Any, str] = {"valid": svg.OUTCOME_COLORS["ok"], "invalid": svg.OUTCOME_COLORS["fail"],
+                                  "unknown": "#b7791f"}
 
 
 def find_runs(store_dir: str) -> list[tuple[str, str]]:

@@ -245,7 +245,6 @@ def _close(worker: Any, thread: Any) -> None:
             worker.close()
         except Exception as e:  # noqa: BLE001 - closing is best effort; the run goes on
             log.warning("thread %s: closing its worker failed: %s", thread, e)
-    return None
 
 
 class _Records:
@@ -450,7 +449,8 @@ class _Run:
         """op on this thread's worker, opened afresh for a new process:
         (completion or None if fatal, backoff s, fatal exception, worker, process)."""
         if worker is None or process != op.process:
-            worker = _close(worker, thread)
+            _close(worker, thread)
+            worker = None
             try:
                 worker, process = self.factory.open(thread, op.process), op.process
             except self.fatal as e:
@@ -480,7 +480,8 @@ class _Run:
             log.warning("thread %s: backoff_after failed: %s", thread, e)
             backoff = 0.0
         if done.type == INFO and is_client_thread(thread):
-            worker, process = _close(worker, thread), None  # its process is retired
+            _close(worker, thread)
+            worker, process = None, None  # its process is retired
         return done, backoff, None, worker, process
 
     def _work(self, thread: Any, inbox: queue.SimpleQueue) -> None:

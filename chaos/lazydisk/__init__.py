@@ -150,7 +150,7 @@ class LazyMount:
             proc = subprocess.Popen([binary, "--mount", mountpoint, "--control", control, "--fsname", fsname],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         finally:
-            if log_file:
+            if not isinstance(log, int):   # a file of ours, not DEVNULL
                 log.close()
         mount = cls(mountpoint, control, proc)
         deadline = time.monotonic() + START_TIMEOUT_S
