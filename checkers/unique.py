@@ -89,7 +89,7 @@ def _abstract(kh: KeyHistory, append_mode: str) -> tuple[list[_Abs] | None, dict
     return out, None
 
 
-def check_unique(kh: KeyHistory, append_mode: str = "list", t0: int = 0) -> dict | None:
+def check_unique(kh: KeyHistory, append_mode: str = "list", t0: int | None = 0) -> dict | None:
     """Decide one key, or None when its values are not unique (use the search then)."""
     abstract, anomaly = _abstract(kh, append_mode)
     result = {"valid": True, "method": "unique-values", "ops": len(kh.ops)}

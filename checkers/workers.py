@@ -22,7 +22,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable
 
 # A search checks its deadline every few thousand steps (milliseconds); past the deadline by this
 # much, its worker is presumed stuck and is killed.
@@ -116,7 +116,7 @@ def start_method() -> str:
 
 
 def run_jobs(func: Callable, jobs: Iterable[tuple[Any, tuple, float]], workers: int,
-             method: str | None = None) -> Iterator[tuple[Any, Outcome]]:
+             method: str | None = None) -> Generator[tuple[Any, Outcome], None, None]:
     """Run func(*args) for each (job_id, args, deadline) in at most `workers` processes.
 
     Yields (job_id, Outcome) as jobs finish; at most `workers` jobs are outstanding at a time and

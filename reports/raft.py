@@ -154,8 +154,8 @@ def place_events(logs: dict[str, NodeLog], polls: list[StatusPoll], t0: int) -> 
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 anchors.setdefault(p.node, {}).setdefault(clock, []).append((float(v), ctrl - float(v)))
     for per_clock in anchors.values():
-        for lst in per_clock.values():
-            lst.sort()
+        for anchored in per_clock.values():
+            anchored.sort()
     events: list[RaftEvent] = []
     for node, log in logs.items():
         node_anchors = anchors.get(node, {})

@@ -129,7 +129,7 @@ class DelayProgram:
 
 def records() -> list[dict]:
     """Every recorded delay program (for clean and for tests)."""
-    out = []
+    out: list[dict] = []
     if not os.path.isdir(RECORD_DIR):
         return out
     for name in sorted(os.listdir(RECORD_DIR)):

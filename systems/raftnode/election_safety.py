@@ -16,6 +16,7 @@ import glob
 import json
 import os
 from collections import defaultdict
+from typing import Any
 
 
 def check_node_logs(run_dir: str) -> dict | None:
@@ -47,10 +48,11 @@ def check_node_logs(run_dir: str) -> dict | None:
                     votes[(node, term)].add(node)
                 elif kind == "election_won" or (kind == "role" and ev.get("role") == "leader"):
                     leaders[term].add(node)
-    two_leaders = [{"term": term, "leaders": sorted(nodes)} for term, nodes in sorted(leaders.items())
-                   if len(nodes) > 1]
-    double_votes = [{"voter": voter, "term": term, "candidates": sorted(candidates)}
-                    for (voter, term), candidates in sorted(votes.items()) if len(candidates) > 1]
+    two_leaders: list[dict[str, Any]] = [{"term": term, "leaders": sorted(nodes)}
+                                         for term, nodes in sorted(leaders.items()) if len(nodes) > 1]
+    double_votes: list[dict[str, Any]] = [{"voter": voter, "term": term, "candidates": sorted(candidates)}
+                                          for (voter, term), candidates in sorted(votes.items())
+                                          if len(candidates) > 1]
     result = {"valid": not two_leaders and not double_votes, "terms_with_two_leaders": two_leaders,
               "double_votes": double_votes, "terms_with_a_leader": len(leaders),
               "elections_won": sum(len(nodes) for nodes in leaders.values()),
