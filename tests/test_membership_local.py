@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from chaos.history import read_jsonl
+from chaos.provision.base import is_zombie
 from test_e2e_local import ROOT, base_address, processes_on, splitbrain
 
 SCENARIO = """\
@@ -103,3 +105,49 @@ def test_membership_faults_are_refused_on_a_system_without_them():
                           timeout=60, env=env, cwd=ROOT)
     assert proc.returncode == 255
     assert "the membership fault needs the 'membership' capability" in proc.stderr, proc.stderr[-2000:]
+
+
+CONTROLLER = """
+import json, sys, time
+from systems.raftnode.db import RaftnodeLocal
+db = RaftnodeLocal(sys.argv[1], 3, base_address=sys.argv[2])
+db.setup(3)
+node = db.provision_node()
+print(json.dumps({n.id: db.procs[n.id].pid for n in db.nodes}), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_clean_removes_a_node_added_by_a_controller_that_crashed():
+    from chaos.provision.base import process_start_ticks
+    from chaos.provision.cleanup import clean_local
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "node_image"), env.get("PYTHONPATH", "")])
+    run_id = f"t-membership-clean-{os.getpid()}"
+    controller = subprocess.Popen([sys.executable, "-c", CONTROLLER, run_id, base_address()], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+    pids, starts = {}, {}
+    try:
+        pids = json.loads(controller.stdout.readline())
+        starts = {node: process_start_ticks(pid) for node, pid in pids.items()}
+        assert sorted(pids) == ["n1", "n2", "n3", "n4"]
+    finally:
+        controller.kill()  # the controller dies without tearing down; its nodes run on
+        controller.wait(10)
+
+    def alive(node):  # the same process (start time), not a zombie
+        pid = pids[node]
+        return process_start_ticks(pid) == starts[node] and not is_zombie(pid)
+
+    try:
+        assert run_id in clean_local()["local_runs"]
+        deadline = time.monotonic() + 5
+        while any(alive(n) for n in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [n for n in pids if alive(n)] == []
+    finally:
+        for node, pid in pids.items():  # only if clean missed one, and only that very process
+            if alive(node):
+                os.kill(pid, 9)
