@@ -292,6 +292,7 @@ def validate_schedule(value: Any, cfg: RunConfig, loc: Located | None = None,
     """A schedule (list of steps, or a repeating cycle) -> sorted absolute steps
     [{"at": s, "f": ..., "value": {...} | None}], every step checked."""
     loc = loc or Located("<schedule>")
+    names = _schedule_names(value, cfg)
     if isinstance(value, dict):
         for key in value:
             if key not in REPEAT_KEYS:
@@ -306,7 +307,7 @@ def validate_schedule(value: Any, cfg: RunConfig, loc: Located | None = None,
         steps_value = value["steps"]
         if not isinstance(steps_value, list) or not steps_value:
             raise loc.error(path + ("steps",), "steps must be a non-empty list")
-        cycle = [_step(s, cfg, loc, path + ("steps", i)) for i, s in enumerate(steps_value)]
+        cycle = [_step(s, cfg, loc, path + ("steps", i), names) for i, s in enumerate(steps_value)]
         for i, step in enumerate(cycle):
             if step["at"] >= period:
                 raise loc.error(path + ("steps", i, "at"), f"at {step['at']} is not inside the period {period}")
@@ -320,7 +321,7 @@ def validate_schedule(value: Any, cfg: RunConfig, loc: Located | None = None,
                     steps.append({**step, "at": round(at, 3)})
             n += 1
     elif isinstance(value, list):
-        steps = [_step(s, cfg, loc, path + (i,)) for i, s in enumerate(value)]
+        steps = [_step(s, cfg, loc, path + (i,), names) for i, s in enumerate(value)]
         for i, step in enumerate(steps):
             if step["at"] >= cfg.time_limit:
                 raise loc.error(path + (i, "at"), f"at {step['at']} s is not before the time limit "
@@ -338,7 +339,22 @@ def _number(value: Any, loc: Located, path: tuple, name: str, positive: bool = F
     return float(value)
 
 
-def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
+MAX_ADDED_NODES = 32  # the most nodes a run may add (the local provisioner's bound)
+
+
+def _schedule_names(value: Any, cfg: RunConfig) -> list[str]:
+    """The node names steps may use: the run's nodes, and in a schedule that grows the cluster
+    (membership grow or replace) the ids nodes added mid-run get, n<nodes+1> onwards, so that a
+    reproduction can name the nodes a run added (they are numbered in the order added)."""
+    raw = value.get("steps") if isinstance(value, dict) else value
+    grows = any(isinstance(s, dict) and s.get("f") == "membership" and s.get("change") in ("grow", "replace")
+                for s in raw or ()) if isinstance(raw, list) else False
+    if not grows and not (cfg.nemesis and "membership" in cfg.nemesis):
+        return node_names(cfg.nodes)
+    return node_names(cfg.nodes + MAX_ADDED_NODES)
+
+
+def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple, names: list[str] | None = None) -> dict:
     if not isinstance(step, dict):
         raise loc.error(path, f"a schedule step must be a mapping like {{at: 5, f: heal}}, got {step!r}")
     if "f" not in step:
@@ -358,7 +374,7 @@ def _step(step: Any, cfg: RunConfig, loc: Located, path: tuple) -> dict:
         if required and key not in step:
             raise loc.error(path, f"{f} needs {key}")
     value = {k: v for k, v in step.items() if k not in ("at", "f")}
-    names = node_names(cfg.nodes)
+    names = names or node_names(cfg.nodes)
     if f == "partition":
         topology = value["topology"]
         if topology not in TOPOLOGIES:
@@ -460,7 +476,9 @@ def _groups(groups: Any, names: list[str], loc: Located, path: tuple) -> list[li
         if len(set(group)) != len(group):
             raise loc.error(path + (i,), f"group {group} names a node twice")
         seen.update(group)
-    missing = [n for n in names if n not in seen]
+    # names beyond the run's own (a schedule with membership changes: see _schedule_names): the
+    # nodes in the cluster at that moment are not known here, so no such check
+    missing = [n for n in names if n not in seen] if len(names) <= MAX_ADDED_NODES else []
     if missing:
         raise loc.error(path, f"nodes {', '.join(missing)} are in no group (every node must be in one)")
     return [list(g) for g in groups]

@@ -250,3 +250,20 @@ def test_scenario_steps_are_validated_with_the_line(tmp_path):
                     "  - {at: 2, f: membership, change: shrinkk}\n")
     with pytest.raises(ScenarioError, match=r"bad.yaml:5: membership: unknown change 'shrinkk'"):
         load_scenario(str(path))
+
+
+def test_a_reproduction_pins_the_removed_voter_and_may_name_nodes_added_mid_run():
+    from chaos.config import RunConfig
+    from chaos.generator import replayable_step
+    from chaos.scenario import ScenarioError, validate_steps
+
+    entry = {"at": 2.0, "f": "membership", "value": {"change": "shrink", "node": "leader"},
+             "result": {"change": "shrink", "outcome": "ok", "nodes": ["n3"]}}
+    assert replayable_step(entry)["value"] == {"change": "shrink", "node": "n3"}
+    steps = [{"at": 1.0, "f": "membership", "value": {"change": "grow"}},
+             {"at": 3.0, "f": "kill", "value": {"target": ["n6"]}},
+             {"at": 4.0, "f": "partition", "value": {"topology": "groups", "groups": [["n6"], ["n1", "n2"]]}}]
+    cfg = RunConfig(nodes=5, time_limit=10).validate()
+    assert [s["f"] for s in validate_steps(steps, cfg)] == ["membership", "kill", "partition"]
+    with pytest.raises(ScenarioError, match="unknown node 'n6'"):
+        validate_steps(steps[1:], cfg)  # without a membership change no n6 can exist

@@ -148,6 +148,10 @@ def replayable_step(entry: dict) -> dict | None:
         step["value"] = {"topology": "one-way", "links": [list(link) for link in result["one_way"]]}
     elif f == "partition" and isinstance(result.get("groups"), list) and len(result["groups"]) >= 2:
         step["value"] = {"topology": "groups", "groups": [list(g) for g in result["groups"]]}
+    elif f == "membership" and isinstance(value, dict) and result.get("change") in ("shrink", "transfer") \
+            and result.get("outcome") != "skipped" and result.get("nodes"):
+        # the voter it removed or handed the leadership to, not another draw
+        step["value"] = {**value, "node": result["nodes"][-1]}
     elif f in ("kill", "pause", "clock-skew") or (f in ("lossy", "slow", "throttle")
                                                    and isinstance(value, dict) and "target" in value):
         nodes = result.get("nodes")
