@@ -214,9 +214,6 @@ def test_a_removed_leader_steps_down_and_cannot_disrupt_the_rest():
         assert leader not in conf["members"] and leader in conf["retired"]
 
 
-@pytest.mark.xfail(strict=True, reason="known node bug: a leader whose removal commits steps down "
-                   "(RaftNode._lost_leadership) before it applies the entry, and answers 504 for a "
-                   "change it knows committed")
 @pytest.mark.timeout(60)
 def test_a_removed_leader_answers_its_own_removal_200():
     with LocalCluster(3) as cluster:
@@ -227,10 +224,6 @@ def test_a_removed_leader_answers_its_own_removal_200():
         assert code == 200, body
 
 
-@pytest.mark.xfail(strict=True, reason="known node bug: a learner replaying the log applies an old "
-                   "configuration entry that does not name the leader (it joined later), then refuses "
-                   "the leader's connection ('n5' is not a member of this node's configuration) and "
-                   "never catches up")
 @pytest.mark.timeout(60)
 def test_a_learner_catches_up_from_a_leader_that_joined_after_an_older_change():
     with LocalCluster(4) as cluster:

@@ -223,8 +223,12 @@ class Configuration:
             return None
         member = self.members.get(src)
         if member is None:
-            retired = " (it was removed)" if src in self.retired else ""
-            return f"{src[:40]!r} is not a member of this node's configuration{retired}"
+            if src in self.retired:
+                return f"{src[:40]!r} was removed from the cluster"
+            # An id we have never seen: a member added by a configuration our log does not
+            # hold yet (a node catching up replays older ones; ids are never reused, and it
+            # holds the cluster secret). Refusing it would refuse the leader we need.
+            return None
         if member.incarnation is not None and incarnation != member.incarnation:
             return (f"{src} presents incarnation {incarnation[:70]!r} but the configuration admitted "
                     f"incarnation {member.incarnation!r}: a node id is never reused with a new disk "

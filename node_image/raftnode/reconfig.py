@@ -20,6 +20,7 @@ from .corestate import CoreState
 from .log import entry_size
 from .membership import (
     PROMOTE,
+    REMOVE,
     ChangeRefused,
     ConfChange,
     Configuration,
@@ -157,14 +158,28 @@ class Reconfiguration(CoreState):
         """Whom this node exchanges messages with: the members of its configuration, and (on a
         leader) a member being removed until its removal commits, so that it learns of it."""
         ids = set(self.conf.members) | set(self.progress)
+        removing = self._removing()
+        if removing is not None:
+            ids.add(removing)   # it may be the leader, which needs our answers to commit it
         ids.discard(self.id)
         return sorted(ids)
+
+    def _removing(self) -> str | None:
+        """The member whose removal is the latest change and is not committed yet, or None."""
+        change = self.conf.change
+        if not self._conf_committed and change is not None and change.get("op") == REMOVE:
+            return change.get("id")
+        return None
 
     def admission_problem(self, src: str, incarnation: str) -> str | None:
         """Why messages from `src` (presenting `incarnation`) are not to be taken, or None: the
         peer transport asks at each handshake (see membership.Configuration.admission_problem)."""
         if src in self.progress and src not in self.conf.members:
             return None   # being removed: it still answers until the removal commits
+        if src == self._removing():
+            # Its removal is not committed yet: it may be the leader that proposed it, which
+            # keeps replicating until the entry commits (thesis §4.2.2).
+            return None
         return self.conf.admission_problem(src, incarnation)
 
     # -- the leader's view of the members --------------------------------------------------------

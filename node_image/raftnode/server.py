@@ -1015,7 +1015,9 @@ class RaftNode:
                     self.addresses[node_id] = Member.from_addresses(node_id, m.peer, m.client)
                 except ValueError:
                     pass  # membership.address_problem admitted it; our parser did not: no link
-        self.transport.learn_addresses = not core.configuration.members
+        # A node replaying older configurations may not know its leader's address (a member
+        # added later): it answers at the address the leader's handshake announced.
+        self.transport.learn_addresses = True
         self.transport.set_peers({i: (self.addresses[i].peer_host, self.addresses[i].peer_port)
                                   for i in core.peer_ids() if i in self.addresses})
 

@@ -371,7 +371,8 @@ class PeerTransport:
                                else f"handshake from unknown node {src[:40]!r}")
         self.max_frame = max_frame or MAX_FRAME_BYTES
         self.links: dict[str, PeerLink] = {}
-        # Answer peers at the address their handshake announced (a node with no configuration).
+        # Answer admitted peers that are not in the configuration at the address their handshake
+        # announced (a node with no configuration yet, or one whose log is behind the leader's).
         self.learn_addresses = False
         self.learned: set = set()        # links made that way
         self.encode_errors = 0
@@ -409,7 +410,8 @@ class PeerTransport:
         (or moved) close, and incoming connections the configuration no longer admits drop."""
         started = self._server is not None
         for pid in list(self.links):
-            if pid not in peers and (pid not in self.learned or not self.learn_addresses) \
+            if pid not in peers and (pid not in self.learned or not self.learn_addresses
+                                     or self.admit(pid, self._incarnation_of(pid)) is not None) \
                     or pid in peers and (self.links[pid].host, self.links[pid].port) != tuple(peers[pid]):
                 self.links.pop(pid).close()
                 self.learned.discard(pid)
@@ -425,6 +427,10 @@ class PeerTransport:
                 self.refuse(src, problem)
                 protocol.transport.write(encode_refused(problem))
                 protocol.transport.close()
+
+    def _incarnation_of(self, src: str) -> str:
+        protocol = self._incoming_by_src.get(src)
+        return protocol.incarnation if protocol is not None and protocol.incarnation else ""
 
     def incarnations(self) -> dict[str, str]:
         """The incarnation each connected peer presented in its handshake."""
