@@ -67,6 +67,9 @@ class SSHHosts:
         self.controller_address = None
         self.key = os.path.join(self.dir, f"id_{key_type}")
         self.known_hosts = os.path.join(self.dir, "known_hosts")
+        # The hosts share this machine's file system: a remote_dir of our own, so that what an
+        # earlier (killed) test session left in the default one is not counted as ours.
+        self.remote_dir = os.path.join(self.dir, "remote")
         self.host_keys: list[str] = []
         self._forward_rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-m", "comment",
                               "--comment", f"splitbrain-test-{self.tag}", "-j", "ACCEPT"]
@@ -183,7 +186,8 @@ class SSHHosts:
                   key: str | None = None, count: int | None = None) -> str:
         path = path or os.path.join(self.dir, "hosts.yaml")
         lines = [f"defaults: {{user: {self.user}, port: {self.port}, key: {key or self.key}}}",
-                 f"known_hosts: {known_hosts or self.known_hosts}", f"host_key_policy: {policy}", "hosts:"]
+                 f"known_hosts: {known_hosts or self.known_hosts}", f"host_key_policy: {policy}",
+                 f"remote_dir: {self.remote_dir}", "hosts:"]
         lines += [f"  - {{address: {a}}}" for a in self.addresses[:count]]
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -50,9 +50,9 @@ def leftovers(hosts, run_id=None):
                 continue
             if "raftnode" in cmdline:
                 found.append(f"host {i + 1}: process {pid} {cmdline[:80]}")
-    if os.path.exists("/tmp/splitbrain-ssh"):
-        names = os.listdir("/tmp/splitbrain-ssh")
-        found += [f"dir /tmp/splitbrain-ssh/{n}" for n in names if run_id is None or n == run_id]
+    if os.path.exists(hosts.remote_dir):
+        names = os.listdir(hosts.remote_dir)
+        found += [f"dir {hosts.remote_dir}/{n}" for n in names if run_id is None or n == run_id]
     return found
 
 
