@@ -54,8 +54,11 @@ def _cut_from_links(nodes: list[str], linked) -> list[list[str]]:
                   key=lambda p: (_sort_key(p[0]), _sort_key(p[1])))
 
 
-def from_groups(nodes: list[str], groups: list[list[str]], topology: str = "groups") -> Partition:
+def from_groups(nodes: list[str], groups: object, topology: str = "groups") -> Partition:
     """Two nodes can talk iff some group holds both; every node must be in a group.
+
+    `groups` is a list of lists of node ids; it may come straight from a scenario, so anything
+    else is refused with an error naming the problem.
 
     Disjoint groups are an ordinary partition. Overlapping groups describe a bridge
     ([[n1,n2,n3],[n3,n4,n5]]) or a ring (its links as cliques), so that any executed partition
