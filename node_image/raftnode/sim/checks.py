@@ -123,6 +123,7 @@ class Checker:
             changes = not duplicate
         result = self.model.apply(entry)
         if changes and result is not None and result[0] == 200:
+            assert isinstance(command, dict)  # only a command dict sets changes
             key = command["key"]
             self.versions.setdefault(key, []).append(entry.index)
             self.values.setdefault(key, []).append(self.model.data.get(key, _ABSENT))
