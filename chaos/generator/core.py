@@ -256,7 +256,8 @@ class Generator:
     #: so that while none of those is free, asking it gives nothing (the interpreter need not)
     threads_kept: Callable[[Any], bool] | None = None
 
-    def op(self, ctx: Context) -> tuple[Any, Generator | None]:
+    def op(self, ctx: Context) -> tuple[Any, Generator]:
+        """(an op, PENDING or None (exhausted); the generator that follows)."""
         raise NotImplementedError
 
     def update(self, ctx: Context, event: Op) -> Generator:

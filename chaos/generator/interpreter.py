@@ -410,6 +410,7 @@ class _Run:
                 if done is None:
                     self.sched.wake(thread, now)
                 else:
+                    assert invoke is not None  # a completion always comes with its invocation
                     self.in_flight.pop(thread, None)
                     done.process = invoke.process
                     done.time = self.start + now
