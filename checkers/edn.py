@@ -194,12 +194,14 @@ def read_forms(text: str, child_offsets: bool = False) -> Iterator[tuple[int, An
                 keep = False
                 break
         if keep:
+            child_start = frame.child_start
+            assert child_start is not None  # set by this form's first token (its opener, for a collection)
             if frame is top:
-                yield frame.child_start, value, children
+                yield child_start, value, children
             else:
                 frame.items.append(value)
                 if frame.child_starts is not None:
-                    frame.child_starts.append(frame.child_start)
+                    frame.child_starts.append(child_start)
         frame.child_start = None
     if len(stack) > 1:
         frame = stack[-1]
