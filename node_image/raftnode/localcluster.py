@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO
+from typing import IO, Any
 
 NODE_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -280,10 +280,11 @@ class LocalCluster:
         while time.monotonic() < deadline:
             statuses = [self.status(n) for n in among]
             last = statuses
-            leaders = {s["leader"] for s in statuses if s}
-            if all(statuses) and len(leaders) == 1 and None not in leaders:
+            answered = [s for s in statuses if s]
+            leaders = {s["leader"] for s in answered}
+            if len(answered) == len(statuses) and len(leaders) == 1 and None not in leaders:
                 leader = leaders.pop()
-                if any(s["id"] == leader and s["role"] == "leader" for s in statuses):
+                if any(s["id"] == leader and s["role"] == "leader" for s in answered):
                     return leader
             time.sleep(0.05)
         raise TimeoutError(f"no agreed leader among {among} within {timeout}s; last statuses: {last}")
@@ -301,7 +302,7 @@ class LocalCluster:
         """A write through the current leader, retrying 307/503 until it is answered 200/409."""
         deadline = time.monotonic() + timeout
         target = node
-        last = None
+        last: OSError | tuple[int, Any] | None = None  # the last failure or answer, for the timeout's message
         while time.monotonic() < deadline:
             target = target or self.wait_for_leader(max(0.1, deadline - time.monotonic()))
             method = "PUT" if not path.endswith(("/cas", "/append")) else "POST"
