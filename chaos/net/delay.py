@@ -90,12 +90,14 @@ class DelayProgram:
     def _wait_ready(self, errors) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         exited = False
+        stdout = self.proc.stdout
+        assert stdout is not None  # started with stdout=PIPE
         while time.monotonic() < deadline and not exited:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            ready, _, _ = select.select([stdout], [], [], 0.1)
             if ready:
-                line = self.proc.stdout.readline()
+                line = stdout.readline()
                 if line.strip() == b"ready":
-                    self.proc.stdout.close()  # it prints nothing more
+                    stdout.close()  # it prints nothing more
                     return
                 exited = not line
         code = self.proc.wait(timeout=STOP_TIMEOUT_S) if exited else self.proc.poll()
