@@ -167,7 +167,7 @@ class NamespaceNet(Net):
     `netns(node)` is the path of its network namespace on this host (/proc/PID/ns/net), where
     the delay program runs; without it, delays are not offered."""
 
-    def __init__(self, nodes, run: Callable[[Node], str] | Callable[[Node, str], str],
+    def __init__(self, nodes, run: Callable[[Node, str], str],
                  reachable: Callable[[Node], bool] = lambda node: True, chain: str = CHAIN,
                  netns: Callable[[Node], str] | None = None):
         super().__init__(nodes)
@@ -212,6 +212,7 @@ class NamespaceNet(Net):
         self._programs.retire(node.id, retired)
 
     def _start_program(self, node: Node, queues: dict) -> DelayProgram:
+        assert self.netns is not None  # without it delay faults are refused (link_unavailable)
         try:
             return DelayProgram.start(queues, netns=self.netns(node), label=node.id)
         except QueueBusy:
