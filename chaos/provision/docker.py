@@ -132,14 +132,14 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
 
     # -- capabilities ----------------------------------------------------------------------------
     def unavailable(self) -> dict[str, str]:
-        missing = {}
+        missing: dict[str, str] = {}
         if not self.clock_via_libc:
             missing["clock"] = (f"{self.name} does not read its clock through libc, so the clock shim "
                                 "cannot reach it")
         elif not self.clock_enabled:
             missing["clock"] = "the clock shim is loaded only into runs that ask for clock faults"
-        elif clockshim.unavailable_reason():
-            missing["clock"] = clockshim.unavailable_reason()
+        elif reason := clockshim.unavailable_reason():
+            missing["clock"] = reason
         lazy = lazy_unavailable(self.lazy_disk_enabled)
         if lazy:
             missing["lose-unsynced"] = lazy
@@ -251,7 +251,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         import docker.errors
 
         self.kill(node)
-        self._net.remove_node(node.id)
+        self.net().remove_node(node.id)
         self.nodes = [n for n in self.nodes if n.id != node.id]
         self.retired_nodes.append(node)
         try:
@@ -322,7 +322,7 @@ class ContainerDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
     def _prepare_container(self, node: Node):
         """Our chain, this run's rules for the node, the clock shim and the node's clock file:
         after every container start."""
-        self._net.reapply(node)
+        self.net().reapply(node)
         if self._uses_clock_shim():
             clockshim.write_spec(os.path.join(self._clock_host_dir(node), "spec"), self.clock_state(node).text())
         # The container start this preparation belongs to: another start means a fresh netns.
