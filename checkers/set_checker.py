@@ -26,13 +26,14 @@ def _k(x: Any) -> Any:
 
 def check_set(ops: list[Op], add_f: tuple[str, ...] = ("add", "append"), read_f: str = "read") -> dict:
     adds: dict[Any, dict[Any, str]] = {}
-    final: dict[Any, tuple[int, Any]] = {}
+    final: dict[Any, tuple[int, Any, int]] = {}  # key -> (marked final, value read, its index)
     for pair in pair_ops([op for op in ops if not op.is_nemesis]):
         inv, comp = pair.invoke, pair.complete
         key = _k(inv.key)
         if inv.f in add_f:
             adds.setdefault(key, {})[_k(inv.value)] = pair.type
         elif inv.f == read_f and pair.type == OK:
+            assert comp is not None  # an ok pair has its completion
             is_final = bool(comp.extra.get("final") or inv.extra.get("final"))
             prev = final.get(key)
             # A marked final read beats an unmarked one; among equals the latest wins.
