@@ -59,6 +59,7 @@ def register_history(seed: int, n_ops: int = 200, processes: int = 5, keys: int 
                 continue
             key = rng.choice(key_names)
             r = rng.random()
+            value: Any  # a read's None, a write's value, a cas's [expected, new]
             if r < mix[0]:
                 f, value = "read", None
             elif r < mix[0] + mix[1]:
@@ -204,9 +205,9 @@ def inject_stale_read(ops: list[Op], rng: random.Random) -> list[Op] | None:
             if c is not None and c.type == "ok":
                 writes.append((op, c, op.value if op.f == "write" else op.value[1]))
     reads = [(op, _completion(ops, op)) for op in ops if op.type == "invoke" and op.f == "read"]
-    reads = [(i, c) for i, c in reads if c is not None and c.type == "ok"]
-    rng.shuffle(reads)
-    for inv, comp in reads:
+    ok_reads = [(i, c) for i, c in reads if c is not None and c.type == "ok"]
+    rng.shuffle(ok_reads)
+    for inv, comp in ok_reads:
         for w_old in writes:
             if w_old[0].key != inv.key or w_old[2] == comp.value:
                 continue
