@@ -169,7 +169,7 @@ class HttpConnection(asyncio.Protocol):
         self.handler = handler
         self.connections = connections
         self.on_error = on_error
-        self.transport = None
+        self.transport: asyncio.Transport | None = None  # set by connection_made, before any data
         self.buf = bytearray()
         self.busy = False          # a request is being handled; later ones wait in buf
         self.keep_alive = True
@@ -292,6 +292,7 @@ class HttpConnection(asyncio.Protocol):
             if (not self._continue_sent and line_end < end
                     and _header(fields, b"\r\nexpect:") == b"100-continue"):
                 self._continue_sent = True  # curl waits for this before sending a large body
+                assert self.transport is not None  # data arrived, so the connection was made
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return None
         self._continue_sent = False
@@ -311,10 +312,12 @@ class HttpConnection(asyncio.Protocol):
             return
         keep_alive = self.keep_alive
         self.last_active = time.monotonic()
-        self.transport.write(render(status, body, keep_alive, headers))
+        transport = self.transport
+        assert transport is not None  # a request was read, so the connection was made
+        transport.write(render(status, body, keep_alive, headers))
         if not keep_alive:
             self.closed = True
-            self.transport.close()
+            transport.close()
             return
         if self.buf and not self._parsing:
             self._process()
