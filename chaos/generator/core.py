@@ -167,7 +167,7 @@ class Context:
         return r
 
     def _derive(self, **changes) -> Context:
-        fields = {"time": self.time, "threads": self.threads, "free": self.free,
+        fields: dict[str, Any] = {"time": self.time, "threads": self.threads, "free": self.free,
                   "workers": self.workers, "concurrency": self.concurrency}
         fields.update(changes)
         return Context(fields["time"], fields["threads"], fields["free"], fields["workers"],
