@@ -117,7 +117,7 @@ def partition(ops: list[Op], model: str = "register", append_mode: str | None = 
         return canonical(v)
 
     pairs = pair_ops([op for op in ops if not op.is_nemesis], source=source)
-    notes = {"dropped_fail": 0, "dropped_info_reads": 0, "pending_info": 0, "append_mode": mode}
+    notes: dict[str, Any] = {"dropped_fail": 0, "dropped_info_reads": 0, "pending_info": 0, "append_mode": mode}
     # Rank every event: calls before returns at equal times (closed intervals).
     events = []
     for n, p in enumerate(pairs):
@@ -151,8 +151,13 @@ def partition(ops: list[Op], model: str = "register", append_mode: str | None = 
         if comp is not None and comp.time < inv.time:
             raise HistoryError(_line(comp), f"completion at time {comp.time} precedes its invocation "
                                f"at {inv.time}", source)
+        ret_time = None
+        if not info:
+            assert comp is not None  # only an indeterminate pair may lack its completion
+            ret_time = comp.time
         inp = inp2 = out = None
         if f == READ:
+            assert comp is not None  # an ok read: indeterminate reads were dropped above
             out = enc(comp.value, _line(comp))
         elif f == CAS:
             v = inv.value
@@ -174,7 +179,7 @@ def partition(ops: list[Op], model: str = "register", append_mode: str | None = 
         by_key[key].append(LinOp(
             index=inv.index, process=inv.process, f=f, inp=inp, inp2=inp2, out=out,
             call=call_rank[n], ret=INF if info else ret_rank[n], info=info,
-            call_time=inv.time, ret_time=None if info else comp.time,
+            call_time=inv.time, ret_time=ret_time,
             complete_index=comp.index if comp is not None else None))
     return [KeyHistory(k, by_key[k], init) for k in key_order], notes
 
