@@ -47,7 +47,15 @@ class NodeHttpClient(Client):
             self._backoff = 0.0
         return self._backoff
 
+    def session(self) -> HttpClient:
+        """The HTTP session open() made (the Client contract: open before invoke)."""
+        if self.http is None:
+            raise RuntimeError(f"{type(self).__name__} used before open()")
+        return self.http
+
     def url(self, key: str, suffix: str = "") -> str:
+        if self.node is None:
+            raise RuntimeError(f"{type(self).__name__} used before open()")
         return f"{self.node.client_url.rstrip('/')}/kv/{quote(key, safe='')}{suffix}"
 
     def write_body(self, **fields) -> dict:
@@ -71,16 +79,16 @@ class NodeHttpClient(Client):
 class RegisterClient(NodeHttpClient):
     def invoke(self, op: Op) -> Op:
         if op.f == "read":
-            outcome = perform(self.http, "GET", self.url(op.key), None, is_read=True,
+            outcome = perform(self.session(), "GET", self.url(op.key), None, is_read=True,
                               not_found_value=None, extract=lambda b: b["value"])
             return self.complete(op, outcome, outcome.value)
         if op.f == "write":
-            outcome = perform(self.http, "PUT", self.url(op.key), self.write_body(value=op.value),
+            outcome = perform(self.session(), "PUT", self.url(op.key), self.write_body(value=op.value),
                               is_read=False)
             return self.complete(op, outcome, op.value)
         if op.f == "cas":
             expected, new = op.value
-            outcome = perform(self.http, "POST", self.url(op.key, "/cas"),
+            outcome = perform(self.session(), "POST", self.url(op.key, "/cas"),
                               self.write_body(expected=expected, value=new), is_read=False)
             return self.complete(op, outcome, op.value)
         raise ValueError(f"register client cannot {op.f!r} (valid: read, write, cas)")
@@ -96,11 +104,11 @@ def _list_value(body):
 class SetClient(NodeHttpClient):
     def invoke(self, op: Op) -> Op:
         if op.f == "add":
-            outcome = perform(self.http, "POST", self.url(op.key, "/append"),
+            outcome = perform(self.session(), "POST", self.url(op.key, "/append"),
                               self.write_body(value=op.value), is_read=False)
             return self.complete(op, outcome, op.value)
         if op.f == "read":
-            outcome = perform(self.http, "GET", self.url(op.key), None, is_read=True,
+            outcome = perform(self.session(), "GET", self.url(op.key), None, is_read=True,
                               not_found_value=[], extract=_list_value)
             return self.complete(op, outcome, outcome.value)
         raise ValueError(f"set client cannot {op.f!r} (valid: add, read)")
