@@ -90,6 +90,7 @@ import struct
 import threading
 import time
 import zlib
+from typing import Any
 
 from .codec import _ENTRY_HEAD, _ENTRY_KIND_CODES, _ENTRY_KIND_NAMES, _entry_data_bytes
 from .files import OS_FILES
@@ -283,7 +284,7 @@ def ready_ops(rd, tag) -> list[tuple]:
     snap = rd.snapshot
     if snap is None:
         return [("log", tag, rd.hard_state, record, rd.truncate_from, last)]
-    ops = []
+    ops: list[tuple] = []
     if rd.hard_state is not None:
         ops.append(("log", None, rd.hard_state, None, None, None))
     ops.append(("install", snap.index, snap.term, snap.data, snap.keep_log_after))
@@ -401,6 +402,7 @@ class Storage:
                                        f"(index {marker[0]}) that never completed")
             segments = segments[:-1]
         if start:
+            assert restart is not None  # start moves only with the restart record honoured there
             for _, path in segments[:start]:
                 files.unlink(path)
             self._fsync_dir()
@@ -564,11 +566,13 @@ class Storage:
     # ---------------------------------------------------------------- writing
 
     def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None  # the open segment: load() and every rollover open one
         _write_fully(self.files, self._fd, data)
         self._size += len(data)
 
     def _sync_fd(self) -> None:
         if self.sync_enabled:
+            assert self._fd is not None  # the open segment, as in _write_all
             self.files.fdatasync(self._fd)
             self.fsyncs += 1
 
@@ -814,7 +818,7 @@ class Storage:
         try:
             raw = self.files.read_file(path)
         except FileNotFoundError:
-            doc = {"id": node_id, "incarnation": new_incarnation}
+            doc: dict[str, Any] = {"id": node_id, "incarnation": new_incarnation}
             doc["crc"] = zlib.crc32(json.dumps(doc, sort_keys=True).encode())
             atomic_write(path, json.dumps(doc, sort_keys=True).encode(), self.sync_enabled, self.files)
             return new_incarnation
