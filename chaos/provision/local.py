@@ -145,8 +145,8 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         missing["bandwidth"] = CgroupNet.link_unavailable["bandwidth"]
         if not self.clock_enabled:
             missing["clock"] = "the clock shim is loaded only into runs that ask for clock faults"
-        elif clockshim.unavailable_reason():
-            missing["clock"] = clockshim.unavailable_reason()
+        elif reason := clockshim.unavailable_reason():
+            missing["clock"] = reason
         lazy = lazy_unavailable(self.lazy_disk_enabled)
         if lazy:
             missing["lose-unsynced"] = lazy
@@ -154,6 +154,8 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
 
     # -- paths and state ------------------------------------------------------------------------
     def node_dir(self, node: Node) -> str:
+        if self.data_root is None:
+            raise ProvisionError("the cluster is not set up: it has no data directory yet")
         return os.path.join(self.data_root, node.id)
 
     def data_dir(self, node: Node) -> str:
@@ -327,6 +329,8 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
         for node in self.nodes:
             inodes = set()
             proc = self.procs.get(node.id)
+            if proc is None:
+                continue  # not started: no connections to look at
             try:
                 for fd in os.listdir(f"/proc/{proc.pid}/fd"):
                     link = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
@@ -334,7 +338,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
                         inodes.add(link[8:-1])
                 with open("/proc/net/tcp") as f:
                     rows = [line.split() for line in f.readlines()[1:]]
-            except (OSError, AttributeError):
+            except OSError:
                 continue
             own = _hex_ip(node.address)
             for row in rows:
@@ -456,7 +460,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
 
     def collect_logs(self, node: Node, dest_dir: str) -> list[str]:
         os.makedirs(dest_dir, exist_ok=True)
-        written = []
+        written: list[str] = []
         source_dir = self.log_dir(node) if self.data_root else None
         if not source_dir or not os.path.isdir(source_dir):
             return written
@@ -470,7 +474,7 @@ class ProcessDB(ProvisionedDB, Process, Pause, Network, LogFiles, Exec, Disk):
 
 def read_states() -> list[dict]:
     """Every local run's state file (for `splitbrain clean` and `cluster status`)."""
-    states = []
+    states: list[dict] = []
     if not os.path.isdir(STATE_DIR):
         return states
     for name in sorted(os.listdir(STATE_DIR)):
