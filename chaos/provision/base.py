@@ -10,6 +10,7 @@ examples/etcd for etcd).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -130,6 +131,8 @@ class ProvisionedDB(DB, Clock):
     provisioner = ""
     #: the seeded bugs of the system (--bug NAME reaches it as node option "bug")
     seeded_bugs: tuple[str, ...] = ()
+    #: seconds per client request: from_config sets the run's (a system may give a default)
+    request_timeout: float
 
     @classmethod
     def from_config(cls, config, run_id: str, **overrides) -> "ProvisionedDB":
@@ -148,7 +151,7 @@ class ProvisionedDB(DB, Clock):
         accepted = set()
         for klass in cls.__mro__:
             if "__init__" in klass.__dict__:
-                accepted |= {name for name, p in inspect.signature(klass.__init__).parameters.items()
+                accepted |= {name for name, p in inspect.signature(klass.__dict__["__init__"]).parameters.items()
                              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
                              and name not in ("self", "run_id", "nodes", "node_options")}
         kw = dict(config.provisioner_options)
@@ -200,7 +203,7 @@ class ProvisionedDB(DB, Clock):
     def wait_ready(self, nodes: list[Node], timeout: float) -> None:
         """Default readiness: every node's client port accepts connections."""
         for node in nodes:
-            if not wait_until(lambda node=node: port_open(node.address, self.client_port), timeout):
+            if not wait_until(functools.partial(port_open, node.address, self.client_port), timeout):
                 raise ProvisionError(f"{node.id}: nothing listens on {node.address}:{self.client_port} "
                                      f"after {timeout:.0f} s")
 
@@ -328,7 +331,7 @@ class ProvisionedDB(DB, Clock):
         self._clock_verified.discard(node.id)
 
 
-def db_factory(*classes: type) -> "Callable":
+def db_factory(*classes: type[ProvisionedDB]) -> "Callable":
     """A `splitbrain.dbs` registry entry over DB classes, one per provisioner they run on:
 
         make_db = db_factory(EtcdDB)                         # docker only
