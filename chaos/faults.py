@@ -222,7 +222,8 @@ BUILTIN_KINDS = (
     # Membership (chaos.nemesis.membership): one change per op, through the DB's Membership
     # capability; settle finishes a half-done change and compares the view with the cluster's.
     FaultKind("membership", "membership", "settle", frozenset({"membership"}), _membership_nemesis,
-              _random_membership, params={"membership": {"change": True, "node": False}, "settle": {}},
+              _random_membership,
+              params={"membership": {"change": True, "node": False, "wait": False, "retire": False}, "settle": {}},
               heal_rank=60, min_nodes=3, in_all=False, instant=True,
               description="grow, shrink, replace a node or transfer leadership (the DB's membership changes)"),
 )

@@ -258,8 +258,11 @@ class Membership(abc.ABC):
         """Ask the cluster to add a node from provision_node() as a non-voting member."""
 
     @abc.abstractmethod
-    def promote(self, node_id: str) -> dict:
-        """Make a learner a voter (a DB may refuse it until the learner has caught up: fail)."""
+    def promote(self, node_id: str, wait: bool = True) -> dict:
+        """Make a learner a voter (a DB may refuse it until the learner has caught up: fail).
+        wait=False: send the change and do not wait for it to commit (a leader cut off from
+        its majority appends it and may never commit it): ok or fail only if the answer comes
+        at once, unknown otherwise."""
 
     @abc.abstractmethod
     def remove(self, node_id: str) -> dict:

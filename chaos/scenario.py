@@ -344,10 +344,11 @@ MAX_ADDED_NODES = 32  # the most nodes a run may add (the local provisioner's bo
 
 def _schedule_names(value: Any, cfg: RunConfig) -> list[str]:
     """The node names steps may use: the run's nodes, and in a schedule that grows the cluster
-    (membership grow or replace) the ids nodes added mid-run get, n<nodes+1> onwards, so that a
-    reproduction can name the nodes a run added (they are numbered in the order added)."""
+    (membership grow, replace or add-learner) the ids nodes added mid-run get, n<nodes+1>
+    onwards, so that a reproduction can name the nodes a run added (numbered in the order added)."""
     raw = value.get("steps") if isinstance(value, dict) else value
-    grows = any(isinstance(s, dict) and s.get("f") == "membership" and s.get("change") in ("grow", "replace")
+    adding = ("grow", "replace", "add-learner")
+    grows = any(isinstance(s, dict) and s.get("f") == "membership" and s.get("change") in adding
                 for s in raw or ()) if isinstance(raw, list) else False
     if not grows and not (cfg.nemesis and "membership" in cfg.nemesis):
         return node_names(cfg.nodes)

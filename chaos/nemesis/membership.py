@@ -7,12 +7,22 @@ capability: nothing here knows how a system changes its configuration.
                                                            (never below MIN_VOTERS voters)
     {"f": "membership", "value": {"change": "replace"}}    grow, then shrink another voter
     {"f": "membership", "value": {"change": "transfer"}}   leadership handed to another voter
+    {"f": "membership", "value": {"change": "add-learner"}} grow's first half: a new node added
+                                                           as a learner, not promoted
+    {"f": "membership", "value": {"change": "promote"}}    grow's second half: a learner (the
+                                                           first, or "node") promoted
     {"f": "settle"}                                        finish what is half done (a learner
                                                            left unpromoted), then compare our
                                                            view with the cluster's configuration
 
 "node" names the voter to remove or to hand the leadership to ("leader" for shrink: remove the
-leader itself); without it one is drawn among the legal ones. The nemesis keeps its own view of
+leader itself), or the learner to promote; without it one is drawn among the legal ones.
+"wait": false (promote) sends the change without waiting for it to commit, for a leader cut off
+from its majority (it appends the change and cannot commit it): the outcome is then usually
+unknown, and the next op resolves it from the cluster's configuration like any other unknown.
+"retire": false (shrink) keeps the removed node in the roster and its process as other faults
+left it (killed, say), for a schedule that restarts it later: a configuration that still has
+it (a sibling appended elsewhere) may yet count on it. The nemesis keeps its own view of
 the configuration (voters, learners, the change in flight) and draws only changes that are legal
 from it; a change whose outcome is unknown (a timeout) is resolved by reading the cluster's
 configuration before anything else is drawn. Every op's completion carries the steps taken
@@ -34,7 +44,7 @@ from chaos.nemesis.common import complete, current_leader, process_state, value_
 
 log = logging.getLogger("splitbrain")
 
-CHANGES = ("grow", "shrink", "replace", "transfer")
+CHANGES = ("grow", "shrink", "replace", "transfer", "add-learner", "promote")
 MIN_VOTERS = 3       # a shrink never leaves fewer voters (a minority of one fault would stop it)
 MAX_MEMBERS = 7      # a grow never makes more members than this
 RETRY_FOR_S = 8.0    # how long a "not now" refusal (a learner catching up, no leader) is retried
@@ -50,10 +60,17 @@ def check_value(value: dict, f: str = "membership") -> None:
         raise ValueError(f"membership: unknown change {change!r} (valid: {', '.join(CHANGES)})")
     node = value.get("node")
     if node is not None:
-        if change not in ("shrink", "transfer"):
-            raise ValueError(f"membership: node is only for change shrink or transfer, not {change}")
+        if change not in ("shrink", "transfer", "promote"):
+            raise ValueError("membership: node is only for change shrink or transfer (a voter) or promote "
+                             f"(a learner), not {change}")
         if not isinstance(node, str) or not node:
             raise ValueError(f"membership: node must be a node id or 'leader', got {node!r}")
+    for key, only in (("wait", "promote"), ("retire", "shrink")):
+        if key in value:
+            if change != only:
+                raise ValueError(f"membership: {key} is only for change {only}, not {change}")
+            if not isinstance(value[key], bool):
+                raise ValueError(f"membership: {key} must be true or false, got {value[key]!r}")
 
 
 def _sorted(ids):
@@ -125,7 +142,7 @@ class MembershipNemesis(Nemesis):
             result = self._settle(steps)
         elif op.f == "membership":
             change = value["change"]
-            result = getattr(self, f"_{change}")(value, steps)
+            result = getattr(self, f"_{change.replace('-', '_')}")(value, steps)
         else:
             raise ValueError(f"the membership nemesis does not handle {op.f!r} (it handles membership, settle)")
         result.update(self._view(), steps=steps, ms=round((time.monotonic() - t0) * 1000, 1))
@@ -154,17 +171,23 @@ class MembershipNemesis(Nemesis):
         return step
 
     def _grow(self, value: dict, steps: list[dict]) -> dict:
+        return self._add(steps, "grow", promote=True)
+
+    def _add_learner(self, value: dict, steps: list[dict]) -> dict:
+        return self._add(steps, "add-learner", promote=False)
+
+    def _add(self, steps: list[dict], change: str, promote: bool) -> dict:
         if len(self.voters) + len(self.learners) >= self.max_members:
-            return {"change": "grow", "outcome": "skipped",
+            return {"change": change, "outcome": "skipped",
                     "detail": f"the cluster has {self.max_members} members already (the most this nemesis makes)"}
-        learner = next(iter(_sorted(self.learners)), None)
+        learner = next(iter(_sorted(self.learners)), None) if promote else None
         if learner is None:
             t0 = time.monotonic()
             try:
                 node = self.db.provision_node()
             except Exception as e:  # noqa: BLE001
                 steps.append({"op": "provision", "outcome": CHANGE_FAIL, "detail": f"{type(e).__name__}: {e}"})
-                return {"change": "grow", "outcome": CHANGE_FAIL, "nodes": []}
+                return {"change": change, "outcome": CHANGE_FAIL, "nodes": []}
             steps.append({"op": "provision", "node": node.id, "outcome": CHANGE_OK,
                           "ms": round((time.monotonic() - t0) * 1000, 1)})
             self._join_roster(node)
@@ -180,19 +203,34 @@ class MembershipNemesis(Nemesis):
             if node.id not in self.learners:
                 # never added: retire the node we started, it can never become a member now
                 self._retire(node.id, steps)
-                return {"change": "grow", "outcome": step["outcome"], "nodes": [node.id]}
+                return {"change": change, "outcome": step["outcome"], "nodes": [node.id]}
+            if not promote:
+                return {"change": change, "outcome": CHANGE_OK, "nodes": [node.id]}
             learner = node.id
-        return self._promote(learner, steps, "grow")
+        return self._promote_learner(learner, steps, change)
 
-    def _promote(self, learner: str, steps: list[dict], change: str) -> dict:
+    def _promote(self, value: dict, steps: list[dict]) -> dict:
+        learner = value.get("node") or next(iter(_sorted(self.learners)), None)
+        if learner is None or learner not in self.learners:
+            return {"change": "promote", "outcome": "skipped",
+                    "detail": f"{learner} is not a learner" if learner else "no learner to promote"}
+        return self._promote_learner(learner, steps, "promote", wait=value.get("wait", True))
+
+    def _promote_learner(self, learner: str, steps: list[dict], change: str, wait: bool = True) -> dict:
         self.pending = {"op": "promote", "node": learner}
-        step = self._step(steps, "promote", learner, lambda: self.db.promote(learner))
+        if wait:
+            step = self._step(steps, "promote", learner, lambda: self.db.promote(learner))
+        else:
+            step = self._step(steps, "promote", learner, lambda: self.db.promote(learner, wait=False))
         if step["outcome"] == CHANGE_OK:
             self.learners.discard(learner)
             self.voters.add(learner)
             self.pending = None
         elif step["outcome"] == CHANGE_UNKNOWN:
-            self._resolve(steps)
+            if wait:
+                self._resolve(steps)
+            # not waiting: the change stays pending (our view keeps the learner a learner) and the
+            # next op resolves it from the cluster's configuration
         else:
             self.pending = None  # still a learner: the next grow or settle promotes it
         return {"change": change, "outcome": step["outcome"], "nodes": [learner]}
@@ -219,7 +257,8 @@ class MembershipNemesis(Nemesis):
         else:
             self.pending = None
         if victim not in self.voters and victim not in self.learners and victim in self._by_id():
-            self._retire(victim, steps)
+            if value.get("retire", True):
+                self._retire(victim, steps)
         return {"change": change, "outcome": step["outcome"], "nodes": [victim]}
 
     def _remove_learner(self, learner: str, steps: list[dict]) -> None:
@@ -259,7 +298,7 @@ class MembershipNemesis(Nemesis):
 
     def _settle(self, steps: list[dict]) -> dict:
         for learner in _sorted(self.learners):
-            self._promote(learner, steps, "settle")
+            self._promote_learner(learner, steps, "settle")
             if learner in self.learners:
                 # one that cannot be promoted is removed: the run ends with voters only
                 self._remove_learner(learner, steps)

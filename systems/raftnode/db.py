@@ -282,6 +282,9 @@ class Raftnode(StatusProbe, Primaries):
 RETRYABLE_ERRORS = ("change_in_progress", "leader_not_ready", "not_caught_up", "no_leader", "transferring",
                     "transfer_in_progress")
 MAX_ADMIN_REDIRECTS = 3
+# A change sent without waiting: long enough for a refusal or a redirect to come back at once,
+# far shorter than a commit that may never come.
+NO_WAIT_TIMEOUT_S = 0.5
 
 
 class RaftnodeMembership(Membership):
@@ -307,8 +310,9 @@ class RaftnodeMembership(Membership):
                                                  "client": f"{node.address}:{node.client_port}",
                                                  "incarnation": status["incarnation"]})
 
-    def promote(self, node_id: str) -> dict:
-        return self._admin("/cluster/promote", {"id": node_id})
+    def promote(self, node_id: str, wait: bool = True) -> dict:
+        return self._admin("/cluster/promote", {"id": node_id},
+                           timeout=None if wait else NO_WAIT_TIMEOUT_S)
 
     def remove(self, node_id: str) -> dict:
         return self._admin("/cluster/remove", {"id": node_id})
@@ -338,8 +342,10 @@ class RaftnodeMembership(Membership):
         leader = leader_of(statuses)
         return sorted((n for n in self.nodes if n.id in statuses), key=lambda n: n.id != leader)
 
-    def _request(self, node: Node, method: str, path: str, body) -> tuple[int, dict | None]:
-        conn = http.client.HTTPConnection(node.address, node.client_port, timeout=self.admin_timeout)
+    def _request(self, node: Node, method: str, path: str, body,
+                 timeout: float | None = None) -> tuple[int, dict | None]:
+        conn = http.client.HTTPConnection(node.address, node.client_port,
+                                          timeout=self.admin_timeout if timeout is None else timeout)
         try:
             payload = None if body is None else json.dumps(body).encode()
             conn.request(method, path, body=payload,
@@ -351,8 +357,9 @@ class RaftnodeMembership(Membership):
         finally:
             conn.close()
 
-    def _admin(self, path: str, body: dict) -> dict:
-        """One admin request to the leader (redirects followed), mapped onto an outcome."""
+    def _admin(self, path: str, body: dict, timeout: float | None = None) -> dict:
+        """One admin request to the leader (redirects followed), mapped onto an outcome;
+        `timeout` (default admin_timeout) is how long an answer is waited for."""
         candidates = self._leaders_first()
         if not candidates:
             return {"outcome": CHANGE_FAIL, "detail": "no node answers /status", "retry": True}
@@ -361,7 +368,7 @@ class RaftnodeMembership(Membership):
         t0 = time.monotonic()
         while True:
             try:
-                code, answer = self._request(node, "POST", path, body)
+                code, answer = self._request(node, "POST", path, body, timeout)
             except ConnectionRefusedError as e:
                 return {"outcome": CHANGE_FAIL, "detail": f"{node.id}: {e}", "retry": True}
             except (OSError, http.client.HTTPException, ValueError) as e:
