@@ -140,11 +140,14 @@ def check_key(kh: KeyHistory, append_mode: str = "list", deadline: float | None 
             match[call_node[i]] = node
 
     fs = [op.f for op in ops]
-    inps = [op.inp for op in ops]
-    inp2s = [op.inp2 for op in ops]
+    # str for the kinds the loop reads them for (a write's, cas's or append's input, a cas's new
+    # value: prepare always sets those), None for the rest; Any keeps the hot loop free of checks.
+    inps: list[Any] = [op.inp for op in ops]
+    inp2s: list[Any] = [op.inp2 for op in ops]
     outs = [op.out for op in ops]
     infos = [op.info for op in ops]
-    pred_of = [preds.get(op.inp) if preds is not None and op.f == APPEND else None for op in ops]
+    pred_of = [preds.get(op.inp) if preds is not None and op.f == APPEND and op.inp is not None else None
+               for op in ops]
 
     if deadline is not None and time.monotonic() > deadline:
         result.update(valid="unknown", steps=0, reason="time budget exhausted")
@@ -236,7 +239,7 @@ def check_key(kh: KeyHistory, append_mode: str = "list", deadline: float | None 
     return result
 
 
-def _describe_stuck(ops: list[LinOp], depth: int, snapshot: tuple[int, str], t0: int) -> dict:
+def _describe_stuck(ops: list[LinOp], depth: int, snapshot: tuple[int, str], t0: int | None) -> dict:
     """Words for an illegal key: where the longest linearization got stuck."""
     bits, state = snapshot
     pending = [i for i in range(len(ops)) if not (bits >> i) & 1]
