@@ -14,6 +14,7 @@ out "unknown". When done, early or not, every worker we started is SIGKILLed by 
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
@@ -21,7 +22,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Generator, Iterable
 
 # A search checks its deadline every few thousand steps (milliseconds); past the deadline by this
@@ -81,9 +82,9 @@ class _Worker:
                                    name="splitbrain-search")
         self.process.start()
         child_end.close()  # ours no longer: end-of-file on parent_end now means the worker is gone
-        self.conn = parent_end
+        self.conn: Connection = parent_end
         self.job: Any = None
-        self.hard_deadline: float | None = None
+        self.hard_deadline = math.inf  # when a job is sent: its deadline plus the grace
 
     def kill(self) -> None:
         """SIGKILL by pid (never a broad name), then reap."""
@@ -166,7 +167,7 @@ def run_jobs(func: Callable, jobs: Iterable[tuple[Any, tuple, float]], workers: 
             for conn in ready:
                 w = busy.pop(conn)
                 try:
-                    ok, value = conn.recv()
+                    ok, value = w.conn.recv()  # (w.conn is conn: busy is keyed by it)
                 except (EOFError, OSError):
                     detail = w.exit_detail()
                     _retire(w, pool)
