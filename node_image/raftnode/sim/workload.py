@@ -44,7 +44,7 @@ class SimClient:
         self.read_floor = 0
         self.attempts = 0
         self.request: Request | None = None
-        self.stop_at = None
+        self.stop_at: int | None = None  # sim time (us) after which no new operation starts
         self.last_seen: dict[str, object] = {}
 
     def start(self, at_us: int, stop_at_us: int) -> None:
@@ -129,6 +129,7 @@ class SimClient:
         request, answer = payload
         if request is not self.request:
             return
+        assert request is not None and self.command is not None  # the request in flight, for its command
         kind = answer[0]
         cluster = self.cluster
         if kind == "redirect":
