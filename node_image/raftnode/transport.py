@@ -219,11 +219,12 @@ class _IncomingProtocol(asyncio.Protocol):
     def __init__(self, transport_owner: "PeerTransport"):
         self.owner = transport_owner
         self.decoder = FrameDecoder(transport_owner.max_frame)
-        self.transport = None
+        self.transport: asyncio.Transport | None = None  # set by connection_made, before anything else
         self.peer = "?"
-        self.src = None  # the authenticated member on the other end
+        self.src: str | None = None  # the authenticated member on the other end
         self.incarnation = ""  # and the incarnation it presented
-        self._claimed = None  # (src, nonce_c, nonce_s, incarnation, address) between HELLO and PROOF
+        # (src, nonce_c, nonce_s, incarnation, address) between HELLO and PROOF
+        self._claimed: tuple[str, bytes, bytes, str, str] | None = None
         self._buf = bytearray()
         self._timer = None
 
@@ -236,6 +237,7 @@ class _IncomingProtocol(asyncio.Protocol):
 
     def _handshake_expired(self) -> None:
         self._timer = None
+        assert self.transport is not None  # the timer is started by connection_made
         if self.src is None and not self.transport.is_closing():
             self._garbage(f"no completed handshake within {HANDSHAKE_TIMEOUT_S:g} s")
 
@@ -258,6 +260,7 @@ class _IncomingProtocol(asyncio.Protocol):
         """Advance the handshake with the buffered bytes; the bytes after it once complete."""
         owner = self.owner
         buf = self._buf
+        assert self.transport is not None  # bytes arrive only after connection_made
         if self._claimed is None:
             hello = parse_hello(buf)
             if hello is None:
@@ -331,6 +334,7 @@ class _IncomingProtocol(asyncio.Protocol):
         return False
 
     def _garbage(self, error: str) -> None:
+        assert self.transport is not None  # reached only from callbacks after connection_made
         if self.transport.is_closing():
             return  # already reported and dropped
         self.owner.on_garbage(self.peer, error)
