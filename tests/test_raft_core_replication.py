@@ -211,3 +211,25 @@ def test_a_silent_follower_falls_back_to_one_probe_per_heartbeat():
         sent_to_n2 += [m for m in messages(drain(core), APPEND) if m.dst == "n2"]
     assert len(sent_to_n2) <= 2, "only heartbeat probes go to a silent follower"
     assert core.progress["n2"].state == "probe"
+
+
+def test_an_ack_claiming_more_than_the_leaders_log_is_ignored_and_replication_goes_on():
+    # A follower cannot hold more of our log than we do: such an answer comes from a diverged
+    # log (a broken peer, or safety lost elsewhere). Taken, it set the follower's next index
+    # past our log, and the next append had no previous entry to name: the leader crashed.
+    core = make_leader(make_core(pre_vote=False))
+    last = core.last_log_index
+    core.step(ack("n2", "n1", core.term, last + 50))
+    assert core.commit_index < last + 1 and core.role == "leader"
+    sent = []
+    for _ in range(20):
+        core.tick()
+        sent += messages(drain(core), APPEND)
+    core.propose({"op": "put", "key": "k", "value": 1})
+    sent += messages(drain(core), APPEND)
+    to_n2 = [m for m in sent if m.dst == "n2"]
+    assert to_n2 and all(m.prev_log_index <= core.last_log_index for m in to_n2)
+    core.step(ack("n2", "n1", core.term, core.last_log_index))
+    core.step(ack("n3", "n1", core.term, core.last_log_index))
+    drain(core)
+    assert core.commit_index == core.last_log_index

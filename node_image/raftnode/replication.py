@@ -105,6 +105,13 @@ class Replication(CoreState):
             return
         state = pr.state
         if msg.success:
+            if msg.match_index > self.raft_log.last_index:
+                # It claims more of our log than we hold: its log diverged from ours (only a
+                # broken peer, or safety already lost elsewhere, can say so). Taking it would
+                # send appends after entries we do not have; ignore it, the next probe settles.
+                self._event("append_resp_ignored", peer=msg.src, match=msg.match_index,
+                            last=self.raft_log.last_index)
+                return
             news = self._acknowledged(pr, msg.src, msg.match_index)
             if self.role != LEADER or self.progress.get(msg.src) is not pr:
                 return  # the commit removed us (we stepped down) or this follower
