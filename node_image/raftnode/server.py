@@ -319,10 +319,10 @@ class Pending:
         self.deadline = deadline
         self.done = False
         self.term = 0
-        self.key = None
+        self.key: str | None = None  # a read's key
         self.command = None
         self.path = path
-        self.admin = None   # a configuration change: answered from its entry (see _apply)
+        self.admin: str | None = None   # a configuration change: answered from its entry (see _apply)
 
     def answer(self, status: int, body, headers: dict | None = None) -> None:
         if not self.done:
@@ -340,7 +340,9 @@ class RaftNode:
             raise ValueError("no cluster: give the bootstrap members, or join with this node's addresses")
         if opts.cluster and self.id not in opts.cluster:
             raise ValueError(f"node id {self.id!r} is not in the cluster ({', '.join(opts.cluster)})")
-        self.me = opts.cluster.get(self.id) or opts.join
+        me = opts.cluster.get(self.id) or opts.join
+        assert me is not None  # checked above: bootstrap members holding this id, or join's addresses
+        self.me = me
         unknown = set(opts.bugs) - set(KNOWN_BUGS)
         if unknown:
             raise ValueError(f"unknown seeded bug(s): {', '.join(sorted(unknown))}")
@@ -407,13 +409,13 @@ class RaftNode:
         self._stopping = False
         self.exit_code = 0  # 3 when the node stopped itself on an internal failure
         self._stopped = asyncio.Event()
-        self._http_server = None
+        self._http_server: asyncio.Server | None = None
         self._connections = httpmod.ClientConnections(opts.max_client_connections, opts.client_idle_timeout_s,
                                                       on_event=self.log.event)
-        self._sweep_handle = None
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self._last_tick = 0.0
         self._last_gc_freeze = 0.0
-        self._tick_handle = None
+        self._tick_handle: asyncio.TimerHandle | None = None
         self.started_mono = time.monotonic()
         # Ready objects handed out but not yet advanced: [rd, messages after fsync, bug acks, durable]
         self._unadvanced: deque = deque()
@@ -513,6 +515,7 @@ class RaftNode:
                        last_applied=self.last_applied)
         if self._storage_pool is not None:
             self._storage_pool.shutdown(wait=True)  # let the write in flight finish
+        if self._snapshot_pool is not None:  # (both exist, or neither: opts.storage_thread)
             self._snapshot_pool.shutdown(wait=True)
         self.storage.close()
         self.log.close()
@@ -966,6 +969,7 @@ class RaftNode:
     def _serve_read(self, ctx) -> None:
         pending = self._read_waiters.pop(ctx, None)
         if pending is not None and not pending.done:
+            assert pending.key is not None  # a read's pending names its key
             pending.answer(*self.kv.get(pending.key))
 
     def _lost_leadership(self) -> None:
@@ -994,7 +998,8 @@ class RaftNode:
                                {"ok": True} if current == command["expected"] else {"ok": False, "value": current})
             elif op == "append":
                 status, body = self.kv.get(command["key"])
-                current = body.get("value") if status == 200 and isinstance(body.get("value"), list) else []
+                value = body.get("value") if status == 200 else None
+                current = value if isinstance(value, list) else []
                 pending.answer(200, {"value": current + [command["value"]]})
             else:
                 pending.answer(200, {})
