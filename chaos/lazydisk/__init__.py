@@ -80,29 +80,11 @@ def ensure_binary() -> str:
     path = binary_path()
     if os.access(path, os.X_OK):
         return path
-    from checkers.porcupine import find_go
+    from checkers.porcupine import find_go, go_build
     go = find_go()
     if go is None:
         raise LazyDiskUnavailable("no Go toolchain found to build the lazy disk helper")
-    os.makedirs(_cache_dir(), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lazydisk-build-", dir=_cache_dir())
-    os.close(fd)
-    env = dict(os.environ)
-    env.setdefault("GOTOOLCHAIN", "local")
-    env.setdefault("GOFLAGS", "-mod=mod")
-    env.setdefault("CGO_ENABLED", "0")
-    try:
-        proc = subprocess.run([go, "build", "-trimpath", "-o", tmp, "."], cwd=SOURCE_DIR, env=env,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise LazyDiskUnavailable(f"building the lazy disk helper failed:\n{proc.stderr.strip()}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-    except subprocess.TimeoutExpired:
-        raise LazyDiskUnavailable("building the lazy disk helper took over 600 s") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    go_build(go, SOURCE_DIR, path, "the lazy disk helper", LazyDiskUnavailable)
     return path
 
 

@@ -82,32 +82,38 @@ def _build(path: str) -> str:
     if go is None:
         raise PorcupineUnavailable("no Go toolchain found (looked for `go` on PATH and in "
                                    + ", ".join(GO_FALLBACKS) + ")")
+    go_build(go, SOURCE_DIR, path, "the porcupine helper", PorcupineUnavailable)
+    _built = path
+    return path
+
+
+def go_build(go: str, source_dir: str, path: str, what: str, error: type[Exception]) -> None:
+    """Build the Go program in source_dir into path, offline (local toolchain, module cache,
+    no cgo); failures raise `error` naming `what`. Shared by every Go helper we build."""
     try:
-        os.makedirs(cache_dir(), exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         # Build into a temporary name and rename: concurrent first uses never see half a binary.
-        fd, tmp = tempfile.mkstemp(prefix=".porcupine-build-", dir=cache_dir())
+        fd, tmp = tempfile.mkstemp(prefix=".go-build-", dir=os.path.dirname(path))
         os.close(fd)
     except OSError as e:
-        raise PorcupineUnavailable(f"cannot write the helper into {cache_dir()}: {e} "
-                                   "(set SPLITBRAIN_CACHE to a writable folder)") from None
+        raise error(f"cannot write {what} into {os.path.dirname(path)}: {e} "
+                    "(set SPLITBRAIN_CACHE to a writable folder)") from None
     env = dict(os.environ)
     env.setdefault("GOTOOLCHAIN", "local")   # never download another toolchain
     env.setdefault("GOFLAGS", "-mod=mod")
     env.setdefault("CGO_ENABLED", "0")
     try:
-        proc = subprocess.run([go, "build", "-trimpath", "-o", tmp, "."], cwd=SOURCE_DIR, env=env,
+        proc = subprocess.run([go, "build", "-trimpath", "-o", tmp, "."], cwd=source_dir, env=env,
                               capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
-            raise PorcupineUnavailable(f"building the porcupine helper failed:\n{proc.stderr.strip()}")
+            raise error(f"building {what} failed:\n{proc.stderr.strip()}")
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)
     except subprocess.TimeoutExpired:
-        raise PorcupineUnavailable("building the porcupine helper took over 600 s") from None
+        raise error(f"building {what} took over 600 s") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _built = path
-    return path
 
 
 def available() -> bool:
